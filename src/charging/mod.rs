@@ -1,0 +1,1 @@
+//! Usage metering: per session × rating group and per session × monitoring key.

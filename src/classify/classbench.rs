@@ -1,0 +1,1 @@
+//! Reader for ClassBench rule sets and traces.

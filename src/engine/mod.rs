@@ -1,0 +1,1 @@
+//! The per-worker sans-IO pipeline.

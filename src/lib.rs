@@ -1,0 +1,14 @@
+//! Weir: a userspace policy and charging enforcement gateway (3GPP PCEF / TDF).
+//!
+//! The packet path is sans-IO: [`engine::Engine::handle_frame`] takes bytes and the time and
+//! returns a [`engine::Verdict`]. Sockets, threads and clocks live at the edges (`io`, and the
+//! binary). Only `io` may use `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod charging;
+pub mod classify;
+pub mod engine;
+pub mod io;
+pub mod policy;
+pub mod time;
+pub mod wire;

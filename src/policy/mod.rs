@@ -1,0 +1,15 @@
+//! The policy model: Flow-Descriptions (IPFilterRule), SDF filters, PCC rules, subscriber
+//! sessions, the TOML configuration, and the immutable [`PolicySnapshot`] the data path reads.
+//!
+//! Policy is built and validated here, once, off the packet path. Nothing here touches a socket
+//! or a clock; times are handed in.
+
+mod config;
+mod flow;
+mod model;
+mod snapshot;
+
+pub use config::{Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction};
+pub use flow::{AddressMatch, FilterDirection, FlowDescription, FlowDescriptionError, IpPrefix, PortRange};
+pub use model::*;
+pub use snapshot::*;

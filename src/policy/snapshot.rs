@@ -1,0 +1,1 @@
+//! The immutable policy snapshot the data path reads.
