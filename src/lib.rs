@@ -10,5 +10,6 @@ pub mod classify;
 pub mod engine;
 pub mod io;
 pub mod policy;
+pub mod replay;
 pub mod time;
 pub mod wire;

@@ -1,1 +1,392 @@
-//! The immutable policy snapshot the data path reads.
+//! The immutable policy snapshot the data path reads: sessions indexed by UE address, each with
+//! its PCC rules (dynamic and active predefined) compiled into one classifier per direction.
+//!
+//! Built once per policy change by the single writer, then shared read-only (`Arc`) with every
+//! worker. Building never fails on a valid [`Config`]; all validation happened there.
+
+use super::config::{Config, GatewaySettings};
+use super::flow::{AddressMatch, FilterDirection, FlowDescription, PortRange};
+use super::model::{DefaultRule, FlowDirection, FlowStatus, PccRule, SessionConfig, SubscriberId};
+use crate::classify::{self, Classifier, Key, Linear, Ports, Prefix, Rule, TupleSpace};
+use crate::time::Timestamp;
+use crate::wire::Direction;
+use rustc_hash::FxHashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Stable identity of a session across snapshots (counters are keyed by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u32);
+
+/// Index of a rule in [`PolicySnapshot::rules`]; valid for that snapshot only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleId(pub u32);
+
+/// Below this many classifier entries a linear scan beats any structure.
+const LINEAR_LIMIT: usize = 24;
+
+/// The per-direction lookup of one session.
+enum SessionClassifier {
+    Linear(Linear),
+    TupleSpace(TupleSpace),
+}
+
+impl SessionClassifier {
+    fn build(rules: &[Rule]) -> Self {
+        if rules.len() <= LINEAR_LIMIT {
+            SessionClassifier::Linear(Linear::build(rules))
+        } else {
+            SessionClassifier::TupleSpace(TupleSpace::build(rules))
+        }
+    }
+
+    fn classify_from(&self, key: &Key, from: u32) -> Option<u32> {
+        match self {
+            SessionClassifier::Linear(c) => c.classify_from(key, from),
+            SessionClassifier::TupleSpace(c) => c.classify_from(key, from),
+        }
+    }
+}
+
+struct DirectionalRules {
+    classifier: SessionClassifier,
+    /// Classifier entry index -> rule.
+    entries: Vec<RuleId>,
+}
+
+impl DirectionalRules {
+    fn lookup(
+        &self,
+        rules: &[CompiledRule],
+        key: &Key,
+        now: Timestamp,
+        timed: bool,
+    ) -> Option<RuleId> {
+        let mut from = 0;
+        loop {
+            let entry = self.classifier.classify_from(key, from)?;
+            let id = self.entries[entry as usize];
+            if !timed || rules[id.0 as usize].rule.active_at(now) {
+                return Some(id);
+            }
+            from = entry + 1;
+        }
+    }
+}
+
+/// A PCC rule as the data path uses it.
+pub struct CompiledRule {
+    pub rule: Arc<PccRule>,
+    /// `None` for a predefined rule (shared by sessions), else the session owning it.
+    pub session: Option<SessionId>,
+}
+
+impl CompiledRule {
+    /// Whether the gate lets a packet of this direction through.
+    pub fn gate_open(&self, direction: Direction) -> bool {
+        match (self.rule.flow_status, direction) {
+            (FlowStatus::Enabled, _) => true,
+            (FlowStatus::EnabledUplink, Direction::Uplink) => true,
+            (FlowStatus::EnabledDownlink, Direction::Downlink) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A session as the data path sees it.
+pub struct Session {
+    pub id: SessionId,
+    pub subscriber: SubscriberId,
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    pub ipv6: Option<super::flow::IpPrefix>,
+    pub default_rule: DefaultRule,
+    /// Every rule of the session (dynamic and predefined), best precedence first.
+    pub rules: Vec<RuleId>,
+    uplink: DirectionalRules,
+    downlink: DirectionalRules,
+    /// Activation/deactivation instants of its rules, sorted; classification results are valid
+    /// only until the next one.
+    boundaries: Vec<Timestamp>,
+}
+
+impl Session {
+    /// The first instant after `now` at which a rule of this session turns on or off.
+    pub fn next_boundary(&self, now: Timestamp) -> Timestamp {
+        let i = self.boundaries.partition_point(|b| *b <= now);
+        self.boundaries.get(i).copied().unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// Everything the data path needs to enforce policy, frozen.
+pub struct PolicySnapshot {
+    /// Increases with every snapshot; flow-cache entries from older snapshots are stale.
+    pub version: u64,
+    pub settings: GatewaySettings,
+    pools: Vec<Prefix>,
+    pub rules: Vec<CompiledRule>,
+    pub sessions: Vec<Session>,
+    by_ipv4: FxHashMap<u32, u32>,
+    /// IPv6 sessions by (prefix length, masked address); few distinct lengths in practice.
+    ipv6_lengths: Vec<u8>,
+    by_ipv6: FxHashMap<(u8, u128), u32>,
+}
+
+impl PolicySnapshot {
+    /// Compiles a validated configuration. Session ids are their positions in the config.
+    pub fn build(config: &Config, version: u64) -> PolicySnapshot {
+        let sessions: Vec<(SessionId, &SessionConfig)> = config
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (SessionId(i as u32), s))
+            .collect();
+        Self::build_from(&config.gateway, &config.predefined, &sessions, version)
+    }
+
+    /// Compiles sessions with ids chosen by the caller (the session manager keeps them stable).
+    pub fn build_from(
+        settings: &GatewaySettings,
+        predefined: &[PccRule],
+        sessions: &[(SessionId, &SessionConfig)],
+        version: u64,
+    ) -> PolicySnapshot {
+        let mut rules: Vec<CompiledRule> = predefined
+            .iter()
+            .map(|r| CompiledRule {
+                rule: Arc::new(r.clone()),
+                session: None,
+            })
+            .collect();
+        let predefined_by_name: FxHashMap<&str, RuleId> = predefined
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), RuleId(i as u32)))
+            .collect();
+
+        let mut compiled = Vec::with_capacity(sessions.len());
+        let mut by_ipv4 = FxHashMap::default();
+        let mut by_ipv6 = FxHashMap::default();
+        let mut ipv6_lengths = Vec::new();
+        for (index, (id, s)) in sessions.iter().enumerate() {
+            let mut ids: Vec<RuleId> = Vec::new();
+            for r in &s.rules {
+                ids.push(RuleId(rules.len() as u32));
+                rules.push(CompiledRule {
+                    rule: Arc::new(r.clone()),
+                    session: Some(*id),
+                });
+            }
+            ids.extend(
+                s.predefined
+                    .iter()
+                    .filter_map(|name| predefined_by_name.get(name.as_str()).copied()),
+            );
+            // Lower precedence wins; ties go to dynamic rules, then to the name, so the order
+            // never depends on how the rules happened to be listed.
+            ids.sort_by(|a, b| {
+                let (ra, rb) = (&rules[a.0 as usize], &rules[b.0 as usize]);
+                (ra.rule.precedence, ra.session.is_none(), &ra.rule.name).cmp(&(
+                    rb.rule.precedence,
+                    rb.session.is_none(),
+                    &rb.rule.name,
+                ))
+            });
+            ids.dedup();
+            let (uplink, downlink) = compile_session(s, &ids, &rules);
+            let mut boundaries: Vec<Timestamp> = ids
+                .iter()
+                .flat_map(|r| {
+                    let rule = &rules[r.0 as usize].rule;
+                    [rule.activation, rule.deactivation]
+                })
+                .flatten()
+                .collect();
+            boundaries.sort();
+            boundaries.dedup();
+            if let Some(a) = s.ipv4 {
+                by_ipv4.insert(u32::from(a), index as u32);
+            }
+            if let Some(p) = s.ipv6 {
+                let key = Prefix::from_ip(p.addr, p.len);
+                by_ipv6.insert((key.len, key.addr), index as u32);
+                if !ipv6_lengths.contains(&key.len) {
+                    ipv6_lengths.push(key.len);
+                }
+            }
+            compiled.push(Session {
+                id: *id,
+                subscriber: s.subscriber.clone(),
+                ipv4: s.ipv4,
+                ipv6: s.ipv6,
+                default_rule: s.default_rule,
+                rules: ids,
+                uplink,
+                downlink,
+                boundaries,
+            });
+        }
+        // Longest prefixes first, so the most specific session wins.
+        ipv6_lengths.sort_by(|a, b| b.cmp(a));
+        PolicySnapshot {
+            version,
+            settings: settings.clone(),
+            pools: settings
+                .ue_pools
+                .iter()
+                .map(|p| Prefix::from_ip(p.addr, p.len))
+                .collect(),
+            rules,
+            sessions: compiled,
+            by_ipv4,
+            ipv6_lengths,
+            by_ipv6,
+        }
+    }
+
+    /// Whether an address (in classifier form) belongs to a UE pool.
+    #[inline]
+    pub fn in_ue_pool(&self, addr: u128) -> bool {
+        self.pools.iter().any(|p| p.contains(addr))
+    }
+
+    /// The session index owning a UE address (in classifier form).
+    #[inline]
+    pub fn session_index(&self, addr: u128) -> Option<u32> {
+        if addr >> 32 == 0xffff {
+            return self.by_ipv4.get(&(addr as u32)).copied();
+        }
+        self.ipv6_lengths.iter().find_map(|len| {
+            self.by_ipv6
+                .get(&(*len, addr & classify::mask(*len)))
+                .copied()
+        })
+    }
+
+    pub fn session(&self, index: u32) -> &Session {
+        &self.sessions[index as usize]
+    }
+
+    pub fn rule(&self, id: RuleId) -> &CompiledRule {
+        &self.rules[id.0 as usize]
+    }
+
+    /// The rule that applies to a packet of `session`, given its key in subscriber orientation
+    /// (see [`subscriber_key`]).
+    pub fn classify(
+        &self,
+        session: &Session,
+        direction: Direction,
+        key: &Key,
+        now: Timestamp,
+    ) -> Option<RuleId> {
+        let timed = !session.boundaries.is_empty();
+        match direction {
+            Direction::Uplink => session.uplink.lookup(&self.rules, key, now, timed),
+            Direction::Downlink => session.downlink.lookup(&self.rules, key, now, timed),
+        }
+    }
+}
+
+/// The classifier key of a packet in subscriber orientation, the orientation of a `permit out`
+/// filter: source = the remote end, destination = the UE.
+#[inline]
+pub fn subscriber_key(ue: u128, ue_port: u16, remote: u128, remote_port: u16, protocol: u8) -> Key {
+    Key {
+        src: remote,
+        dst: ue,
+        src_port: remote_port,
+        dst_port: ue_port,
+        protocol,
+    }
+}
+
+fn compile_session(
+    s: &SessionConfig,
+    ids: &[RuleId],
+    rules: &[CompiledRule],
+) -> (DirectionalRules, DirectionalRules) {
+    let mut up = (Vec::new(), Vec::new());
+    let mut down = (Vec::new(), Vec::new());
+    for id in ids {
+        for filter in &rules[id.0 as usize].rule.filters {
+            let expanded = expand_filter(&filter.flow, s);
+            if matches!(
+                filter.direction,
+                FlowDirection::Uplink | FlowDirection::Bidirectional
+            ) {
+                for r in &expanded {
+                    up.0.push(*r);
+                    up.1.push(*id);
+                }
+            }
+            if matches!(
+                filter.direction,
+                FlowDirection::Downlink | FlowDirection::Bidirectional
+            ) {
+                for r in &expanded {
+                    down.0.push(*r);
+                    down.1.push(*id);
+                }
+            }
+        }
+    }
+    let finish = |(rules, entries): (Vec<Rule>, Vec<RuleId>)| DirectionalRules {
+        classifier: SessionClassifier::build(&rules),
+        entries,
+    };
+    (finish(up), finish(down))
+}
+
+/// Turns one Flow-Description into classifier rules in subscriber orientation: `assigned`
+/// becomes the session's addresses, port lists become one rule per range pair.
+fn expand_filter(flow: &FlowDescription, s: &SessionConfig) -> Vec<Rule> {
+    // In subscriber orientation the remote end is `from` for `out` and `to` for `in`.
+    let (remote, remote_ports, ue, ue_ports) = match flow.direction {
+        FilterDirection::Out => (&flow.src, &flow.src_ports, &flow.dst, &flow.dst_ports),
+        FilterDirection::In => (&flow.dst, &flow.dst_ports, &flow.src, &flow.src_ports),
+    };
+    let remote_prefixes = prefixes(remote, s);
+    let ue_prefixes = prefixes(ue, s);
+    let mut out = Vec::new();
+    for rp in &remote_prefixes {
+        for up in &ue_prefixes {
+            // An IPv4 prefix and an IPv6 prefix can never match the same packet.
+            if rp.len > 0 && up.len > 0 && (rp.addr >> 32 == 0xffff) != (up.addr >> 32 == 0xffff) {
+                continue;
+            }
+            for rport in ports(remote_ports) {
+                for uport in ports(ue_ports) {
+                    out.push(Rule {
+                        src: *rp,
+                        dst: *up,
+                        src_ports: rport,
+                        dst_ports: uport,
+                        protocol: flow.protocol,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn prefixes(m: &AddressMatch, s: &SessionConfig) -> Vec<Prefix> {
+    match m {
+        AddressMatch::Any => vec![Prefix::ANY],
+        AddressMatch::Prefix(p) => vec![Prefix::from_ip(p.addr, p.len)],
+        AddressMatch::Assigned => s
+            .ipv4
+            .map(|a| Prefix::from_ip(IpAddr::V4(a), 32))
+            .into_iter()
+            .chain(s.ipv6.map(|p| Prefix::from_ip(p.addr, p.len)))
+            .collect(),
+    }
+}
+
+fn ports(list: &[PortRange]) -> Vec<Ports> {
+    if list.is_empty() {
+        vec![Ports::ANY]
+    } else {
+        list.iter().map(|r| Ports { lo: r.lo, hi: r.hi }).collect()
+    }
+}

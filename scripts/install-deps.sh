@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
+# iperf3, trafgen (netsniff-ng), tcpreplay, and the Rust components of the gate.
+set -euo pipefail
+
+need=()
+for tool in tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay ip:iproute2 ethtool:ethtool curl:curl ping:iputils-ping; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing tools (${need[*]}); run as root to install them, or install them yourself" >&2
+    exit 1
+  fi
+  echo "== installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh machine, then runs the gate —
+# format check, clippy with warnings as errors, and every test (unit, scenario, capture replays,
+# and, as root, the network-namespace end-to-end tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --locked

@@ -1,0 +1,148 @@
+//! Typed per-worker counters: what the engine did with every frame.
+
+use crate::wire::WireError;
+use serde::Serialize;
+
+/// Why a frame was dropped. Small and `Copy`: it is a counter index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The frame could not be parsed (and `malformed = "drop"`).
+    Malformed(WireError),
+    /// The matching PCC rule's Flow-Status closes the gate for this direction.
+    GateClosed,
+    /// No PCC rule matched and the session's default rule drops.
+    DefaultRule,
+    /// An address of a UE pool without a session (and `unknown_subscriber = "drop"`).
+    UnknownSubscriber,
+    /// Neither end in a UE pool (and `non_subscriber = "drop"`).
+    NonSubscriber,
+}
+
+impl DropReason {
+    pub const COUNT: usize = WireError::ALL.len() + 4;
+
+    pub fn index(self) -> usize {
+        match self {
+            DropReason::Malformed(e) => e as usize,
+            DropReason::GateClosed => WireError::ALL.len(),
+            DropReason::DefaultRule => WireError::ALL.len() + 1,
+            DropReason::UnknownSubscriber => WireError::ALL.len() + 2,
+            DropReason::NonSubscriber => WireError::ALL.len() + 3,
+        }
+    }
+
+    pub fn all() -> impl Iterator<Item = DropReason> {
+        WireError::ALL
+            .into_iter()
+            .map(DropReason::Malformed)
+            .chain([
+                DropReason::GateClosed,
+                DropReason::DefaultRule,
+                DropReason::UnknownSubscriber,
+                DropReason::NonSubscriber,
+            ])
+    }
+
+    /// Stable snake_case name used in counters and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed(e) => e.as_str(),
+            DropReason::GateClosed => "gate_closed",
+            DropReason::DefaultRule => "default_rule",
+            DropReason::UnknownSubscriber => "unknown_subscriber",
+            DropReason::NonSubscriber => "non_subscriber",
+        }
+    }
+}
+
+/// Counters of one engine (one worker).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames: u64,
+    pub bytes: u64,
+    pub forwarded: u64,
+    pub injected_frames: u64,
+    /// Frames consumed by the engine because it answered them itself.
+    pub answered: u64,
+    pub dropped: [u64; DropReason::COUNT],
+    /// ARP, LLDP and other non-IP frames, passed through.
+    pub non_ip: u64,
+    /// Unparseable frames passed through (`malformed = "pass"`), by reason.
+    pub malformed_passed: [u64; WireError::ALL.len()],
+    /// Forwarded IP traffic with neither end in a UE pool.
+    pub non_subscriber_forwarded: u64,
+    pub unknown_subscriber_forwarded: u64,
+    pub fragments_first: u64,
+    pub fragments_resolved: u64,
+    /// Later fragments whose first fragment was not seen: classified without ports.
+    pub fragments_orphan: u64,
+}
+
+impl Counters {
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &Counters) {
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+        self.forwarded += other.forwarded;
+        self.injected_frames += other.injected_frames;
+        self.answered += other.answered;
+        for (a, b) in self.dropped.iter_mut().zip(other.dropped) {
+            *a += b;
+        }
+        self.non_ip += other.non_ip;
+        for (a, b) in self.malformed_passed.iter_mut().zip(other.malformed_passed) {
+            *a += b;
+        }
+        self.non_subscriber_forwarded += other.non_subscriber_forwarded;
+        self.unknown_subscriber_forwarded += other.unknown_subscriber_forwarded;
+        self.fragments_first += other.fragments_first;
+        self.fragments_resolved += other.fragments_resolved;
+        self.fragments_orphan += other.fragments_orphan;
+    }
+}
+
+/// The counters as a report shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerdictTotals {
+    pub frames: u64,
+    pub bytes: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub answered: u64,
+    pub injected_frames: u64,
+    pub drop_reasons: std::collections::BTreeMap<&'static str, u64>,
+    pub malformed_passed: u64,
+    pub non_ip: u64,
+    pub non_subscriber_forwarded: u64,
+    pub unknown_subscriber_forwarded: u64,
+    pub fragments_first: u64,
+    pub fragments_resolved: u64,
+    pub fragments_orphan: u64,
+}
+
+impl From<&Counters> for VerdictTotals {
+    fn from(c: &Counters) -> Self {
+        VerdictTotals {
+            frames: c.frames,
+            bytes: c.bytes,
+            forwarded: c.forwarded,
+            dropped: c.dropped_total(),
+            answered: c.answered,
+            injected_frames: c.injected_frames,
+            drop_reasons: DropReason::all()
+                .map(|r| (r.as_str(), c.dropped[r.index()]))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            malformed_passed: c.malformed_passed.iter().sum(),
+            non_ip: c.non_ip,
+            non_subscriber_forwarded: c.non_subscriber_forwarded,
+            unknown_subscriber_forwarded: c.unknown_subscriber_forwarded,
+            fragments_first: c.fragments_first,
+            fragments_resolved: c.fragments_resolved,
+            fragments_orphan: c.fragments_orphan,
+        }
+    }
+}

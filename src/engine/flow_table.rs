@@ -1,0 +1,192 @@
+//! The per-worker flow table: the classification of each bidirectional flow, cached, with its
+//! counters. Bounded; idle flows expire per protocol.
+
+use crate::charging::Slot;
+use crate::policy::{RuleId, SessionId};
+use crate::time::Timestamp;
+use crate::wire::proto;
+use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
+use std::time::Duration;
+
+/// A flow in subscriber orientation, so both directions share one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub ue: u128,
+    pub remote: u128,
+    pub ue_port: u16,
+    pub remote_port: u16,
+    pub protocol: u8,
+}
+
+/// What to do with one direction of a flow, decided once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Undecided,
+    Decided {
+        /// `None` when the session's default rule applied.
+        rule: Option<RuleId>,
+        forward: bool,
+        rating_group: Option<Slot>,
+        monitoring_key: Option<Slot>,
+        /// Index into the engine's rule-hit counters.
+        hits: Option<u32>,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FlowEntry {
+    /// Snapshot the decisions were made under.
+    pub version: u64,
+    pub session: u32,
+    pub session_id: SessionId,
+    pub uplink: Decision,
+    pub downlink: Decision,
+    /// Decisions hold until a rule of the session turns on or off.
+    pub valid_until: Timestamp,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl FlowEntry {
+    pub fn new(
+        version: u64,
+        session: u32,
+        session_id: SessionId,
+        valid_until: Timestamp,
+        now: Timestamp,
+    ) -> Self {
+        FlowEntry {
+            version,
+            session,
+            session_id,
+            uplink: Decision::Undecided,
+            downlink: Decision::Undecided,
+            valid_until,
+            first_seen: now,
+            last_seen: now,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct IdleTimeouts {
+    pub tcp: Duration,
+    pub udp: Duration,
+    pub icmp: Duration,
+    pub other: Duration,
+}
+
+impl IdleTimeouts {
+    pub fn for_protocol(&self, protocol: u8) -> Duration {
+        match protocol {
+            proto::TCP => self.tcp,
+            proto::UDP => self.udp,
+            proto::ICMP | proto::ICMPV6 => self.icmp,
+            _ => self.other,
+        }
+    }
+}
+
+/// How many entries an eviction looks at to find an old one; bounds the cost of a full table.
+const EVICTION_SAMPLE: usize = 16;
+
+pub struct FlowTable {
+    map: FxHashMap<FlowKey, FlowEntry>,
+    capacity: usize,
+    pub timeouts: IdleTimeouts,
+    last_sweep: Timestamp,
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+}
+
+impl FlowTable {
+    pub fn new(capacity: usize, timeouts: IdleTimeouts) -> Self {
+        let capacity = capacity.max(1);
+        let mut map = FxHashMap::default();
+        map.reserve(capacity);
+        FlowTable {
+            map,
+            capacity,
+            timeouts,
+            last_sweep: Timestamp::ZERO,
+            created: 0,
+            expired: 0,
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut FlowEntry> {
+        self.map.get_mut(key)
+    }
+
+    /// Whether an entry is past its protocol's idle timeout.
+    pub fn is_idle(&self, key: &FlowKey, entry: &FlowEntry, now: Timestamp) -> bool {
+        now.saturating_since(entry.last_seen) > self.timeouts.for_protocol(key.protocol)
+    }
+
+    /// Inserts (or replaces) a flow, making room first if the table is full.
+    pub fn insert(&mut self, key: FlowKey, entry: FlowEntry, now: Timestamp) -> &mut FlowEntry {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            self.make_room(now);
+        }
+        self.created += 1;
+        match self.map.entry(key) {
+            Entry::Occupied(mut o) => {
+                o.insert(entry);
+                o.into_mut()
+            }
+            Entry::Vacant(v) => v.insert(entry),
+        }
+    }
+
+    fn make_room(&mut self, now: Timestamp) {
+        // A full sweep is O(table); under a flood of new flows do it at most once a second and
+        // evict by sampling in between.
+        if now.saturating_since(self.last_sweep) >= Duration::from_secs(1) {
+            self.last_sweep = now;
+            self.expire(now);
+            if self.map.len() < self.capacity {
+                return;
+            }
+        }
+        let oldest = self
+            .map
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|(_, e)| e.last_seen)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.map.remove(&k);
+            self.evicted += 1;
+        }
+    }
+
+    /// Removes idle flows; returns how many.
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        let timeouts = self.timeouts;
+        let before = self.map.len();
+        self.map
+            .retain(|k, e| now.saturating_since(e.last_seen) <= timeouts.for_protocol(k.protocol));
+        let removed = before - self.map.len();
+        self.expired += removed as u64;
+        removed
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &FlowEntry)> {
+        self.map.iter()
+    }
+}

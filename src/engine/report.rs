@@ -1,0 +1,137 @@
+//! The usage report: what `weir replay` prints and a running gateway serves.
+
+use super::{Counters, Engine, VerdictTotals};
+use crate::charging::{Metered, Usage};
+use crate::policy::{PolicySnapshot, SessionId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RatingGroupUsage {
+    pub subscriber: String,
+    pub session_id: u32,
+    pub rating_group: u32,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MonitoringUsage {
+    pub subscriber: String,
+    pub session_id: u32,
+    pub monitoring_key: String,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleHits {
+    pub subscriber: String,
+    pub session_id: u32,
+    pub rule: String,
+    pub packets: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowSummary {
+    /// Flows classified (a flow that went idle and came back counts again).
+    pub created: u64,
+    pub active: u64,
+    pub expired: u64,
+    pub evicted: u64,
+}
+
+/// Totals, usage and rule hits of one or more engines, sorted for stable output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub totals: VerdictTotals,
+    pub rating_groups: Vec<RatingGroupUsage>,
+    pub monitoring_keys: Vec<MonitoringUsage>,
+    pub rules: Vec<RuleHits>,
+    pub flows: FlowSummary,
+}
+
+fn subscriber_name(snap: &PolicySnapshot, id: SessionId) -> String {
+    snap.sessions
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| s.subscriber.to_string())
+        .unwrap_or_else(|| format!("session-{}", id.0))
+}
+
+impl Report {
+    /// Sums the engines of several workers into one report (sessions are owned by one worker
+    /// each, so their usage never overlaps; the sum is exact either way).
+    pub fn from_engines(engines: &[Engine]) -> Report {
+        let mut counters = Counters::default();
+        let mut rg: BTreeMap<(SessionId, u32), Usage> = BTreeMap::new();
+        let mut mk: BTreeMap<(SessionId, String), Usage> = BTreeMap::new();
+        let mut hits: BTreeMap<(SessionId, String), u64> = BTreeMap::new();
+        let mut flows = FlowSummary::default();
+        for e in engines {
+            counters.add(e.counters());
+            for (what, usage) in e.meter().iter() {
+                let target = match what {
+                    Metered::RatingGroup(s, g) => rg.entry((*s, *g)).or_default(),
+                    Metered::MonitoringKey(s, k) => mk.entry((*s, k.to_string())).or_default(),
+                };
+                merge(target, usage);
+            }
+            for ((s, name), n) in e.rule_hits() {
+                *hits.entry((*s, name.to_string())).or_default() += n;
+            }
+            flows.created += e.flows().created;
+            flows.active += e.flows().len() as u64;
+            flows.expired += e.flows().expired;
+            flows.evicted += e.flows().evicted;
+        }
+        let snap = engines.first().map(|e| e.snapshot().clone());
+        let name = |id: SessionId| match &snap {
+            Some(s) => subscriber_name(s, id),
+            None => format!("session-{}", id.0),
+        };
+        Report {
+            totals: VerdictTotals::from(&counters),
+            rating_groups: rg
+                .into_iter()
+                .map(|((s, g), usage)| RatingGroupUsage {
+                    subscriber: name(s),
+                    session_id: s.0,
+                    rating_group: g,
+                    usage,
+                })
+                .collect(),
+            monitoring_keys: mk
+                .into_iter()
+                .map(|((s, k), usage)| MonitoringUsage {
+                    subscriber: name(s),
+                    session_id: s.0,
+                    monitoring_key: k,
+                    usage,
+                })
+                .collect(),
+            rules: hits
+                .into_iter()
+                .map(|((s, rule), packets)| RuleHits {
+                    subscriber: name(s),
+                    session_id: s.0,
+                    rule,
+                    packets,
+                })
+                .collect(),
+            flows,
+        }
+    }
+}
+
+fn merge(into: &mut Usage, from: &Usage) {
+    into.uplink_bytes += from.uplink_bytes;
+    into.uplink_packets += from.uplink_packets;
+    into.downlink_bytes += from.downlink_bytes;
+    into.downlink_packets += from.downlink_packets;
+    into.first_seen = match (into.first_seen, from.first_seen) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    into.last_seen = into.last_seen.max(from.last_seen);
+}
