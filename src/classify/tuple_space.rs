@@ -48,6 +48,13 @@ pub struct TupleSpace {
     entries: Vec<Entry>,
 }
 
+impl TupleSpace {
+    /// How many tables a lookup may probe: the figure that decides its speed.
+    pub fn table_count(&self) -> usize {
+        self.tables.len()
+    }
+}
+
 /// A table while it is being filled: buckets still growing independently.
 struct Staging {
     src_len: u8,
