@@ -1,0 +1,79 @@
+//! Every packet of the ClassBench acl1 traces must hit the rule the trace names, with the fast
+//! classifier and with the oracle. The data lives beside the checkout; a missing file fails the
+//! test by name rather than letting it pass unchecked.
+
+use std::path::PathBuf;
+
+use weir::classify::classbench::{read_rules, read_trace, TraceEntry};
+use weir::classify::{Classifier, Linear, Rule, TupleSpace};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/classbench")
+        .join(name)
+}
+
+fn load(set: &str) -> (Vec<Rule>, Vec<TraceEntry>) {
+    let rules_path = data(set);
+    let trace_path = data(&format!("{set}_trace"));
+    for p in [&rules_path, &trace_path] {
+        assert!(p.is_file(), "missing ClassBench data file {}", p.display());
+    }
+    let rules = read_rules(&rules_path).unwrap_or_else(|e| panic!("{e}"));
+    let trace = read_trace(&trace_path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!rules.is_empty() && !trace.is_empty(), "{set}: empty data");
+    (rules, trace)
+}
+
+/// Checks every `step`-th trace packet.
+fn check(name: &str, c: &impl Classifier, trace: &[TraceEntry], step: usize) {
+    let mut wrong = Vec::new();
+    for (line, entry) in trace.iter().enumerate().step_by(step) {
+        let got = c.classify(&entry.key);
+        if got != Some(entry.expected - 1) {
+            wrong.push((line + 1, entry.expected, got.map(|i| i + 1)));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{name}: {} packets missed their rule; first (trace line, expected, got 1-based): {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
+fn check_set(set: &str, linear_step: usize) {
+    let (rules, trace) = load(set);
+    let fast = TupleSpace::build(&rules);
+    // acl1 needs about a dozen tables; many more would mean the merging heuristic regressed
+    // and every lookup pays for it.
+    assert!(
+        fast.table_count() <= 32,
+        "{set}: {} tables",
+        fast.table_count()
+    );
+    check(&format!("{set} tuple space"), &fast, &trace, 1);
+    check(
+        &format!("{set} linear"),
+        &Linear::build(&rules),
+        &trace,
+        linear_step,
+    );
+}
+
+#[test]
+fn acl1_100() {
+    check_set("acl1_100", 1);
+}
+
+#[test]
+fn acl1_1k() {
+    check_set("acl1_1K", 1);
+}
+
+/// The oracle scans thousands of rules per packet: every 5th packet keeps debug builds quick
+/// (the full trace takes several seconds there).
+#[test]
+fn acl1_10k() {
+    check_set("acl1_10K", 5);
+}
