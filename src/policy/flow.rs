@@ -28,7 +28,9 @@ impl IpPrefix {
                 u32::from(a) & mask == u32::from(p)
             }
             (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(a) & mask == u128::from(p)
             }
             _ => false,
