@@ -416,3 +416,364 @@ impl<W: Write> PcapWriter<W> {
             .map_err(|e| PcapError::Io(e.into_error()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use std::process::Command;
+
+    fn data_path(name: &str) -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data/pcap")
+            .join(name);
+        assert!(path.is_file(), "test capture {} is missing", path.display());
+        path
+    }
+
+    fn data(name: &str) -> Vec<u8> {
+        std::fs::read(data_path(name)).unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<Record>, PcapError> {
+        CaptureReader::new(Cursor::new(bytes))?.collect()
+    }
+
+    fn temp_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn tool(name: &str) -> bool {
+        Command::new(name).arg("--version").output().is_ok()
+    }
+
+    /// Rewrites a little-endian microsecond capture as big-endian and/or nanosecond, field by
+    /// field, so the other three classic variants are tested against real frames.
+    fn convert(le_micros: &[u8], big: bool, nanos: bool) -> Vec<u8> {
+        let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let put32 = |out: &mut Vec<u8>, v: u32| {
+            out.extend_from_slice(&if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        let put16 = |out: &mut Vec<u8>, v: u16| {
+            out.extend_from_slice(&if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        let mut out = Vec::new();
+        put32(&mut out, if nanos { MAGIC_NANOS } else { MAGIC_MICROS });
+        put16(&mut out, 2);
+        put16(&mut out, 4);
+        for at in [8, 12, 16, 20] {
+            put32(&mut out, u32_at(le_micros, at));
+        }
+        let mut at = 24;
+        while at < le_micros.len() {
+            let frac = u32_at(le_micros, at + 4);
+            let incl = u32_at(le_micros, at + 8) as usize;
+            put32(&mut out, u32_at(le_micros, at));
+            put32(&mut out, if nanos { frac * 1000 } else { frac });
+            put32(&mut out, incl as u32);
+            put32(&mut out, u32_at(le_micros, at + 12));
+            out.extend_from_slice(&le_micros[at + 16..at + 16 + incl]);
+            at += 16 + incl;
+        }
+        out
+    }
+
+    #[test]
+    fn reads_tcpreplay_capture() {
+        let mut reader = CaptureReader::open(data_path("tcpreplay-test.pcap")).unwrap();
+        assert_eq!(reader.link_type(), Some(LinkType::Ethernet));
+        let first = reader.next_record().unwrap().unwrap();
+        // tcpdump -tt: 1278472579.466743, length 93, 00:1f:f3:3c:e1:13 < f8:1e:df:e5:84:3a, IPv4.
+        assert_eq!(first.timestamp, Timestamp(1_278_472_579_466_743_000));
+        assert_eq!(first.link, LinkType::Ethernet);
+        assert_eq!(first.original_len, 93);
+        assert_eq!(first.data.len(), 93);
+        assert_eq!(
+            first.data[..16],
+            [
+                0x00, 0x1f, 0xf3, 0x3c, 0xe1, 0x13, 0xf8, 0x1e, 0xdf, 0xe5, 0x84, 0x3a, 0x08, 0x00,
+                0x45, 0x00
+            ]
+        );
+        assert_eq!(first.data[92], 0x92);
+        let rest: Vec<Record> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(rest.len(), 178);
+        let last = rest.last().unwrap();
+        assert_eq!(last.timestamp, Timestamp(1_278_472_582_723_492_000));
+        assert_eq!(last.data.len(), 144);
+        let bytes: usize = rest.iter().map(|r| r.data.len()).sum::<usize>() + 93;
+        assert_eq!(bytes, 69_000);
+    }
+
+    #[test]
+    fn reads_zeek_captures() {
+        for (name, count, bytes, first_ts, last_ts) in [
+            (
+                "zeek-wikipedia.pcap",
+                136,
+                25_260,
+                1_300_475_167_096_535_000,
+                1_300_475_173_475_401_000,
+            ),
+            (
+                "zeek-workshop_2011_browse.pcap",
+                121,
+                17_949,
+                1_320_329_757_458_867_000,
+                1_320_329_772_933_040_000,
+            ),
+        ] {
+            let records = read_all(&data(name)).unwrap();
+            assert_eq!(records.len(), count, "{name}");
+            let total: usize = records.iter().map(|r| r.data.len()).sum();
+            assert_eq!(total, bytes, "{name}");
+            assert_eq!(records[0].timestamp, Timestamp(first_ts), "{name}");
+            assert_eq!(records[count - 1].timestamp, Timestamp(last_ts), "{name}");
+            assert!(records
+                .iter()
+                .all(|r| r.original_len as usize == r.data.len()));
+        }
+    }
+
+    #[test]
+    fn all_four_classic_variants_read_the_same() {
+        let original = data("tcpreplay-test.pcap");
+        let expected = read_all(&original).unwrap();
+        for (big, nanos) in [(false, true), (true, false), (true, true), (false, false)] {
+            let converted = convert(&original, big, nanos);
+            assert_eq!(
+                read_all(&converted).unwrap(),
+                expected,
+                "big {big} nanos {nanos}"
+            );
+        }
+        // A nanosecond fraction is taken as is, not scaled.
+        let mut ns = convert(&original, false, true);
+        ns[28..32].copy_from_slice(&123_456_789u32.to_le_bytes());
+        let first = read_all(&ns).unwrap().remove(0);
+        assert_eq!(first.timestamp, Timestamp(1_278_472_579_123_456_789));
+    }
+
+    #[test]
+    fn next_into_reuses_the_callers_buffer() {
+        let bytes = data("tcpreplay-test.pcap");
+        let expected = read_all(&bytes).unwrap();
+        let mut reader = CaptureReader::new(Cursor::new(&bytes)).unwrap();
+        let mut buf = Vec::with_capacity(MAX_FRAME_LEN as usize);
+        let ptr = buf.as_ptr();
+        let mut n = 0;
+        while let Some(meta) = reader.next_into(&mut buf).unwrap() {
+            assert_eq!(buf.as_ptr(), ptr, "record {n} reallocated the buffer");
+            assert_eq!(meta.timestamp, expected[n].timestamp);
+            assert_eq!(meta.original_len, expected[n].original_len);
+            assert_eq!(buf, expected[n].data);
+            n += 1;
+        }
+        assert_eq!(n, 179);
+        assert_eq!(reader.offset(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn raw_ip_link_types() {
+        let mut bytes = data("tcpreplay-test.pcap")[..24].to_vec();
+        for (number, link) in [
+            (1, LinkType::Ethernet),
+            (101, LinkType::RawIp),
+            (228, LinkType::RawIp),
+            (229, LinkType::RawIp),
+        ] {
+            bytes[20..24].copy_from_slice(&u32::to_le_bytes(number));
+            let reader = CaptureReader::new(Cursor::new(&bytes)).unwrap();
+            assert_eq!(reader.link_type(), Some(link));
+        }
+        bytes[20..24].copy_from_slice(&113u32.to_le_bytes());
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(&bytes)),
+            Err(PcapError::UnsupportedLinkType(113))
+        ));
+    }
+
+    #[test]
+    fn bad_magic_and_empty_file() {
+        let mut bytes = data("tcpreplay-test.pcap");
+        bytes[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(&bytes)),
+            Err(PcapError::BadMagic(0xdead_beef))
+        ));
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(b"")),
+            Err(PcapError::Malformed { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn truncation_is_reported_with_the_record_offset() {
+        let bytes = data("tcpreplay-test.pcap");
+        // The second record starts after the header (24), first record header (16) and 93 bytes.
+        let second = 24 + 16 + 93;
+        // Cut at a record boundary: a clean end after one record.
+        assert_eq!(read_all(&bytes[..second]).unwrap().len(), 1);
+        // Cut inside the second record's data or header: an error at its start.
+        for cut in [second + 20, second + 16, second + 3] {
+            let mut reader = CaptureReader::new(Cursor::new(&bytes[..cut])).unwrap();
+            assert!(reader.next_record().unwrap().is_some());
+            match reader.next_record() {
+                Err(PcapError::Malformed { offset, .. }) => assert_eq!(offset, second as u64),
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        // Cut inside the file header.
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(&bytes[..10])),
+            Err(PcapError::Malformed { offset: 0, .. })
+        ));
+        // Cut in the last record: the iterator yields 178 records, then the error, then stops.
+        let items: Vec<_> = CaptureReader::new(Cursor::new(&bytes[..bytes.len() - 1]))
+            .unwrap()
+            .collect();
+        assert_eq!(items.len(), 179);
+        assert!(matches!(
+            items[178],
+            Err(PcapError::Malformed { offset: 71_728, .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_record_is_rejected() {
+        let mut bytes = data("tcpreplay-test.pcap");
+        bytes[32..36].copy_from_slice(&(MAX_FRAME_LEN + 1).to_le_bytes());
+        let mut reader = CaptureReader::new(Cursor::new(&bytes)).unwrap();
+        assert!(matches!(
+            reader.next_record(),
+            Err(PcapError::Malformed { offset: 24, .. })
+        ));
+    }
+
+    #[test]
+    fn open_names_a_missing_file() {
+        let err = CaptureReader::open("no-such-capture.pcap").err().unwrap();
+        assert!(matches!(err, PcapError::Open { .. }));
+        assert!(err.to_string().contains("no-such-capture.pcap"), "{err}");
+    }
+
+    #[test]
+    fn writer_header_and_record_bytes() {
+        let mut w = PcapWriter::new(Vec::new(), LinkType::RawIp, 4).unwrap();
+        w.write(Timestamp(1_700_000_000_123_456_789), &[1, 2, 3, 4, 5, 6])
+            .unwrap();
+        let out = w.finish().unwrap();
+        let mut expected = vec![
+            0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 101, 0, 0, 0,
+        ];
+        expected.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        expected.extend_from_slice(&123_456_789u32.to_le_bytes());
+        expected.extend_from_slice(&[4, 0, 0, 0, 6, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(out, expected);
+        let records = read_all(&out).unwrap();
+        assert_eq!(
+            records,
+            [Record {
+                timestamp: Timestamp(1_700_000_000_123_456_789),
+                link: LinkType::RawIp,
+                original_len: 6,
+                data: vec![1, 2, 3, 4],
+            }]
+        );
+    }
+
+    #[test]
+    fn writer_rejects_timestamps_past_2106() {
+        let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, 0).unwrap();
+        assert!(matches!(
+            w.write(Timestamp::MAX, &[0; 14]),
+            Err(PcapError::Io(_))
+        ));
+    }
+
+    fn round_trip(records: &[Record]) -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new(), records[0].link, 0).unwrap();
+        for r in records {
+            w.write(r.timestamp, &r.data).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn real_capture_round_trips() {
+        for name in ["tcpreplay-test.pcap", "zeek-wikipedia.pcap"] {
+            let mut records = read_all(&data(name)).unwrap();
+            // Give one record a timestamp only nanosecond resolution can hold.
+            records[0].timestamp = Timestamp(records[0].timestamp.0 + 789);
+            let written = round_trip(&records);
+            assert_eq!(read_all(&written).unwrap(), records, "{name}");
+        }
+    }
+
+    #[test]
+    fn written_capture_opens_in_tshark() {
+        if !tool("tshark") {
+            eprintln!("skipped: tshark is not installed, so the writer's output was not opened");
+            return;
+        }
+        let records = read_all(&data("tcpreplay-test.pcap")).unwrap();
+        let dir = temp_dir("tshark");
+        let path = dir.join("out.pcap");
+        std::fs::write(&path, round_trip(&records)).unwrap();
+        let out = Command::new("tshark")
+            .args(["-r"])
+            .arg(&path)
+            .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len"])
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 179);
+        let first: Vec<&str> = lines[0].split('\t').collect();
+        assert_eq!(first[0], "1278472579.466743000");
+        assert_eq!(first[1], "93");
+    }
+
+    #[test]
+    fn editcap_pcapng_matches_classic() {
+        if !tool("editcap") {
+            eprintln!("skipped: editcap is not installed, so no pcapng file could be made");
+            return;
+        }
+        let dir = temp_dir("editcap");
+        for name in ["tcpreplay-test.pcap", "zeek-workshop_2011_browse.pcap"] {
+            let out = dir.join("out.pcapng");
+            let status = Command::new("editcap")
+                .args(["-F", "pcapng"])
+                .arg(data_path(name))
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success(), "editcap failed on {name}");
+            let ng = std::fs::read(&out).unwrap();
+            assert_eq!(ng[..4], [0x0a, 0x0d, 0x0d, 0x0a], "{name}");
+            assert_eq!(
+                read_all(&ng).unwrap(),
+                read_all(&data(name)).unwrap(),
+                "{name}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
