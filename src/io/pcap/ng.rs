@@ -388,3 +388,362 @@ fn check_len(len: u32, min: u32, start: u64, what: &str) -> Result<(), PcapError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::io::pcap::{CaptureReader, PcapError, Record};
+    use crate::time::Timestamp;
+    use crate::wire::LinkType;
+    use std::io::Cursor;
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<Record>, PcapError> {
+        CaptureReader::new(Cursor::new(bytes))?.collect()
+    }
+
+    fn offset_of(err: Result<Vec<Record>, PcapError>) -> u64 {
+        match err {
+            Err(PcapError::Malformed { offset, .. }) => offset,
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    /// A minimal little-endian capture spelled out byte by byte, independent of the builder below.
+    #[rustfmt::skip]
+    const LITTLE_ENDIAN: [u8; 88] = [
+        // Section Header Block: length 28, byte-order magic, version 1.0, section length -1.
+        0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0x00, 0x00, 0x00, 0x4d, 0x3c, 0x2b, 0x1a, 0x01, 0x00,
+        0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1c, 0x00, 0x00, 0x00,
+        // Interface Description Block: length 20, Ethernet, snaplen 262144, no options.
+        0x01, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x04, 0x00, 0x14, 0x00, 0x00, 0x00,
+        // Enhanced Packet Block: length 40, interface 0, 1278472579.466743 in microseconds
+        // (0x00048ac3_97f445f7), captured 5, original 60, 5 bytes and 3 of padding.
+        0x06, 0x00, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc3, 0x8a,
+        0x04, 0x00, 0xf7, 0x45, 0xf4, 0x97, 0x05, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x00,
+        0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x00, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00,
+    ];
+
+    #[test]
+    fn literal_little_endian_capture() {
+        let mut reader = CaptureReader::new(Cursor::new(&LITTLE_ENDIAN[..])).unwrap();
+        assert_eq!(reader.link_type(), None);
+        let record = reader.next_record().unwrap().unwrap();
+        assert_eq!(reader.link_type(), Some(LinkType::Ethernet));
+        assert_eq!(
+            record,
+            Record {
+                timestamp: Timestamp(1_278_472_579_466_743_000),
+                link: LinkType::Ethernet,
+                original_len: 60,
+                data: vec![0xaa, 0xbb, 0xcc, 0xdd, 0xee],
+            }
+        );
+        assert!(reader.next_record().unwrap().is_none());
+    }
+
+    /// Assembles pcapng blocks in either byte order.
+    struct Builder {
+        big: bool,
+        out: Vec<u8>,
+    }
+
+    impl Builder {
+        fn new(big: bool) -> Self {
+            Builder {
+                big,
+                out: Vec::new(),
+            }
+        }
+
+        fn u16(&self, v: u16) -> [u8; 2] {
+            if self.big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        }
+
+        fn u32(&self, v: u32) -> [u8; 4] {
+            if self.big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        }
+
+        fn ts(&self, units: u64) -> Vec<u8> {
+            [self.u32((units >> 32) as u32), self.u32(units as u32)].concat()
+        }
+
+        fn options(&self, opts: &[(u16, &[u8])]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (code, value) in opts {
+                out.extend_from_slice(&self.u16(*code));
+                out.extend_from_slice(&self.u16(value.len() as u16));
+                out.extend_from_slice(value);
+                out.resize(out.len().next_multiple_of(4), 0);
+            }
+            if !opts.is_empty() {
+                out.extend_from_slice(&[0; 4]);
+            }
+            out
+        }
+
+        fn block(&mut self, block_type: u32, body: &[u8]) -> &mut Self {
+            let padded = body.len().next_multiple_of(4);
+            let len = self.u32(12 + padded as u32);
+            let block_type = self.u32(block_type);
+            self.out.extend_from_slice(&block_type);
+            self.out.extend_from_slice(&len);
+            self.out.extend_from_slice(body);
+            self.out.resize(self.out.len() + padded - body.len(), 0);
+            self.out.extend_from_slice(&len);
+            self
+        }
+
+        fn shb(&mut self, big: bool) -> &mut Self {
+            self.big = big;
+            let mut body = self.u32(0x1a2b_3c4d).to_vec();
+            body.extend_from_slice(&self.u16(1));
+            body.extend_from_slice(&self.u16(0));
+            body.extend_from_slice(&[0xff; 8]);
+            body.extend(self.options(&[(4, b"weir")]));
+            self.block(0x0a0d_0d0a, &body)
+        }
+
+        fn idb(&mut self, link: u16, snaplen: u32, opts: &[(u16, &[u8])]) -> &mut Self {
+            let mut body = [self.u16(link), self.u16(0)].concat();
+            body.extend_from_slice(&self.u32(snaplen));
+            body.extend(self.options(opts));
+            self.block(1, &body)
+        }
+
+        fn epb(&mut self, interface: u32, units: u64, data: &[u8], original: u32) -> &mut Self {
+            let mut body = self.u32(interface).to_vec();
+            body.extend(self.ts(units));
+            body.extend_from_slice(&self.u32(data.len() as u32));
+            body.extend_from_slice(&self.u32(original));
+            body.extend_from_slice(data);
+            body.resize(body.len().next_multiple_of(4), 0);
+            // epb_flags: inbound.
+            body.extend(self.options(&[(2, &self.u32(1))]));
+            self.block(6, &body)
+        }
+
+        fn opb(&mut self, interface: u16, units: u64, data: &[u8], original: u32) -> &mut Self {
+            let mut body = [self.u16(interface), self.u16(0)].concat();
+            body.extend(self.ts(units));
+            body.extend_from_slice(&self.u32(data.len() as u32));
+            body.extend_from_slice(&self.u32(original));
+            body.extend_from_slice(data);
+            self.block(2, &body)
+        }
+
+        fn spb(&mut self, original: u32, data: &[u8]) -> &mut Self {
+            let mut body = self.u32(original).to_vec();
+            body.extend_from_slice(data);
+            self.block(3, &body)
+        }
+    }
+
+    fn record(ns: u64, link: LinkType, original_len: u32, data: &[u8]) -> Record {
+        Record {
+            timestamp: Timestamp(ns),
+            link,
+            original_len,
+            data: data.to_vec(),
+        }
+    }
+
+    /// Two sections (the second in the other byte order), interfaces with microsecond,
+    /// nanosecond and binary resolutions and a time offset, every packet block kind, and blocks
+    /// the reader must skip.
+    fn mixed_capture(big: bool) -> Vec<u8> {
+        mixed_capture_and_first_packet(big).0
+    }
+
+    /// The capture and the offset of its first packet block.
+    fn mixed_capture_and_first_packet(big: bool) -> (Vec<u8>, usize) {
+        // if_tsoffset is a signed 64-bit value in the section's byte order.
+        let offset = if big {
+            100i64.to_be_bytes()
+        } else {
+            100i64.to_le_bytes()
+        };
+        let mut b = Builder::new(big);
+        b.shb(big)
+            .idb(1, 0, &[])
+            .block(0x0000_0bad, &[1, 2, 3, 4, 5, 6, 7, 8])
+            .idb(101, 0, &[(2, b"tun0"), (9, &[9])])
+            .idb(228, 65_535, &[(9, &[0x8a]), (14, &offset)])
+            // Name Resolution Block: one IPv4 record, then end of records.
+            .block(4, &[0; 12]);
+        let first_packet = b.out.len();
+        b.epb(0, 1_500_000_000_123_456, &[0xaa; 5], 60)
+            .epb(1, 1_500_000_001_000_000_007, &[0xbb; 8], 8)
+            // Interface Statistics Block.
+            .block(5, &[0; 12])
+            .spb(3, &[0xcc, 0xcd, 0xce])
+            .epb(2, 5 * 1024 + 512, &[0x45, 0, 0, 20], 20)
+            .opb(0, 7, &[0xdd; 2], 2)
+            .shb(!big)
+            .idb(229, 0, &[(9, &[3])])
+            .epb(0, 1500, &[0x60], 40);
+        (b.out, first_packet)
+    }
+
+    fn mixed_expected() -> Vec<Record> {
+        vec![
+            record(
+                1_500_000_000_123_456_000,
+                LinkType::Ethernet,
+                60,
+                &[0xaa; 5],
+            ),
+            record(1_500_000_001_000_000_007, LinkType::RawIp, 8, &[0xbb; 8]),
+            // No timestamp of its own: it takes the previous packet's.
+            record(
+                1_500_000_001_000_000_007,
+                LinkType::Ethernet,
+                3,
+                &[0xcc, 0xcd, 0xce],
+            ),
+            // 5.5 s in 1/1024 s units, plus the interface's 100 s offset.
+            record(105_500_000_000, LinkType::RawIp, 20, &[0x45, 0, 0, 20]),
+            record(7_000, LinkType::Ethernet, 2, &[0xdd; 2]),
+            // The second section starts its interface numbering afresh, in milliseconds.
+            record(1_500_000_000, LinkType::RawIp, 40, &[0x60]),
+        ]
+    }
+
+    #[test]
+    fn mixed_capture_both_byte_orders() {
+        for big in [false, true] {
+            let bytes = mixed_capture(big);
+            assert_eq!(read_all(&bytes).unwrap(), mixed_expected(), "big {big}");
+        }
+    }
+
+    fn one_interface() -> Builder {
+        let mut b = Builder::new(false);
+        b.shb(false).idb(1, 0, &[]);
+        b
+    }
+
+    #[test]
+    fn block_lengths_are_validated() {
+        for (len, trailing) in [(13u32, 13u32), (8, 8), (16, 20)] {
+            let mut b = one_interface();
+            let at = b.out.len() as u64;
+            b.out.extend_from_slice(&[0xad, 0x0b, 0, 0]);
+            b.out.extend_from_slice(&len.to_le_bytes());
+            b.out.extend_from_slice(&[0; 4]);
+            b.out.extend_from_slice(&trailing.to_le_bytes());
+            assert_eq!(offset_of(read_all(&b.out)), at, "length {len}");
+        }
+        // A parsed block's trailer is checked too.
+        let mut b = one_interface();
+        let at = b.out.len() as u64;
+        b.epb(0, 1, &[1, 2, 3, 4], 4);
+        let end = b.out.len();
+        b.out[end - 4] ^= 0x04;
+        assert_eq!(offset_of(read_all(&b.out)), at);
+    }
+
+    #[test]
+    fn unknown_interface_is_malformed() {
+        let mut b = one_interface();
+        b.epb(0, 1, &[1], 1);
+        let at = b.out.len() as u64;
+        b.epb(1, 2, &[2], 1);
+        let mut reader = CaptureReader::new(Cursor::new(&b.out)).unwrap();
+        assert!(reader.next_record().unwrap().is_some());
+        match reader.next_record() {
+            Err(PcapError::Malformed { offset, message }) => {
+                assert_eq!(offset, at);
+                assert!(message.contains("interface 1"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A simple packet block needs interface 0.
+        let mut b = Builder::new(true);
+        b.shb(true);
+        let at = b.out.len() as u64;
+        b.spb(1, &[1]);
+        assert_eq!(offset_of(read_all(&b.out)), at);
+    }
+
+    #[test]
+    fn captured_length_overrunning_the_block_is_malformed() {
+        let mut b = one_interface();
+        let at = b.out.len();
+        b.epb(0, 1, &[1, 2, 3, 4], 4);
+        // The captured length field follows type, length, interface and timestamp.
+        b.out[at + 20..at + 24].copy_from_slice(&64u32.to_le_bytes());
+        assert_eq!(offset_of(read_all(&b.out)), at as u64);
+    }
+
+    #[test]
+    fn truncated_pcapng_is_malformed() {
+        let (bytes, first_epb) = mixed_capture_and_first_packet(false);
+        for cut in [first_epb + 1, first_epb + 8, first_epb + 30] {
+            assert_eq!(offset_of(read_all(&bytes[..cut])), first_epb as u64);
+        }
+        // Cut inside a skipped block.
+        let unknown = 60;
+        assert_eq!(offset_of(read_all(&bytes[..unknown + 14])), unknown as u64);
+        // Cut at a block boundary: a clean end.
+        assert_eq!(read_all(&bytes[..first_epb]).unwrap(), []);
+    }
+
+    #[test]
+    fn unsupported_link_type_fails_only_when_used() {
+        let mut b = Builder::new(false);
+        b.shb(false)
+            .idb(113, 0, &[])
+            .idb(1, 0, &[])
+            .epb(1, 1, &[7], 1);
+        assert_eq!(read_all(&b.out).unwrap().len(), 1);
+        b.epb(0, 1, &[7], 1);
+        let mut reader = CaptureReader::new(Cursor::new(&b.out)).unwrap();
+        assert!(reader.next_record().unwrap().is_some());
+        assert!(matches!(
+            reader.next_record(),
+            Err(PcapError::UnsupportedLinkType(113))
+        ));
+    }
+
+    #[test]
+    fn section_header_is_validated() {
+        let mut bad_bom = LITTLE_ENDIAN;
+        bad_bom[8] = 0;
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(&bad_bom[..])),
+            Err(PcapError::Malformed { offset: 8, .. })
+        ));
+        let mut version_2 = LITTLE_ENDIAN;
+        version_2[12] = 2;
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(&version_2[..])),
+            Err(PcapError::Malformed { offset: 12, .. })
+        ));
+        assert!(matches!(
+            CaptureReader::new(Cursor::new(&LITTLE_ENDIAN[..20])),
+            Err(PcapError::Malformed { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn resolutions() {
+        use super::Resolution;
+        assert_eq!(Resolution::from_option(6), Resolution::Decimal(6));
+        assert_eq!(Resolution::from_option(0x8a), Resolution::Binary(10));
+        assert_eq!(Resolution::Decimal(0).to_nanos(3), 3_000_000_000);
+        assert_eq!(Resolution::Decimal(9).to_nanos(3), 3);
+        assert_eq!(Resolution::Decimal(12).to_nanos(3_000), 3);
+        assert_eq!(Resolution::Decimal(127).to_nanos(u64::MAX), 0);
+        assert_eq!(Resolution::Binary(0).to_nanos(2), 2_000_000_000);
+        assert_eq!(Resolution::Binary(30).to_nanos(1 << 30), 1_000_000_000);
+        assert_eq!(Resolution::Binary(127).to_nanos(u64::MAX), 0);
+    }
+}
