@@ -249,7 +249,8 @@ impl<R: Read> CaptureReader<R> {
             (_, MAGIC_NANOS) => (Endian::Big, true),
             _ => return Err(PcapError::BadMagic(u32::from_be_bytes(magic))),
         };
-        // version (4), thiszone (4), sigfigs (4), snaplen (4), link type (4). The snaplen is not
+        // version (4), thiszone (4), sigfigs (4), snaplen (4), link type (4). thiszone is always
+        // 0 in practice and tools ignore it, so timestamps are taken as UTC. The snaplen is not
         // trusted: some writers put 0 or 65535 there and still store larger frames.
         let h = input.exact::<20>(0, "file header")?;
         let link = link_from_number(endian.u32([h[16], h[17], h[18], h[19]]))?;
@@ -405,6 +406,8 @@ impl<W: Write> PcapWriter<W> {
         h[8..12].copy_from_slice(&incl_len.to_le_bytes());
         h[12..16].copy_from_slice(&original_len.to_le_bytes());
         self.inner.write_all(&h)?;
+        // incl_len is at most frame.len(): it is the smaller of the length (saturated to u32,
+        // which only lowers it) and the snaplen, so the slice is in bounds.
         self.inner.write_all(&frame[..incl_len as usize])?;
         Ok(())
     }
