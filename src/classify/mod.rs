@@ -80,7 +80,10 @@ pub struct Ports {
 }
 
 impl Ports {
-    pub const ANY: Ports = Ports { lo: 0, hi: u16::MAX };
+    pub const ANY: Ports = Ports {
+        lo: 0,
+        hi: u16::MAX,
+    };
 
     #[inline]
     pub fn contains(&self, port: u16) -> bool {

@@ -10,6 +10,8 @@ mod model;
 mod snapshot;
 
 pub use config::{Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction};
-pub use flow::{AddressMatch, FilterDirection, FlowDescription, FlowDescriptionError, IpPrefix, PortRange};
+pub use flow::{
+    AddressMatch, FilterDirection, FlowDescription, FlowDescriptionError, IpPrefix, PortRange,
+};
 pub use model::*;
 pub use snapshot::*;

@@ -150,7 +150,9 @@ impl fmt::Display for SubscriberId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DefaultRule {
     /// Forward and meter under this rating group.
-    Forward { rating_group: u32 },
+    Forward {
+        rating_group: u32,
+    },
     Drop,
 }
 

@@ -102,7 +102,9 @@ impl WireError {
 pub enum Parsed {
     Ip(Packet),
     /// Not IPv4/IPv6 (after any VLAN tags). `ether_type` is the inner EtherType.
-    NonIp { ether_type: u16 },
+    NonIp {
+        ether_type: u16,
+    },
 }
 
 /// A parsed IP packet. Offsets index into the frame that was parsed.
