@@ -59,9 +59,9 @@ mod rules;
 use super::flow::IpPrefix;
 use super::model::{PccRule, SessionConfig};
 use reader::{as_str, Ctx, Fields};
-use rules::{read_rule, read_session, LocatedSession};
+use rules::{peek_name, read_rule, read_session, LocatedSession};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use toml::de::DeTable;
 
@@ -163,22 +163,19 @@ impl Config {
             .iter()
             .enumerate()
         {
-            let Some(r) = read_rule(&mut ctx, item, format!("predefined_rule[{i}]")) else {
-                continue;
-            };
-            if let Some(first) = names.get(&r.rule.name) {
-                ctx.error(
-                    r.name_at,
-                    &format!("predefined_rule[{i}].name"),
-                    format!(
-                        "predefined rule '{}' is already defined at predefined_rule[{first}]",
-                        r.rule.name
-                    ),
-                );
-            } else {
-                names.insert(r.rule.name.clone(), i);
+            if let Some((name, at)) = peek_name(item) {
+                if let Some(first) = names.get(&name) {
+                    let message = format!(
+                        "predefined rule '{name}' is already defined at predefined_rule[{first}]"
+                    );
+                    ctx.error(at, &format!("predefined_rule[{i}].name"), message);
+                } else {
+                    names.insert(name, i);
+                }
             }
-            predefined.push(r.rule);
+            if let Some(r) = read_rule(&mut ctx, item, format!("predefined_rule[{i}]")) {
+                predefined.push(r);
+            }
         }
 
         let mut sessions = Vec::new();
@@ -202,7 +199,7 @@ impl Config {
         Ok(Config {
             gateway,
             predefined,
-            sessions: sessions.into_iter().map(|s| s.session).collect(),
+            sessions: sessions.into_iter().filter_map(|s| s.session).collect(),
         })
     }
 }
@@ -296,93 +293,71 @@ fn check_sessions(
     predefined: &HashMap<String, usize>,
     sessions: &[LocatedSession],
 ) {
+    let pools = || {
+        let list: Vec<String> = gateway.ue_pools.iter().map(|p| p.to_string()).collect();
+        list.join(", ")
+    };
+    let in_pool = |addr: &IpPrefix| {
+        gateway.ue_pools.is_empty() || gateway.ue_pools.iter().any(|p| p.covers(addr))
+    };
     let mut subscribers: HashMap<String, &str> = HashMap::new();
-    let mut v4: HashMap<std::net::Ipv4Addr, &str> = HashMap::new();
+    let mut v4: HashMap<Ipv4Addr, &str> = HashMap::new();
     let mut v6: Vec<(IpPrefix, &str)> = Vec::new();
     for s in sessions {
-        let session = &s.session;
-        let subscriber = session.subscriber.to_string();
-        if let Some(first) = subscribers.get(&subscriber) {
-            ctx.error(
-                s.subscriber_at,
-                &format!("{}.subscriber", s.path),
-                format!("subscriber {subscriber} already has a session at {first}"),
-            );
-        } else {
-            subscribers.insert(subscriber, &s.path);
+        if let Some((id, at)) = &s.subscriber {
+            let id = id.to_string();
+            if let Some(first) = subscribers.get(&id) {
+                let path = format!("{}.subscriber", s.path);
+                let message = format!("subscriber {id} already has a session at {first}");
+                ctx.error(*at, &path, message);
+            } else {
+                subscribers.insert(id, &s.path);
+            }
         }
-
-        let in_pool = |addr: &IpPrefix| {
-            gateway.ue_pools.is_empty() || gateway.ue_pools.iter().any(|p| p.covers(addr))
-        };
-        let pools = || {
-            let list: Vec<String> = gateway.ue_pools.iter().map(|p| p.to_string()).collect();
-            list.join(", ")
-        };
-        if let Some(addr) = session.ipv4 {
+        if let Some((addr, at)) = s.ipv4 {
             let path = format!("{}.ipv4", s.path);
             if !in_pool(&IpPrefix::host(IpAddr::V4(addr))) {
-                ctx.error(
-                    s.ipv4_at,
-                    &path,
-                    format!("{addr} is not inside any ue_pool ({})", pools()),
-                );
+                let message = format!("{addr} is not inside any ue_pool ({})", pools());
+                ctx.error(at, &path, message);
             }
             if let Some(first) = v4.get(&addr) {
-                ctx.error(
-                    s.ipv4_at,
-                    &path,
-                    format!("{addr} is already used by {first}"),
-                );
+                ctx.error(at, &path, format!("{addr} is already used by {first}"));
             } else {
                 v4.insert(addr, &s.path);
             }
         }
-        if let Some(prefix) = session.ipv6 {
+        if let Some((prefix, at)) = s.ipv6 {
             let path = format!("{}.ipv6", s.path);
             if !in_pool(&prefix) {
-                ctx.error(
-                    s.ipv6_at,
-                    &path,
-                    format!("{prefix} is not inside any ue_pool ({})", pools()),
-                );
+                let message = format!("{prefix} is not inside any ue_pool ({})", pools());
+                ctx.error(at, &path, message);
             }
             if let Some((other, first)) = v6.iter().find(|(p, _)| p.overlaps(&prefix)) {
-                ctx.error(
-                    s.ipv6_at,
-                    &path,
-                    format!("{prefix} overlaps {other} of {first}"),
-                );
+                let message = format!("{prefix} overlaps {other} of {first}");
+                ctx.error(at, &path, message);
             } else {
                 v6.push((prefix, &s.path));
             }
         }
 
-        for (i, (name, &at)) in session.predefined.iter().zip(&s.predefined_at).enumerate() {
+        for (i, (name, at)) in s.predefined.iter().enumerate() {
             let path = format!("{}.predefined[{i}]", s.path);
             if !predefined.contains_key(name) {
-                ctx.error(at, &path, format!("no predefined_rule is named '{name}'"));
-            } else if session.predefined[..i].contains(name) {
-                ctx.error(at, &path, format!("'{name}' is listed twice"));
+                ctx.error(*at, &path, format!("no predefined_rule is named '{name}'"));
+            } else if s.predefined[..i].iter().any(|(n, _)| n == name) {
+                ctx.error(*at, &path, format!("'{name}' is listed twice"));
             }
         }
-        for (i, (rule, &at)) in session.rules.iter().zip(&s.rule_name_at).enumerate() {
+        for (i, (name, at)) in s.rule_names.iter().enumerate() {
             let path = format!("{}.rule[{i}].name", s.path);
-            if session.rules[..i].iter().any(|r| r.name == rule.name) {
-                ctx.error(
-                    at,
-                    &path,
-                    format!("rule '{}' is already defined in this session", rule.name),
+            if s.rule_names[..i].iter().any(|(n, _)| n == name) {
+                let message = format!("rule '{name}' is already defined in this session");
+                ctx.error(*at, &path, message);
+            } else if s.predefined.iter().any(|(n, _)| n == name) {
+                let message = format!(
+                    "rule '{name}' has the name of a predefined rule this session activates"
                 );
-            } else if session.predefined.contains(&rule.name) {
-                ctx.error(
-                    at,
-                    &path,
-                    format!(
-                        "rule '{}' clashes with the predefined rule this session activates",
-                        rule.name
-                    ),
-                );
+                ctx.error(*at, &path, message);
             }
         }
     }

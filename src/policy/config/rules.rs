@@ -8,6 +8,7 @@ use crate::policy::model::{
     SdfFilter, SessionConfig, SubscriberId,
 };
 use std::net::{IpAddr, Ipv4Addr};
+use toml::de::DeValue;
 
 const RULE_KEYS: &[&str] = &[
     "name",
@@ -46,14 +47,8 @@ const ADDRESS_TYPE: &[(&str, RedirectAddressType)] = &[
     ("SIP_URI", RedirectAddressType::SipUri),
 ];
 
-/// A rule and where its name is, for the duplicate checks.
-pub(super) struct LocatedRule {
-    pub(super) rule: PccRule,
-    pub(super) name_at: usize,
-}
-
 /// Reads one rule table; `None` if anything in it was wrong (all of it reported).
-pub(super) fn read_rule(ctx: &mut Ctx<'_>, value: &Value<'_>, path: String) -> Option<LocatedRule> {
+pub(super) fn read_rule(ctx: &mut Ctx<'_>, value: &Value<'_>, path: String) -> Option<PccRule> {
     let before = ctx.error_count();
     let f = Fields::new(ctx, value, path, RULE_KEYS)?;
 
@@ -101,23 +96,19 @@ pub(super) fn read_rule(ctx: &mut Ctx<'_>, value: &Value<'_>, path: String) -> O
     if ctx.error_count() != before {
         return None;
     }
-    let (name, name_span) = name?;
-    Some(LocatedRule {
-        rule: PccRule {
-            name: name.to_string(),
-            precedence: precedence?,
-            filters,
-            flow_status: flow_status.unwrap_or(FlowStatus::Enabled),
-            rating_group,
-            service_identifier,
-            monitoring_key: monitoring_key.map(|(k, _)| k.to_string()),
-            online: online.unwrap_or(false),
-            offline: offline.unwrap_or(false),
-            redirect,
-            activation: activation.map(|(t, _)| t),
-            deactivation: deactivation.map(|(t, _)| t),
-        },
-        name_at: name_span.start,
+    Some(PccRule {
+        name: name?.0.to_string(),
+        precedence: precedence?,
+        filters,
+        flow_status: flow_status.unwrap_or(FlowStatus::Enabled),
+        rating_group,
+        service_identifier,
+        monitoring_key: monitoring_key.map(|(k, _)| k.to_string()),
+        online: online.unwrap_or(false),
+        offline: offline.unwrap_or(false),
+        redirect,
+        activation: activation.map(|(t, _)| t),
+        deactivation: deactivation.map(|(t, _)| t),
     })
 }
 
@@ -243,16 +234,31 @@ fn is_http_url(s: &str) -> bool {
     })
 }
 
-/// A session and the locations the cross-session checks point at.
+/// A session as read, with what the cross-session checks need even when the session itself
+/// had mistakes, so one bad key does not hide a clash elsewhere.
 pub(super) struct LocatedSession {
-    pub(super) session: SessionConfig,
+    /// `None` if anything in the session was wrong.
+    pub(super) session: Option<SessionConfig>,
     pub(super) path: String,
-    pub(super) subscriber_at: usize,
-    pub(super) ipv4_at: usize,
-    pub(super) ipv6_at: usize,
+    pub(super) subscriber: Option<(SubscriberId, usize)>,
+    pub(super) ipv4: Option<(Ipv4Addr, usize)>,
+    pub(super) ipv6: Option<(IpPrefix, usize)>,
     /// Each activated predefined name and where it is written.
-    pub(super) predefined_at: Vec<usize>,
-    pub(super) rule_name_at: Vec<usize>,
+    pub(super) predefined: Vec<(String, usize)>,
+    /// Each dynamic rule's name (valid rule or not) and where it is written.
+    pub(super) rule_names: Vec<(String, usize)>,
+}
+
+/// A rule table's name, read leniently so duplicate checks see rules that failed otherwise.
+pub(super) fn peek_name(value: &Value<'_>) -> Option<(String, usize)> {
+    let DeValue::Table(t) = value.get_ref() else {
+        return None;
+    };
+    let v = t.get("name")?;
+    match v.get_ref() {
+        DeValue::String(s) => Some((s.to_string(), v.span().start)),
+        _ => None,
+    }
 }
 
 pub(super) fn read_session(
@@ -318,11 +324,9 @@ pub(super) fn read_session(
     }
 
     let mut predefined = Vec::new();
-    let mut predefined_at = Vec::new();
     for (i, item) in f.array(ctx, "predefined").unwrap_or(&[]).iter().enumerate() {
         if let Some(name) = as_str(ctx, item, &format!("{}[{i}]", f.path("predefined"))) {
-            predefined.push(name.to_string());
-            predefined_at.push(item.span().start);
+            predefined.push((name.to_string(), item.span().start));
         }
     }
 
@@ -331,33 +335,33 @@ pub(super) fn read_session(
         .and_then(|v| read_default_rule(ctx, v, f.path("default_rule")));
 
     let mut rules = Vec::new();
-    let mut rule_name_at = Vec::new();
+    let mut rule_names = Vec::new();
     for (i, item) in f.array(ctx, "rule").unwrap_or(&[]).iter().enumerate() {
+        rule_names.extend(peek_name(item));
         if let Some(r) = read_rule(ctx, item, format!("{}[{i}]", f.path("rule"))) {
-            rules.push(r.rule);
-            rule_name_at.push(r.name_at);
+            rules.push(r);
         }
     }
 
-    if ctx.error_count() != before {
-        return None;
-    }
-    let (subscriber, subscriber_at) = subscriber?;
-    Some(LocatedSession {
-        session: SessionConfig {
-            subscriber,
+    let session = match &subscriber {
+        Some((id, _)) if ctx.error_count() == before => Some(SessionConfig {
+            subscriber: id.clone(),
             ipv4: ipv4.map(|(a, _)| a),
             ipv6: ipv6.map(|(p, _)| p),
             rules,
-            predefined,
+            predefined: predefined.iter().map(|(n, _)| n.clone()).collect(),
             default_rule: default_rule.unwrap_or(DefaultRule::Forward { rating_group: 0 }),
-        },
+        }),
+        _ => None,
+    };
+    Some(LocatedSession {
+        session,
         path: f.path.clone(),
-        subscriber_at,
-        ipv4_at: ipv4.map_or(0, |(_, at)| at),
-        ipv6_at: ipv6.map_or(0, |(_, at)| at),
-        predefined_at,
-        rule_name_at,
+        subscriber,
+        ipv4,
+        ipv6,
+        predefined,
+        rule_names,
     })
 }
 
