@@ -41,6 +41,7 @@ impl<'t> Ctx<'t> {
     pub(super) fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset);
+        // line_starts begins with 0, so partition_point is at least 1 and the index is valid.
         let start = self.line_starts[line.saturating_sub(1)];
         let column = self
             .text
