@@ -262,7 +262,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The next token, or an error at end of input saying what was expected.
-    fn expect(&mut self, what: &str) -> Result<Token<'a>, FlowDescriptionError> {
+    fn require(&mut self, what: &str) -> Result<Token<'a>, FlowDescriptionError> {
         self.next().ok_or_else(|| FlowDescriptionError {
             column: self.input.len() + 1,
             token: String::new(),
@@ -272,7 +272,7 @@ impl<'a> Parser<'a> {
 
     fn keyword(&mut self, word: &str) -> Result<(), FlowDescriptionError> {
         let what = format!("'{word}'");
-        let token = self.expect(&what)?;
+        let token = self.require(&what)?;
         if token.text == word {
             Ok(())
         } else {
@@ -391,7 +391,7 @@ impl FromStr for FlowDescription {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut p = Parser { input: s, pos: 0 };
 
-        let action = p.expect("'permit'")?;
+        let action = p.require("'permit'")?;
         match action.text {
             "permit" => {}
             "deny" => {
@@ -404,19 +404,19 @@ impl FromStr for FlowDescription {
             _ => return Err(error(action, "expected 'permit'")),
         }
 
-        let dir = p.expect("direction 'in' or 'out'")?;
+        let dir = p.require("direction 'in' or 'out'")?;
         let direction = match dir.text {
             "in" => FilterDirection::In,
             "out" => FilterDirection::Out,
             _ => return Err(error(dir, "expected direction 'in' or 'out'")),
         };
 
-        let protocol = parse_protocol(p.expect("a protocol number or name")?)?;
+        let protocol = parse_protocol(p.require("a protocol number or name")?)?;
         p.keyword("from")?;
-        let src = parse_address(p.expect("the source address")?, "source")?;
+        let src = parse_address(p.require("the source address")?, "source")?;
         let src_ports = parse_ports_if_present(&mut p)?;
         p.keyword("to")?;
-        let dst_token = p.expect("the destination address")?;
+        let dst_token = p.require("the destination address")?;
         let dst = parse_address(dst_token, "destination")?;
         if let (AddressMatch::Prefix(a), AddressMatch::Prefix(b)) = (&src, &dst) {
             if a.addr.is_ipv4() != b.addr.is_ipv4() {
