@@ -84,12 +84,12 @@ pub struct CompiledRule {
 impl CompiledRule {
     /// Whether the gate lets a packet of this direction through.
     pub fn gate_open(&self, direction: Direction) -> bool {
-        match (self.rule.flow_status, direction) {
-            (FlowStatus::Enabled, _) => true,
-            (FlowStatus::EnabledUplink, Direction::Uplink) => true,
-            (FlowStatus::EnabledDownlink, Direction::Downlink) => true,
-            _ => false,
-        }
+        matches!(
+            (self.rule.flow_status, direction),
+            (FlowStatus::Enabled, _)
+                | (FlowStatus::EnabledUplink, Direction::Uplink)
+                | (FlowStatus::EnabledDownlink, Direction::Downlink)
+        )
     }
 }
 
