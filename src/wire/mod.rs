@@ -7,9 +7,14 @@
 
 use std::net::IpAddr;
 
+mod build;
 mod fragment;
 mod parse;
 
+pub use build::{
+    internet_checksum, ipv4_checksum, BuildError, Checksum, EthernetHeader, LinkHeader,
+    PortUnreachable, TcpSegment,
+};
 pub use fragment::{FragmentKey, FragmentOutcome, FragmentTable, FragmentTableConfig};
 pub use parse::parse;
 
