@@ -18,7 +18,9 @@ pub const MAX_FRAME_LEN: u32 = 262_144;
 
 const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
+const LINKTYPE_NULL: u32 = 0;
 const LINKTYPE_ETHERNET: u32 = 1;
+const LINKTYPE_LOOP: u32 = 108;
 const LINKTYPE_RAW: u32 = 101;
 const LINKTYPE_IPV4: u32 = 228;
 const LINKTYPE_IPV6: u32 = 229;
@@ -37,7 +39,7 @@ pub enum PcapError {
     BadMagic(u32),
     #[error("capture is malformed at byte {offset}: {message}")]
     Malformed { offset: u64, message: String },
-    #[error("link type {0} is not supported (Ethernet and raw IP are)")]
+    #[error("link type {0} is not supported (Ethernet, raw IP and BSD loopback are)")]
     UnsupportedLinkType(u32),
 }
 
@@ -53,6 +55,7 @@ fn link_from_number(n: u32) -> Result<LinkType, PcapError> {
     match n {
         LINKTYPE_ETHERNET => Ok(LinkType::Ethernet),
         LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => Ok(LinkType::RawIp),
+        LINKTYPE_NULL | LINKTYPE_LOOP => Ok(LinkType::Loopback),
         other => Err(PcapError::UnsupportedLinkType(other)),
     }
 }
@@ -61,6 +64,7 @@ fn link_to_number(link: LinkType) -> u32 {
     match link {
         LinkType::Ethernet => LINKTYPE_ETHERNET,
         LinkType::RawIp => LINKTYPE_RAW,
+        LinkType::Loopback => LINKTYPE_NULL,
     }
 }
 

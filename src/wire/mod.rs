@@ -18,12 +18,14 @@ pub use build::{
 pub use fragment::{FragmentKey, FragmentOutcome, FragmentTable, FragmentTableConfig};
 pub use parse::parse;
 
-/// How a frame starts: with an Ethernet header (AF_PACKET, most captures) or with the IP header
-/// (TUN, raw-IP captures).
+/// How a frame starts: with an Ethernet header (AF_PACKET, most captures), with the IP header
+/// (TUN, raw-IP captures), or with the 4-byte address-family header of BSD loopback captures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
     Ethernet,
     RawIp,
+    /// DLT_NULL / DLT_LOOP: a 4-byte address family (in either byte order), then IP.
+    Loopback,
 }
 
 /// IP protocol numbers the data path cares about.

@@ -47,14 +47,22 @@ pub fn parse(link: LinkType, frame: &[u8]) -> Result<Parsed, WireError> {
     }
     match link {
         LinkType::Ethernet => parse_ethernet(frame),
-        LinkType::RawIp => {
-            let first = frame.first().ok_or(WireError::TruncatedIp)?;
-            match first >> 4 {
-                4 => parse_ipv4(frame, 0, Vlans::default()),
-                6 => parse_ipv6(frame, 0, Vlans::default()),
-                _ => Err(WireError::MalformedIp),
-            }
-        }
+        LinkType::RawIp => parse_raw_ip(frame, 0),
+        // The address family's byte order depends on the capturing host; the IP version nibble
+        // says the same thing without guessing.
+        LinkType::Loopback if frame.len() < LOOPBACK_HEADER => Err(WireError::TruncatedLink),
+        LinkType::Loopback => parse_raw_ip(frame, LOOPBACK_HEADER),
+    }
+}
+
+const LOOPBACK_HEADER: usize = 4;
+
+fn parse_raw_ip(frame: &[u8], offset: usize) -> Result<Parsed, WireError> {
+    let first = frame.get(offset).ok_or(WireError::TruncatedIp)?;
+    match first >> 4 {
+        4 => parse_ipv4(frame, offset, Vlans::default()),
+        6 => parse_ipv6(frame, offset, Vlans::default()),
+        _ => Err(WireError::MalformedIp),
     }
 }
 
