@@ -10,6 +10,7 @@ pub mod classify;
 pub mod engine;
 pub mod io;
 pub mod policy;
+pub mod redirect;
 pub mod replay;
 pub mod time;
 pub mod wire;

@@ -16,10 +16,13 @@ pub enum DropReason {
     UnknownSubscriber,
     /// Neither end in a UE pool (and `non_subscriber = "drop"`).
     NonSubscriber,
+    /// The session is under redirect and the packet is outside the walled garden (the redirect
+    /// counters say why).
+    WalledGarden,
 }
 
 impl DropReason {
-    pub const COUNT: usize = WireError::ALL.len() + 4;
+    pub const COUNT: usize = WireError::ALL.len() + 5;
 
     pub fn index(self) -> usize {
         match self {
@@ -28,6 +31,7 @@ impl DropReason {
             DropReason::DefaultRule => WireError::ALL.len() + 1,
             DropReason::UnknownSubscriber => WireError::ALL.len() + 2,
             DropReason::NonSubscriber => WireError::ALL.len() + 3,
+            DropReason::WalledGarden => WireError::ALL.len() + 4,
         }
     }
 
@@ -40,6 +44,7 @@ impl DropReason {
                 DropReason::DefaultRule,
                 DropReason::UnknownSubscriber,
                 DropReason::NonSubscriber,
+                DropReason::WalledGarden,
             ])
     }
 
@@ -51,6 +56,7 @@ impl DropReason {
             DropReason::DefaultRule => "default_rule",
             DropReason::UnknownSubscriber => "unknown_subscriber",
             DropReason::NonSubscriber => "non_subscriber",
+            DropReason::WalledGarden => "walled_garden",
         }
     }
 }

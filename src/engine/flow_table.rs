@@ -48,6 +48,9 @@ pub struct FlowEntry {
     pub last_seen: Timestamp,
     pub packets: u64,
     pub bytes: u64,
+    /// Shown to the redirect module's success watch (a portal flow of a redirected session, or
+    /// DNS from a resolver it may use).
+    pub watch: bool,
 }
 
 impl FlowEntry {
@@ -69,6 +72,7 @@ impl FlowEntry {
             last_seen: now,
             packets: 0,
             bytes: 0,
+            watch: false,
         }
     }
 }
@@ -172,6 +176,21 @@ impl FlowTable {
         if let Some(k) = oldest {
             self.map.remove(&k);
             self.evicted += 1;
+        }
+    }
+
+    pub fn remove(&mut self, key: &FlowKey) -> Option<FlowEntry> {
+        self.map.remove(key)
+    }
+
+    /// Makes every cached decision of a session stale, so each of its flows is decided again
+    /// on its next packet (after its redirect was applied or lifted). O(table); runs on such
+    /// events only, never per packet.
+    pub fn invalidate_session(&mut self, session: SessionId) {
+        for e in self.map.values_mut() {
+            if e.session_id == session {
+                e.valid_until = Timestamp::ZERO;
+            }
         }
     }
 

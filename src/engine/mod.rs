@@ -16,6 +16,7 @@ pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHit
 use crate::charging::{Meter, Metered};
 use crate::classify::ip_key;
 use crate::policy::{subscriber_key, DefaultRule, MalformedAction, PolicySnapshot, SessionId};
+use crate::redirect::{self, Event, FinalUnitRedirect, Redirector, Stage};
 use crate::time::Timestamp;
 use crate::wire::{
     self, Direction, FragmentOutcome, FragmentTable, FragmentTableConfig, LinkType, Parsed,
@@ -84,6 +85,7 @@ pub struct Engine {
     hit_index: FxHashMap<(SessionId, Arc<str>), u32>,
     hits: Vec<u64>,
     counters: Counters,
+    redirect: Redirector,
 }
 
 impl Engine {
@@ -99,6 +101,7 @@ impl Engine {
             },
         );
         Engine {
+            redirect: Redirector::new(&snapshot),
             snapshot,
             link,
             flows,
@@ -113,7 +116,38 @@ impl Engine {
     /// Installs a newer policy. Cached decisions made under the old one are re-made lazily, on
     /// each flow's next packet; usage counters carry over (they are keyed by session id).
     pub fn set_snapshot(&mut self, snapshot: Arc<PolicySnapshot>) {
+        self.redirect.set_snapshot(&snapshot);
         self.snapshot = snapshot;
+    }
+
+    /// Applies online charging's Final-Unit-Action REDIRECT to a session (or one of its rating
+    /// groups). Idempotent; the session's flows are decided again on their next packet.
+    pub fn apply_final_unit_redirect(&mut self, session: SessionId, fu: FinalUnitRedirect) {
+        if self.redirect.apply_final_unit(&self.snapshot, session, fu) {
+            self.flows.invalidate_session(session);
+        }
+    }
+
+    /// Removes a Final-Unit REDIRECT (credit granted again): the normal rules apply again.
+    pub fn remove_final_unit_redirect(&mut self, session: SessionId, rating_group: Option<u32>) {
+        if self.redirect.remove_final_unit(session, rating_group) {
+            self.flows.invalidate_session(session);
+        }
+    }
+
+    /// Events for the control plane (recharge successes), oldest first.
+    pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.redirect.drain_events()
+    }
+
+    /// The redirect stage: its counters, portal host names to resolve, and the SYN-cookie
+    /// secret (the live data path sets a random one).
+    pub fn redirect(&self) -> &Redirector {
+        &self.redirect
+    }
+
+    pub fn redirect_mut(&mut self) -> &mut Redirector {
+        &mut self.redirect
     }
 
     pub fn snapshot(&self) -> &Arc<PolicySnapshot> {
@@ -145,7 +179,7 @@ impl Engine {
         frame: &[u8],
         out: &mut Output,
     ) -> Verdict {
-        let _ = (port, &out);
+        let _ = port;
         self.counters.frames += 1;
         self.counters.bytes += frame.len() as u64;
         let mut packet = match wire::parse(self.link, frame) {
@@ -223,20 +257,54 @@ impl Engine {
                     self.drop(DropReason::UnknownSubscriber)
                 };
             };
+            // The redirect stage runs before the normal rules. What it answers or blocks leaves
+            // no flow state behind, so a flood of new connections cannot fill the table.
+            let before = out.frames.len();
+            let f = redirect::Frame {
+                link: self.link,
+                bytes: frame,
+                packet: &packet,
+            };
+            let stage = self
+                .redirect
+                .enforce(snap, index, direction, &key, &f, now, out);
             let session = snap.session(index);
-            let entry = FlowEntry::new(
+            let mut entry = FlowEntry::new(
                 snap.version,
                 index,
                 session.id,
                 session.next_boundary(now),
                 now,
             );
+            match stage {
+                Stage::Pass { watch } => entry.watch = watch,
+                Stage::Garden {
+                    rating_group,
+                    watch,
+                } => {
+                    entry.watch = watch;
+                    let allowed = Decision::Decided {
+                        rule: None,
+                        forward: true,
+                        rating_group: rating_group
+                            .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
+                        monitoring_key: None,
+                        hits: None,
+                    };
+                    entry.uplink = allowed;
+                    entry.downlink = allowed;
+                }
+                Stage::Answered(_) | Stage::Blocked => {
+                    return self.redirected(stage, out.frames.len() - before)
+                }
+            }
             self.flows.insert(key, entry, now);
         }
         let Some(entry) = self.flows.get_mut(&key) else {
             // Inserted just above when not fresh.
             return self.forward();
         };
+        let (session_index, session_id, watch) = (entry.session, entry.session_id, entry.watch);
         entry.last_seen = now;
         entry.packets += 1;
         entry.bytes += u64::from(packet.ip_len);
@@ -266,6 +334,38 @@ impl Engine {
         else {
             return self.forward();
         };
+        if self.redirect.has_rating_group_redirects() {
+            let rg = match rule {
+                Some(id) => snap.rule(id).rule.rating_group,
+                None => match snap.session(session_index).default_rule {
+                    DefaultRule::Forward { rating_group } => Some(rating_group),
+                    DefaultRule::Drop => None,
+                },
+            };
+            if let Some(rg) = rg {
+                let before = out.frames.len();
+                let f = redirect::Frame {
+                    link: self.link,
+                    bytes: frame,
+                    packet: &packet,
+                };
+                let stage = self.redirect.enforce_rating_group(
+                    snap,
+                    session_index,
+                    rg,
+                    direction,
+                    &key,
+                    &f,
+                    now,
+                    out,
+                );
+                if let Some(stage @ (Stage::Answered(_) | Stage::Blocked)) = stage {
+                    // Not cached: the flow is decided afresh each packet while redirected.
+                    self.flows.remove(&key);
+                    return self.redirected(stage, out.frames.len() - before);
+                }
+            }
+        }
         if let Some(h) = hits {
             self.hits[h as usize] += 1;
         }
@@ -282,7 +382,32 @@ impl Engine {
         if let Some(s) = monitoring_key {
             self.meter.add(s, direction, packet.ip_len, now);
         }
+        if watch {
+            let f = redirect::Frame {
+                link: self.link,
+                bytes: frame,
+                packet: &packet,
+            };
+            if self
+                .redirect
+                .observe(snap, session_index, direction, &key, &f, now)
+            {
+                self.flows.invalidate_session(session_id);
+            }
+        }
         self.forward()
+    }
+
+    /// Counts what the redirect stage did with a packet it kept from the normal rules.
+    fn redirected(&mut self, stage: Stage, injected: usize) -> Verdict {
+        match stage {
+            Stage::Blocked => self.drop(DropReason::WalledGarden),
+            _ => {
+                self.counters.answered += 1;
+                self.counters.injected_frames += injected as u64;
+                Verdict::Inject
+            }
+        }
     }
 
     #[inline]

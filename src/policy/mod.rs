@@ -9,7 +9,10 @@ mod flow;
 mod model;
 mod snapshot;
 
-pub use config::{Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction};
+pub use config::{
+    split_http_url, Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction,
+    QuicAction, RedirectSettings, SuccessAction, SuccessUrl,
+};
 pub use flow::{
     AddressMatch, FilterDirection, FlowDescription, FlowDescriptionError, IpPrefix, PortRange,
 };

@@ -102,6 +102,9 @@ pub struct Session {
     pub default_rule: DefaultRule,
     /// Every rule of the session (dynamic and predefined), best precedence first.
     pub rules: Vec<RuleId>,
+    /// Its rules carrying Redirect-Information with Redirect-Support ENABLED, best precedence
+    /// first: while one is active the whole session is under redirect.
+    pub redirect_rules: Vec<RuleId>,
     uplink: DirectionalRules,
     downlink: DirectionalRules,
     /// Activation/deactivation instants of its rules, sorted; classification results are valid
@@ -213,6 +216,17 @@ impl PolicySnapshot {
                     ipv6_lengths.push(key.len);
                 }
             }
+            let redirect_rules = ids
+                .iter()
+                .copied()
+                .filter(|r| {
+                    rules[r.0 as usize]
+                        .rule
+                        .redirect
+                        .as_ref()
+                        .is_some_and(|i| i.enabled)
+                })
+                .collect();
             compiled.push(Session {
                 id: *id,
                 subscriber: s.subscriber.clone(),
@@ -220,6 +234,7 @@ impl PolicySnapshot {
                 ipv6: s.ipv6,
                 default_rule: s.default_rule,
                 rules: ids,
+                redirect_rules,
                 uplink,
                 downlink,
                 boundaries,
@@ -339,7 +354,7 @@ fn compile_session(
 
 /// Turns one Flow-Description into classifier rules in subscriber orientation: `assigned`
 /// becomes the session's addresses, port lists become one rule per range pair.
-fn expand_filter(flow: &FlowDescription, s: &SessionConfig) -> Vec<Rule> {
+pub(crate) fn expand_filter(flow: &FlowDescription, s: &SessionConfig) -> Vec<Rule> {
     // In subscriber orientation the remote end is `from` for `out` and `to` for `in`.
     let (remote, remote_ports, ue, ue_ports) = match flow.direction {
         FilterDirection::Out => (&flow.src, &flow.src_ports, &flow.dst, &flow.dst_ports),

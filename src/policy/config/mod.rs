@@ -15,6 +15,23 @@
 //! flow_table_capacity = 65536         # 1-4294967295; default 65536
 //! idle_timeout = { tcp = 300, udp = 60, icmp = 30, other = 60 }   # seconds, each optional
 //!
+//! [redirect]                          # optional; how redirected subscribers are answered
+//! http_ports = [80]                   # TCP ports answered with the 302; other TCP gets an RST
+//! location = "{url}{q}orig={orig}&sub={sub}"   # Location template, see below
+//! success_url = "http://portal.example/recharge/success"   # host + path the watch looks for
+//! token_key = "00112233445566778899aabbccddeeff"            # hex, >= 16 bytes, shared with the portal
+//! token_max_age = 600                 # seconds a success token may live (1-86400)
+//! portal_hosts = ["portal.example"]   # DNS answers for these names join the walled garden
+//! portal_addresses = ["192.0.2.80"]   # portal addresses known up front
+//! dns_resolvers = ["10.45.0.1"]       # the only resolvers a redirected subscriber may query
+//! success_action = "local"            # lift the redirect in the data path at once
+//! grace = 30                          # seconds the watch keeps looking after a lift (0-3600)
+//! quic = "unreachable"                # UDP 443: ICMP port unreachable, or "drop"
+//! cookie_secret = "…"                 # hex, >= 16 bytes; default derived from token_key
+//!     # Location placeholders: {url} redirect address, {q} '?' or '&' (whichever continues
+//!     # {url}), {orig} the original URL, {sub} subscriber id, {ue} UE address — all but {url}
+//!     # and {q} percent-encoded.
+//!
 //! [[predefined_rule]]                 # any number
 //! name = "web"                        # required, unique among predefined rules
 //! precedence = 100                    # required, 0-4294967295, lower wins
@@ -54,7 +71,10 @@
 //! offending token inside the string when the string has no escapes.
 
 mod reader;
+mod redirect;
 mod rules;
+
+pub use redirect::{split_http_url, QuicAction, RedirectSettings, SuccessAction, SuccessUrl};
 
 use super::flow::IpPrefix;
 use super::model::{PccRule, SessionConfig};
@@ -86,6 +106,8 @@ pub struct GatewaySettings {
     pub udp_idle_timeout: Duration,
     pub icmp_idle_timeout: Duration,
     pub other_idle_timeout: Duration,
+    /// The `[redirect]` table.
+    pub redirect: RedirectSettings,
 }
 
 impl Default for GatewaySettings {
@@ -100,6 +122,7 @@ impl Default for GatewaySettings {
             udp_idle_timeout: Duration::from_secs(60),
             icmp_idle_timeout: Duration::from_secs(30),
             other_idle_timeout: Duration::from_secs(60),
+            redirect: RedirectSettings::default(),
         }
     }
 }
@@ -147,13 +170,19 @@ impl Config {
             root.get_ref(),
             root.span(),
             String::new(),
-            &["gateway", "predefined_rule", "session"],
+            &["gateway", "redirect", "predefined_rule", "session"],
         );
 
-        let gateway = root
+        let mut gateway = root
             .get("gateway")
             .and_then(|v| read_gateway(&mut ctx, v))
             .unwrap_or_default();
+        if let Some(r) = root
+            .get("redirect")
+            .and_then(|v| redirect::read_redirect(&mut ctx, v))
+        {
+            gateway.redirect = r;
+        }
 
         let mut predefined = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();

@@ -116,6 +116,7 @@ ipv4 = "10.45.0.3"
             udp_idle_timeout: Duration::from_secs(30),
             icmp_idle_timeout: Duration::from_secs(30),
             other_idle_timeout: Duration::from_secs(60),
+            redirect: Default::default(),
         },
         predefined: vec![PccRule {
             name: "web".into(),

@@ -1,0 +1,364 @@
+//! HTTP as the redirect path needs it: reading a request or response head with httparse (no
+//! allocation: headers go into a stack array), and writing the 302 from the `Location` template.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use std::io::Write as _;
+use std::net::IpAddr;
+
+/// Header slots on the stack; a request with more headers is answered as if it had none we
+/// care about (the 302 still goes out).
+const MAX_HEADERS: usize = 48;
+
+/// Characters left as they are in an encoded URL component: RFC 3986 unreserved.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A request head as far as the redirect path cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub path: &'a str,
+    pub host: Option<&'a str>,
+    /// Bytes of the head, including the blank line.
+    pub head_len: usize,
+    pub content_length: usize,
+}
+
+/// What reading a request head found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniff<'a> {
+    Complete(RequestHead<'a>),
+    /// More bytes needed. `path` is known once the request line is complete.
+    Partial {
+        path: Option<&'a str>,
+    },
+    /// Not HTTP.
+    Invalid,
+}
+
+pub fn sniff_request(buf: &[u8]) -> Sniff<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            let host = header(req.headers, "host");
+            let content_length = header(req.headers, "content-length")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            Sniff::Complete(RequestHead {
+                path: req.path.unwrap_or("/"),
+                host,
+                head_len,
+                content_length,
+            })
+        }
+        Ok(httparse::Status::Partial) => Sniff::Partial {
+            path: req.path.or_else(|| partial_path(buf)),
+        },
+        Err(httparse::Error::TooManyHeaders) => Sniff::Partial {
+            path: partial_path(buf),
+        },
+        Err(_) => Sniff::Invalid,
+    }
+}
+
+/// The request target of a request line that is complete even though the head is not.
+fn partial_path(buf: &[u8]) -> Option<&str> {
+    let line = buf.split(|b| *b == b'\n').next()?;
+    if line.len() == buf.len() {
+        return None;
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    text.split(' ').nth(1).filter(|p| !p.is_empty())
+}
+
+/// A response head as the success watch reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    pub status: u16,
+    pub location: Option<&'a str>,
+    pub head_len: usize,
+    /// `None` when the body length is not given by Content-Length (chunked, or until close).
+    pub content_length: Option<usize>,
+}
+
+pub enum ResponseSniff<'a> {
+    Complete(ResponseHead<'a>),
+    Partial,
+    Invalid,
+}
+
+pub fn sniff_response(buf: &[u8]) -> ResponseSniff<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            let chunked = header(resp.headers, "transfer-encoding").is_some();
+            let content_length = if chunked {
+                None
+            } else {
+                header(resp.headers, "content-length").and_then(|v| v.trim().parse().ok())
+            };
+            let status = resp.code.unwrap_or(0);
+            // 1xx, 204 and 304 never carry a body.
+            let content_length = if matches!(status, 100..=199 | 204 | 304) {
+                Some(0)
+            } else {
+                content_length
+            };
+            ResponseSniff::Complete(ResponseHead {
+                status,
+                location: header(resp.headers, "location"),
+                head_len,
+                content_length,
+            })
+        }
+        Ok(httparse::Status::Partial) => ResponseSniff::Partial,
+        Err(_) => ResponseSniff::Invalid,
+    }
+}
+
+fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// One piece of a `Location` template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    /// The redirect address, as the policy gave it.
+    Url,
+    /// `?` when the redirect address has no query yet, else `&`.
+    QuerySep,
+    /// The original URL, percent-encoded.
+    Orig,
+    /// The subscriber id, percent-encoded.
+    Sub,
+    /// The UE address, percent-encoded.
+    Ue,
+}
+
+/// A parsed `Location` template: `{url}`, `{q}`, `{orig}`, `{sub}`, `{ue}` and literal text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed '{{' in location template '{text}'"))?;
+            parts.push(match &after[..close] {
+                "url" => Part::Url,
+                "q" => Part::QuerySep,
+                "orig" => Part::Orig,
+                "sub" => Part::Sub,
+                "ue" => Part::Ue,
+                other => {
+                    return Err(format!(
+                        "unknown placeholder '{{{other}}}' in location template; use {{url}}, {{q}}, {{orig}}, {{sub}} or {{ue}}"
+                    ))
+                }
+            });
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        if !parts.contains(&Part::Url) {
+            return Err(format!(
+                "location template '{text}' must contain {{url}}, the redirect address"
+            ));
+        }
+        if text.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err("a location template must not contain spaces or control characters".into());
+        }
+        Ok(Template { parts })
+    }
+
+    /// The bare redirect address.
+    pub fn url_only() -> Template {
+        Template {
+            parts: vec![Part::Url],
+        }
+    }
+
+    /// Appends the Location for one request to `out`.
+    pub fn render(&self, url: &str, orig: &str, sub: &str, ue: IpAddr, out: &mut Vec<u8>) {
+        for part in &self.parts {
+            // Writes into a Vec cannot fail.
+            let _ = match part {
+                Part::Literal(s) => out.write_all(s.as_bytes()),
+                Part::Url => out.write_all(url.as_bytes()),
+                Part::QuerySep => out.write_all(if url.contains('?') { b"&" } else { b"?" }),
+                Part::Orig => write!(
+                    out,
+                    "{}",
+                    percent_encoding::utf8_percent_encode(orig, COMPONENT)
+                ),
+                Part::Sub => write!(
+                    out,
+                    "{}",
+                    percent_encoding::utf8_percent_encode(sub, COMPONENT)
+                ),
+                Part::Ue => write!(out, "{ue}"),
+            };
+        }
+    }
+}
+
+/// Appends `text` escaped for an HTML attribute or text node.
+pub fn html_escape(text: &[u8], out: &mut Vec<u8>) {
+    for &b in text {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&#39;"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Appends the original URL of a request: absolute-form targets as they are, else
+/// `http://host` + target, with the destination address when there is no Host header.
+pub fn original_url(path: &str, host: Option<&str>, dst: IpAddr, port: u16, out: &mut Vec<u8>) {
+    if path.starts_with("http://") || path.starts_with("https://") {
+        out.extend_from_slice(path.as_bytes());
+        return;
+    }
+    out.extend_from_slice(b"http://");
+    // Writes into a Vec cannot fail.
+    let _ = match (host, dst) {
+        (Some(h), _) => out.write_all(h.trim().as_bytes()),
+        (None, IpAddr::V4(a)) if port == 80 => write!(out, "{a}"),
+        (None, IpAddr::V4(a)) => write!(out, "{a}:{port}"),
+        (None, IpAddr::V6(a)) if port == 80 => write!(out, "[{a}]"),
+        (None, IpAddr::V6(a)) => write!(out, "[{a}]:{port}"),
+    };
+    if !path.starts_with('/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path.as_bytes());
+}
+
+/// Appends a complete `302 Found` response for `location`.
+pub fn write_302(location: &[u8], out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    body.clear();
+    body.extend_from_slice(
+        b"<!DOCTYPE html>\n<html><head><title>Recharge needed</title></head><body>\n\
+<p>Your balance needs a top-up before you can browse.</p>\n<p><a href=\"",
+    );
+    html_escape(location, body);
+    body.extend_from_slice(b"\">Continue to the recharge page</a></p>\n</body></html>\n");
+    out.extend_from_slice(b"HTTP/1.1 302 Found\r\nLocation: ");
+    out.extend_from_slice(location);
+    // Writes into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    out.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn complete_and_partial_requests() {
+        let req = b"GET /a?b=c HTTP/1.1\r\nHost: site.example\r\nAccept: */*\r\n\r\n";
+        match sniff_request(req) {
+            Sniff::Complete(h) => {
+                assert_eq!(h.path, "/a?b=c");
+                assert_eq!(h.host, Some("site.example"));
+                assert_eq!(h.head_len, req.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            sniff_request(&req[..30]),
+            Sniff::Partial {
+                path: Some("/a?b=c")
+            }
+        );
+        assert_eq!(sniff_request(&req[..8]), Sniff::Partial { path: None });
+        assert_eq!(sniff_request(b"\x16\x03\x01\x02\x00"), Sniff::Invalid);
+    }
+
+    #[test]
+    fn template_renders_every_placeholder() {
+        let t = Template::parse("{url}{q}orig={orig}&sub={sub}&ue={ue}").unwrap();
+        let mut out = Vec::new();
+        let ue = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 3));
+        t.render(
+            "http://portal.example/recharge",
+            "http://site.example/a?b=c d",
+            "imsi-001",
+            ue,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "http://portal.example/recharge?orig=http%3A%2F%2Fsite.example%2Fa%3Fb%3Dc%20d&sub=imsi-001&ue=10.45.0.3"
+        );
+        let mut out = Vec::new();
+        t.render("http://p/r?x=1", "o", "s", ue, &mut out);
+        assert!(out.starts_with(b"http://p/r?x=1&orig=o"));
+    }
+
+    #[test]
+    fn bad_templates_are_explained() {
+        assert!(Template::parse("{orig}").unwrap_err().contains("{url}"));
+        assert!(Template::parse("{url}{nope}").unwrap_err().contains("nope"));
+        assert!(Template::parse("{url").unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn original_url_forms() {
+        let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let mut out = Vec::new();
+        original_url("/x", Some("site.example"), dst, 80, &mut out);
+        assert_eq!(out, b"http://site.example/x");
+        out.clear();
+        original_url("/x", None, dst, 8080, &mut out);
+        assert_eq!(out, b"http://192.0.2.1:8080/x");
+        out.clear();
+        original_url("http://abs.example/y", Some("h"), dst, 80, &mut out);
+        assert_eq!(out, b"http://abs.example/y");
+    }
+
+    #[test]
+    fn the_302_is_a_valid_response_with_an_escaped_link() {
+        let (mut out, mut body) = (Vec::new(), Vec::new());
+        write_302(b"http://p/r?a=1&b=2", &mut out, &mut body);
+        match sniff_response(&out) {
+            ResponseSniff::Complete(h) => {
+                assert_eq!(h.status, 302);
+                assert_eq!(h.location, Some("http://p/r?a=1&b=2"));
+                assert_eq!(h.content_length, Some(out.len() - h.head_len));
+            }
+            _ => panic!("not a complete response"),
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("href=\"http://p/r?a=1&amp;b=2\""));
+        assert!(text.contains("Cache-Control: no-store\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+    }
+}

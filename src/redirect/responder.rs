@@ -1,0 +1,501 @@
+//! The stateless TCP responder: the gateway answers a redirected subscriber's web connection as
+//! if it were the server, without ever contacting the server.
+//!
+//! SYN → SYN-ACK with a cookie as its sequence number; the segment carrying the request → the
+//! 302 (split to the client's MSS) with FIN on its last segment; the client's FIN → its ACK. A
+//! request split over segments is collected in a small bounded table, entered only after the
+//! cookie proved the handshake, so a SYN flood leaves nothing behind. Every other TCP port gets
+//! an RST.
+
+use super::cookie::{self, Conn, CookieJar, MSS_TABLE};
+use super::http::{original_url, sniff_request, write_302, Sniff, Template};
+use super::{emit, Counters, Frame, Target};
+use crate::classify::ip_key;
+use crate::engine::{Output, Toward};
+use crate::time::Timestamp;
+use crate::wire::{tcp_flags, TcpSegment};
+use std::time::Duration;
+
+/// A request head longer than this is answered with what has arrived.
+pub const MAX_REQUEST: usize = 4096;
+/// Connections whose request is being collected, at most.
+pub const PENDING_SLOTS: usize = 64;
+/// A collecting connection idle this long frees its slot.
+const PENDING_IDLE: Duration = Duration::from_secs(10);
+/// Original URLs are cut to this many bytes before encoding, bounding the 302's size.
+const MAX_ORIGINAL_URL: usize = 2048;
+/// How far past the cookie a client's acknowledgement may reach and still be ours: the MSS
+/// class, the 302 and our FIN.
+const ACK_WINDOW: u32 = 32 * 1024;
+const WINDOW: u16 = 65535;
+/// The MSS we announce: what we can take in one segment of a request.
+const OUR_MSS: u16 = 1460;
+
+/// What the responder did with a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Frames were written to the output.
+    Sent,
+    /// Nothing to send (an ACK of our data, a RST).
+    Consumed,
+}
+
+struct Pending {
+    conn: Conn,
+    in_use: bool,
+    answered: bool,
+    /// Sequence number of `buf[0]` and of the byte after the collected request.
+    base: u32,
+    next: u32,
+    buf: Vec<u8>,
+    last_seen: Timestamp,
+}
+
+pub struct Responder {
+    jar: CookieJar,
+    template: Template,
+    pending: Vec<Pending>,
+    /// Scratch buffers, reused for every answer.
+    location: Vec<u8>,
+    orig: Vec<u8>,
+    response: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Responder {
+    pub fn new(secret: &[u8], template: Template) -> Responder {
+        Responder {
+            jar: CookieJar::new(secret),
+            template,
+            pending: Vec::new(),
+            location: Vec::new(),
+            orig: Vec::new(),
+            response: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn set_secret(&mut self, secret: &[u8]) {
+        self.jar = CookieJar::new(secret);
+    }
+
+    /// Connections being collected (for tests and metrics).
+    pub fn pending(&self) -> usize {
+        self.pending.iter().filter(|p| p.in_use).count()
+    }
+
+    /// Answers an uplink TCP segment to a port that is not an HTTP port: an RST, so the
+    /// client fails at once instead of waiting for a handshake that never completes.
+    pub fn reset(&mut self, f: &Frame<'_>, out: &mut Output, counters: &mut Counters) -> Answer {
+        let p = f.packet;
+        if p.tcp_flags & tcp_flags::RST != 0 {
+            return Answer::Consumed;
+        }
+        counters.resets_sent += 1;
+        send_reset(f, out)
+    }
+
+    /// Handles an uplink TCP segment to an HTTP port of a redirected subscriber.
+    pub fn http(
+        &mut self,
+        f: &Frame<'_>,
+        target: &Target<'_>,
+        now: Timestamp,
+        out: &mut Output,
+        counters: &mut Counters,
+    ) -> Answer {
+        let p = f.packet;
+        let t = p.tuple;
+        let conn = Conn {
+            client: ip_key(t.src),
+            server: ip_key(t.dst),
+            client_port: t.src_port,
+            server_port: t.dst_port,
+        };
+        let now_secs = now.as_nanos() / 1_000_000_000;
+        let flags = p.tcp_flags;
+        if flags & tcp_flags::RST != 0 {
+            self.free(&conn);
+            return Answer::Consumed;
+        }
+        if flags & tcp_flags::SYN != 0 {
+            if flags & tcp_flags::ACK != 0 {
+                counters.resets_sent += 1;
+                return send_reset(f, out);
+            }
+            let client_mss = syn_mss(f);
+            let cookie = self
+                .jar
+                .make(now_secs, &conn, cookie::mss_index(client_mss));
+            counters.syn_answered += 1;
+            return self.send(
+                f,
+                out,
+                cookie,
+                p.tcp_seq.wrapping_add(1),
+                tcp_flags::SYN | tcp_flags::ACK,
+                Some(client_mss.map_or(OUR_MSS, |m| m.min(OUR_MSS))),
+                &[],
+            );
+        }
+        if flags & tcp_flags::ACK == 0 {
+            return Answer::Consumed;
+        }
+        let Some(offset) = self.jar.check(now_secs, &conn, p.tcp_ack, ACK_WINDOW) else {
+            counters.bad_cookies += 1;
+            counters.resets_sent += 1;
+            return send_reset(f, out);
+        };
+        let payload = payload(f);
+        let our_seq = p.tcp_ack;
+        if !payload.is_empty() {
+            if offset >= MSS_TABLE.len() as u32 {
+                // Data after our answer went out: the connection is over for us.
+                counters.resets_sent += 1;
+                return send_reset(f, out);
+            }
+            let mss = MSS_TABLE[offset as usize];
+            return self.request(f, target, &conn, our_seq, mss, payload, now, out, counters);
+        }
+        if flags & tcp_flags::FIN != 0 {
+            self.free(&conn);
+            let ack = p.tcp_seq.wrapping_add(1);
+            // Before our answer the client closes first: close our side too.
+            let flags = if offset < MSS_TABLE.len() as u32 {
+                tcp_flags::FIN | tcp_flags::ACK
+            } else {
+                tcp_flags::ACK
+            };
+            counters.fins_acked += 1;
+            return self.send(f, out, our_seq, ack, flags, None, &[]);
+        }
+        Answer::Consumed
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        f: &Frame<'_>,
+        target: &Target<'_>,
+        conn: &Conn,
+        our_seq: u32,
+        mss: u16,
+        payload: &[u8],
+        now: Timestamp,
+        out: &mut Output,
+        counters: &mut Counters,
+    ) -> Answer {
+        let seq = f.packet.tcp_seq;
+        let end = seq.wrapping_add(payload.len() as u32);
+        let Some(slot) = self
+            .pending
+            .iter()
+            .position(|s| s.in_use && s.conn == *conn)
+        else {
+            // The common case: the whole request in one segment, answered without state.
+            match sniff_request(payload) {
+                Sniff::Complete(h) => {
+                    self.orig.clear();
+                    original_url(
+                        h.path,
+                        h.host,
+                        f.packet.tuple.dst,
+                        f.packet.tuple.dst_port,
+                        &mut self.orig,
+                    );
+                }
+                Sniff::Partial { path } if payload.len() < MAX_REQUEST => {
+                    if let Some(i) = self.take_slot(now) {
+                        let s = &mut self.pending[i];
+                        s.conn = *conn;
+                        s.in_use = true;
+                        s.answered = false;
+                        s.base = seq;
+                        s.next = end;
+                        s.buf.clear();
+                        s.buf.extend_from_slice(payload);
+                        s.last_seen = now;
+                        counters.requests_collecting += 1;
+                        return self.send(f, out, our_seq, end, tcp_flags::ACK, None, &[]);
+                    }
+                    // No slot: answer with what we have rather than hold anything.
+                    counters.pending_full += 1;
+                    self.orig.clear();
+                    original_url(
+                        path.unwrap_or("/"),
+                        None,
+                        f.packet.tuple.dst,
+                        f.packet.tuple.dst_port,
+                        &mut self.orig,
+                    );
+                }
+                Sniff::Partial { path } => {
+                    self.orig.clear();
+                    original_url(
+                        path.unwrap_or("/"),
+                        None,
+                        f.packet.tuple.dst,
+                        f.packet.tuple.dst_port,
+                        &mut self.orig,
+                    );
+                }
+                Sniff::Invalid => {
+                    counters.not_http += 1;
+                    counters.resets_sent += 1;
+                    return send_reset(f, out);
+                }
+            }
+            return self.answer(f, target, our_seq, end, mss, out, counters);
+        };
+
+        let s = &mut self.pending[slot];
+        s.last_seen = now;
+        let behind = s.next.wrapping_sub(seq);
+        let covered = end.wrapping_sub(s.base) <= s.next.wrapping_sub(s.base);
+        if s.answered {
+            if covered {
+                // A retransmission: our 302 was lost; send the same one again.
+                let next = s.next;
+                let (path, host) = match sniff_request(&self.pending[slot].buf) {
+                    Sniff::Complete(h) => (h.path, h.host),
+                    Sniff::Partial { path } => (path.unwrap_or("/"), None),
+                    Sniff::Invalid => ("/", None),
+                };
+                self.orig.clear();
+                original_url(
+                    path,
+                    host,
+                    f.packet.tuple.dst,
+                    f.packet.tuple.dst_port,
+                    &mut self.orig,
+                );
+                counters.retransmissions += 1;
+                return self.answer(f, target, our_seq, next, mss, out, counters);
+            }
+            counters.resets_sent += 1;
+            return send_reset(f, out);
+        }
+        if behind as usize > payload.len() && behind < u32::MAX / 2 {
+            // Entirely old data: re-acknowledge what we hold.
+            let next = s.next;
+            return self.send(f, out, our_seq, next, tcp_flags::ACK, None, &[]);
+        }
+        if behind >= u32::MAX / 2 {
+            // A gap: ask again for the next byte we miss; the client retransmits in order.
+            let next = s.next;
+            return self.send(f, out, our_seq, next, tcp_flags::ACK, None, &[]);
+        }
+        let new = &payload[behind as usize..];
+        let room = MAX_REQUEST - s.buf.len().min(MAX_REQUEST);
+        let take = new.len().min(room);
+        s.buf.extend_from_slice(&new[..take]);
+        s.next = s.next.wrapping_add(new.len() as u32);
+        let full = s.buf.len() >= MAX_REQUEST;
+        let next = s.next;
+        let (path, host, complete) = match sniff_request(&s.buf) {
+            Sniff::Complete(h) => (h.path, h.host, true),
+            Sniff::Partial { path } => (path.unwrap_or("/"), None, false),
+            Sniff::Invalid => {
+                s.in_use = false;
+                counters.not_http += 1;
+                counters.resets_sent += 1;
+                return send_reset(f, out);
+            }
+        };
+        if !complete && !full {
+            return self.send(f, out, our_seq, next, tcp_flags::ACK, None, &[]);
+        }
+        self.orig.clear();
+        original_url(
+            path,
+            host,
+            f.packet.tuple.dst,
+            f.packet.tuple.dst_port,
+            &mut self.orig,
+        );
+        self.pending[slot].answered = true;
+        self.answer(f, target, our_seq, next, mss, out, counters)
+    }
+
+    fn take_slot(&mut self, now: Timestamp) -> Option<usize> {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|s| !s.in_use || now.saturating_since(s.last_seen) > PENDING_IDLE)
+        {
+            return Some(i);
+        }
+        if self.pending.len() < PENDING_SLOTS {
+            self.pending.push(Pending {
+                conn: Conn {
+                    client: 0,
+                    server: 0,
+                    client_port: 0,
+                    server_port: 0,
+                },
+                in_use: false,
+                answered: false,
+                base: 0,
+                next: 0,
+                buf: Vec::with_capacity(MAX_REQUEST),
+                last_seen: now,
+            });
+            return Some(self.pending.len() - 1);
+        }
+        None
+    }
+
+    fn free(&mut self, conn: &Conn) {
+        for s in &mut self.pending {
+            if s.in_use && s.conn == *conn {
+                s.in_use = false;
+            }
+        }
+    }
+
+    /// Sends the 302 for the original URL in `self.orig`, in segments of at most `mss`, the
+    /// last one carrying FIN.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        f: &Frame<'_>,
+        target: &Target<'_>,
+        our_seq: u32,
+        ack: u32,
+        mss: u16,
+        out: &mut Output,
+        counters: &mut Counters,
+    ) -> Answer {
+        let mut cut = self.orig.len().min(MAX_ORIGINAL_URL);
+        while cut > 0 && std::str::from_utf8(&self.orig[..cut]).is_err() {
+            cut -= 1;
+        }
+        let orig = std::str::from_utf8(&self.orig[..cut]).unwrap_or("");
+        self.location.clear();
+        self.template.render(
+            target.url,
+            orig,
+            target.subscriber,
+            target.ue,
+            &mut self.location,
+        );
+        self.response.clear();
+        write_302(&self.location, &mut self.response, &mut self.body);
+        counters.redirects_sent += 1;
+        let response = std::mem::take(&mut self.response);
+        let mut seq = our_seq;
+        let chunks = response.chunks(usize::from(mss.max(1)));
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
+            let mut flags = tcp_flags::ACK;
+            if i == last {
+                flags |= tcp_flags::PSH | tcp_flags::FIN;
+            }
+            self.send(f, out, seq, ack, flags, None, chunk);
+            seq = seq.wrapping_add(chunk.len() as u32);
+        }
+        self.response = response;
+        Answer::Sent
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        f: &Frame<'_>,
+        out: &mut Output,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        mss: Option<u16>,
+        payload: &[u8],
+    ) -> Answer {
+        let t = f.packet.tuple;
+        emit(out, Toward::Ue, f, |link, buf| {
+            TcpSegment {
+                link,
+                src: t.dst,
+                dst: t.src,
+                src_port: t.dst_port,
+                dst_port: t.src_port,
+                seq,
+                ack,
+                flags,
+                window: WINDOW,
+                mss,
+                payload,
+            }
+            .write(buf)
+        });
+        Answer::Sent
+    }
+}
+
+/// An RST for a segment, as a host without the connection sends it (RFC 9293 §3.10.7.1).
+fn send_reset(f: &Frame<'_>, out: &mut Output) -> Answer {
+    let p = f.packet;
+    let t = p.tuple;
+    let (seq, ack, flags) = if p.tcp_flags & tcp_flags::ACK != 0 {
+        (p.tcp_ack, 0, tcp_flags::RST)
+    } else {
+        let mut len = u32::from(p.payload_len);
+        if p.tcp_flags & tcp_flags::SYN != 0 {
+            len += 1;
+        }
+        if p.tcp_flags & tcp_flags::FIN != 0 {
+            len += 1;
+        }
+        (
+            0,
+            p.tcp_seq.wrapping_add(len),
+            tcp_flags::RST | tcp_flags::ACK,
+        )
+    };
+    emit(out, Toward::Ue, f, |link, buf| {
+        TcpSegment {
+            link,
+            src: t.dst,
+            dst: t.src,
+            src_port: t.dst_port,
+            dst_port: t.src_port,
+            seq,
+            ack,
+            flags,
+            window: 0,
+            mss: None,
+            payload: &[],
+        }
+        .write(buf)
+    });
+    Answer::Sent
+}
+
+fn payload<'a>(f: &Frame<'a>) -> &'a [u8] {
+    let start = usize::from(f.packet.payload_offset);
+    let len = usize::from(f.packet.payload_len);
+    f.bytes.get(start..start + len).unwrap_or(&[])
+}
+
+/// The MSS option of a SYN, if it has one.
+fn syn_mss(f: &Frame<'_>) -> Option<u16> {
+    let l4 = usize::from(f.packet.l4_offset);
+    let header = f.bytes.get(l4..)?;
+    let data_offset = usize::from(header.get(12)? >> 4) * 4;
+    let mut options = header.get(20..data_offset)?;
+    while let Some((&kind, rest)) = options.split_first() {
+        match kind {
+            0 => return None,
+            1 => options = rest,
+            _ => {
+                let len = usize::from(*rest.first()?);
+                if len < 2 || len > options.len() {
+                    return None;
+                }
+                if kind == 2 && len == 4 {
+                    return Some(u16::from_be_bytes([options[2], options[3]]));
+                }
+                options = &options[len..];
+            }
+        }
+    }
+    None
+}
