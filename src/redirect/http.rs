@@ -30,9 +30,11 @@ pub struct RequestHead<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sniff<'a> {
     Complete(RequestHead<'a>),
-    /// More bytes needed. `path` is known once the request line is complete.
+    /// More bytes needed. `path` is known once the request line is complete, `host` once its
+    /// header line is.
     Partial {
         path: Option<&'a str>,
+        host: Option<&'a str>,
     },
     /// Not HTTP.
     Invalid,
@@ -56,9 +58,11 @@ pub fn sniff_request(buf: &[u8]) -> Sniff<'_> {
         }
         Ok(httparse::Status::Partial) => Sniff::Partial {
             path: req.path.or_else(|| partial_path(buf)),
+            host: partial_host(buf),
         },
         Err(httparse::Error::TooManyHeaders) => Sniff::Partial {
             path: partial_path(buf),
+            host: partial_host(buf),
         },
         Err(_) => Sniff::Invalid,
     }
@@ -72,6 +76,18 @@ fn partial_path(buf: &[u8]) -> Option<&str> {
     }
     let text = std::str::from_utf8(line).ok()?;
     text.split(' ').nth(1).filter(|p| !p.is_empty())
+}
+
+/// The Host header among the complete lines of an incomplete head.
+fn partial_host(buf: &[u8]) -> Option<&str> {
+    let complete = &buf[..buf.iter().rposition(|b| *b == b'\n')?];
+    complete.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let line = std::str::from_utf8(line).ok()?;
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("host")
+            .then(|| value.trim())
+            .filter(|v| !v.is_empty())
+    })
 }
 
 /// A response head as the success watch reads it.
@@ -295,10 +311,24 @@ mod tests {
         assert_eq!(
             sniff_request(&req[..30]),
             Sniff::Partial {
-                path: Some("/a?b=c")
+                path: Some("/a?b=c"),
+                host: None
             }
         );
-        assert_eq!(sniff_request(&req[..8]), Sniff::Partial { path: None });
+        assert_eq!(
+            sniff_request(&req[..45]),
+            Sniff::Partial {
+                path: Some("/a?b=c"),
+                host: Some("site.example")
+            }
+        );
+        assert_eq!(
+            sniff_request(&req[..8]),
+            Sniff::Partial {
+                path: None,
+                host: None
+            }
+        );
         assert_eq!(sniff_request(b"\x16\x03\x01\x02\x00"), Sniff::Invalid);
     }
 

@@ -204,7 +204,7 @@ impl Responder {
                         &mut self.orig,
                     );
                 }
-                Sniff::Partial { path } if payload.len() < MAX_REQUEST => {
+                Sniff::Partial { path, host } if payload.len() < MAX_REQUEST => {
                     if let Some(i) = self.take_slot(now) {
                         let s = &mut self.pending[i];
                         s.conn = *conn;
@@ -223,17 +223,17 @@ impl Responder {
                     self.orig.clear();
                     original_url(
                         path.unwrap_or("/"),
-                        None,
+                        host,
                         f.packet.tuple.dst,
                         f.packet.tuple.dst_port,
                         &mut self.orig,
                     );
                 }
-                Sniff::Partial { path } => {
+                Sniff::Partial { path, host } => {
                     self.orig.clear();
                     original_url(
                         path.unwrap_or("/"),
-                        None,
+                        host,
                         f.packet.tuple.dst,
                         f.packet.tuple.dst_port,
                         &mut self.orig,
@@ -258,7 +258,7 @@ impl Responder {
                 let next = s.next;
                 let (path, host) = match sniff_request(&self.pending[slot].buf) {
                     Sniff::Complete(h) => (h.path, h.host),
-                    Sniff::Partial { path } => (path.unwrap_or("/"), None),
+                    Sniff::Partial { path, host } => (path.unwrap_or("/"), host),
                     Sniff::Invalid => ("/", None),
                 };
                 self.orig.clear();
@@ -294,7 +294,7 @@ impl Responder {
         let next = s.next;
         let (path, host, complete) = match sniff_request(&s.buf) {
             Sniff::Complete(h) => (h.path, h.host, true),
-            Sniff::Partial { path } => (path.unwrap_or("/"), None, false),
+            Sniff::Partial { path, host } => (path.unwrap_or("/"), host, false),
             Sniff::Invalid => {
                 s.in_use = false;
                 counters.not_http += 1;
