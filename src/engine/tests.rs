@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::policy::Config;
-use crate::wire::{EthernetHeader, LinkHeader, TcpSegment};
 use crate::wire::tcp_flags::{ACK, PSH, SYN};
+use crate::wire::{EthernetHeader, LinkHeader, TcpSegment};
 use std::net::IpAddr;
 
 const UE: &str = "10.45.0.2";
