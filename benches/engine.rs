@@ -8,6 +8,7 @@ use std::sync::Arc;
 use weir::engine::{Engine, Output, Port};
 use weir::io::pcap::CaptureReader;
 use weir::policy::{Config, PolicySnapshot};
+use weir::wire::{self, Parsed};
 
 fn load() -> (Arc<PolicySnapshot>, Vec<weir::io::pcap::Record>) {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -56,6 +57,42 @@ fn bench(c: &mut Criterion) {
                         &r.data,
                         &mut out,
                     ));
+                }
+                e
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+
+    // Every packet a new flow: each uplink TCP/UDP frame of the sample with its source port
+    // rewritten, so each one misses the cache and is classified.
+    let mut fresh = Vec::new();
+    for r in &records {
+        let Ok(Parsed::Ip(p)) = wire::parse(link, &r.data) else {
+            continue;
+        };
+        if p.l4_offset == 0 || !matches!(p.tuple.protocol, 6 | 17) || !p.tuple.src.is_ipv4() {
+            continue;
+        }
+        for i in 0..32u16 {
+            let mut f = r.data.clone();
+            let at = usize::from(p.l4_offset);
+            f[at..at + 2]
+                .copy_from_slice(&(10_000 + i * 97 + fresh.len() as u16 % 89).to_be_bytes());
+            fresh.push(f);
+        }
+    }
+    let now = records[0].timestamp;
+    let mut group = c.benchmark_group("engine_every_packet_new_flow");
+    group.throughput(Throughput::Elements(fresh.len() as u64));
+    group.bench_function("sample.pcap", |b| {
+        b.iter_batched(
+            || Engine::new(snapshot.clone(), link),
+            |mut e| {
+                let mut out = Output::default();
+                for f in &fresh {
+                    std::hint::black_box(e.handle_frame(now, Port::Capture, f, &mut out));
                 }
                 e
             },

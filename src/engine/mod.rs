@@ -495,3 +495,6 @@ fn decide(
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -302,13 +302,7 @@ mod tests {
     use crate::wire::{parse, tcp_flags, Fragment, LinkType, Packet, Parsed};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::wire::test_hex as hex;
 
     /// Sum of 16-bit words folded to 16 bits, written independently of `Checksum`. Over data
     /// with a correct checksum it is 0xffff.

@@ -145,3 +145,13 @@ pub mod tcp_flags {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
 }
+
+/// Bytes from a hex dump (whitespace ignored), for tests that embed real frames.
+#[cfg(test)]
+pub(crate) fn test_hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
+        .collect()
+}

@@ -291,13 +291,7 @@ mod tests {
     use crate::wire::tcp_flags;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
-            .collect()
-    }
+    use crate::wire::test_hex as hex;
 
     fn ip(frame: &[u8], link: LinkType) -> Packet {
         match parse(link, frame) {
