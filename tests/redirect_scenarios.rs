@@ -716,6 +716,17 @@ fn a_verified_success_request_lifts_the_redirect_at_once() {
         }]
     );
     assert!(browses_freely(&mut run, 30002, at(5)));
+    // The portal was metered under the redirect rule's rating group; after the lift the web
+    // goes under the normal rule's, and the redirect rule classifies nothing.
+    let report = run.engine.report();
+    let rgs: Vec<u32> = report
+        .rating_groups
+        .iter()
+        .filter(|u| u.session_id == 1)
+        .map(|u| u.rating_group)
+        .collect();
+    assert_eq!(rgs, [10, 99]);
+    assert!(report.rules.iter().all(|r| r.rule != "recharge-redirect"));
     // The same token seen again (the success page reloaded) is a harmless duplicate.
     assert_eq!(
         to_portal(&mut run, 30003, at(6), &success_request(&q)),

@@ -322,7 +322,17 @@ fn compile_session(
 ) -> (DirectionalRules, DirectionalRules) {
     let mut up = (Vec::new(), Vec::new());
     let mut down = (Vec::new(), Vec::new());
-    for id in ids {
+    // A rule carrying Redirect-Information is enforced by the redirect stage, before these
+    // rules; it never classifies traffic itself, so lifting a redirect leaves exactly the other
+    // rules in force.
+    let normal = ids.iter().filter(|id| {
+        !rules[id.0 as usize]
+            .rule
+            .redirect
+            .as_ref()
+            .is_some_and(|r| r.enabled)
+    });
+    for id in normal {
         for filter in &rules[id.0 as usize].rule.filters {
             let expanded = expand_filter(&filter.flow, s);
             if matches!(

@@ -320,3 +320,77 @@ ipv6 = "2001:db8:45:1::/64"
     ];
     assert_eq!(found, expected);
 }
+
+#[test]
+fn redirect_table() {
+    let text = r#"
+[redirect]
+http_ports = [80, 8080]
+location = "{url}{q}from={orig}"
+success_url = "http://Portal.Example:8000/recharge/success?x=1"
+token_key = "000102030405060708090a0b0c0d0e0f"
+token_max_age = 120
+portal_hosts = ["portal.example."]
+portal_addresses = ["192.0.2.80", "2001:db8::80"]
+dns_resolvers = ["192.0.2.53"]
+success_action = "LOCAL"
+grace = 5
+quic = "drop"
+"#;
+    let config = Config::from_toml_str(text, "t").unwrap_or_else(|e| panic!("{:#?}", e.0));
+    let r = &config.gateway.redirect;
+    assert_eq!(r.http_ports, [80, 8080]);
+    assert_eq!(r.location, "{url}{q}from={orig}");
+    assert_eq!(
+        r.success_url,
+        Some(SuccessUrl {
+            host: "portal.example".into(),
+            path: "/recharge/success".into()
+        })
+    );
+    assert_eq!(r.token_key.len(), 16);
+    assert_eq!(r.token_max_age, Duration::from_secs(120));
+    assert_eq!(r.portal_hosts, ["portal.example"]);
+    assert_eq!(r.portal_addresses.len(), 2);
+    assert_eq!(r.grace, Duration::from_secs(5));
+    assert_eq!(r.quic, QuicAction::Drop);
+    assert_eq!(r.success_action, SuccessAction::Local);
+}
+
+#[test]
+fn redirect_mistakes_are_each_located() {
+    let text = r#"[redirect]
+http_ports = [0, "x"]
+location = "{orig}"
+success_url = "ftp://portal.example/ok"
+token_key = "abc"
+token_max_age = 0
+portal_hosts = ["bad host"]
+dns_resolvers = ["10.0.0.300"]
+success_action = "report"
+colour = 1
+"#;
+    let e = errors(text);
+    let at = |line: usize| {
+        e.iter()
+            .find(|x| x.0 == line)
+            .unwrap_or_else(|| panic!("no error on line {line}: {e:#?}"))
+            .clone()
+    };
+    assert_eq!(at(2).2, "redirect.http_ports[0]");
+    assert!(e.iter().any(|x| x.2 == "redirect.http_ports[1]"));
+    assert!(at(3).3.contains("{url}"));
+    assert!(at(4).3.contains("not an http:// URL"));
+    assert!(at(5).3.contains("even number"));
+    assert!(at(6).3.contains("out of range"));
+    assert!(at(7).3.contains("not a host name"));
+    assert!(at(8).3.contains("not an IP address"));
+    assert_eq!(at(9).2, "redirect.success_action");
+    assert!(at(10).3.contains("unknown key 'colour'"));
+    // A success URL without a key to verify its tokens.
+    let e = errors("[redirect]\nsuccess_url = \"http://p/ok\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].3.contains("token_key"));
+    let e = errors("[redirect]\ntoken_key = \"0011\"\n");
+    assert!(e[0].3.contains("at least 16 bytes"), "{e:?}");
+}
