@@ -9,6 +9,7 @@ pub mod charging;
 pub mod classify;
 pub mod engine;
 pub mod io;
+pub mod peers;
 pub mod policy;
 pub mod redirect;
 pub mod replay;

@@ -34,6 +34,15 @@ enum Command {
     },
     /// Validate a configuration file and print every error with its location.
     CheckConfig { file: PathBuf },
+    /// Serve the recharge portal: the recharge page, the payment form, and the success URL with
+    /// a token signed with the [redirect] token_key of the same configuration.
+    Portal {
+        #[arg(long)]
+        config: PathBuf,
+        /// Address and port to listen on.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn load_config(path: &PathBuf) -> Result<Config, String> {
@@ -90,6 +99,22 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("weir replay: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Portal { config, listen } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match weir::peers::portal::run(&config, listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("weir portal: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -27,7 +27,8 @@ mod watch;
 pub use cookie::{siphash24, CookieJar, EPOCH_SECS};
 pub use garden::Garden;
 pub use http::{
-    sniff_request, sniff_response, write_302, RequestHead, ResponseSniff, Sniff, Template,
+    html_escape, sniff_request, sniff_response, write_302, RequestHead, ResponseSniff, Sniff,
+    Template,
 };
 pub use responder::{Answer, Responder, MAX_REQUEST, PENDING_SLOTS};
 pub use token::{parse_hex_key, KeyTooShort, Token, TokenError, TokenKey};
