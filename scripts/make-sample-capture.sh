@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Records examples/sample.pcap: real traffic between a client namespace (UE 10.45.0.2,
-# 2001:db8:45::2) and a server namespace (198.51.100.10, 2001:db8:100::10) over a veth pair —
+# 2001:db8:45:1::2) and a server namespace (198.51.100.10, 2001:db8:100::10) over a veth pair —
 # HTTP downloads over IPv4 and IPv6, DNS-style UDP on port 53, TCP to 443 and 6881, and ping.
 # Needs root. The namespaces are removed on exit.
 set -euo pipefail
@@ -19,15 +19,15 @@ trap cleanup EXIT
 ip netns add "$ue"; ip netns add "$srv"
 ip link add cap0 netns "$ue" type veth peer name cap1 netns "$srv"
 ip -n "$ue" addr add 10.45.0.2/24 dev cap0
-ip -n "$ue" addr add 198.51.100.2/24 dev cap0
-ip -n "$ue" -6 addr add 2001:db8:45::2/64 dev cap0 nodad
+ip -n "$ue" -6 addr add 2001:db8:45:1::2/64 dev cap0 nodad
 ip -n "$srv" addr add 198.51.100.10/24 dev cap1
-ip -n "$srv" addr add 10.45.0.1/24 dev cap1
 ip -n "$srv" -6 addr add 2001:db8:100::10/64 dev cap1 nodad
 for ns in "$ue" "$srv"; do ip -n "$ns" link set lo up; done
 ip -n "$ue" link set cap0 up; ip -n "$srv" link set cap1 up
 ip -n "$ue" -6 route add 2001:db8:100::/64 dev cap0
-ip -n "$srv" -6 route add 2001:db8:45::/64 dev cap1
+ip -n "$srv" -6 route add 2001:db8:45:1::/64 dev cap1
+ip -n "$ue" route add 198.51.100.0/24 dev cap0
+ip -n "$srv" route add 10.45.0.0/16 dev cap1
 for ns in "$ue" "$srv"; do ip netns exec "$ns" ethtool -K "$(ip -n "$ns" -o link show | awk -F': ' '/cap/{print $2}' | cut -d@ -f1)" tso off gso off gro off >/dev/null 2>&1 || true; done
 
 mkdir -p "$tmp/www"
@@ -37,7 +37,7 @@ ip netns exec "$srv" python3 -m http.server 80 --bind :: --directory "$tmp/www" 
 ip netns exec "$srv" python3 - <<'PY' >/dev/null 2>&1 &
 import socket, threading
 def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 53))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.10", 53))
     for _ in range(4):
         data, peer = s.recvfrom(2048); s.sendto(data[:2] + b"\x81\x80" + data[4:], peer)
 def tcp(port):

@@ -158,6 +158,7 @@ pub fn replay(
         capture: input.display().to_string(),
         link_type: match link {
             Some(LinkType::RawIp) => "raw-ip",
+            Some(LinkType::Loopback) => "loopback",
             _ => "ethernet",
         },
         first_timestamp: first_ts,

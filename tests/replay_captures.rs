@@ -112,14 +112,15 @@ fn tshark_frames(pcap: &Path) -> Vec<Frame> {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split('|').collect();
         let protos = f[0];
-        // Only IP carried directly in Ethernet (optionally VLAN-tagged): what the gateway meters.
+        // Only IP carried directly in the link layer (Ethernet, optionally VLAN-tagged, or BSD
+        // loopback): what the gateway meters. IP inside MPLS or tunnels is not a subscriber's.
         let stack: Vec<&str> = protos
             .split(':')
             .filter(|p| *p != "ethertype" && *p != "vlan")
             .collect();
         let is_v4 = stack.get(1) == Some(&"ip");
         let is_v6 = stack.get(1) == Some(&"ipv6");
-        if stack.first() != Some(&"eth") || !(is_v4 || is_v6) {
+        if !matches!(stack.first(), Some(&"eth") | Some(&"null")) || !(is_v4 || is_v6) {
             continue;
         }
         let (src, dst, ip_len, protocol) = if is_v4 {

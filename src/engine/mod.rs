@@ -370,3 +370,6 @@ fn decide(
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

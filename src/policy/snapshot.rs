@@ -84,12 +84,12 @@ pub struct CompiledRule {
 impl CompiledRule {
     /// Whether the gate lets a packet of this direction through.
     pub fn gate_open(&self, direction: Direction) -> bool {
-        match (self.rule.flow_status, direction) {
-            (FlowStatus::Enabled, _) => true,
-            (FlowStatus::EnabledUplink, Direction::Uplink) => true,
-            (FlowStatus::EnabledDownlink, Direction::Downlink) => true,
-            _ => false,
-        }
+        matches!(
+            (self.rule.flow_status, direction),
+            (FlowStatus::Enabled, _)
+                | (FlowStatus::EnabledUplink, Direction::Uplink)
+                | (FlowStatus::EnabledDownlink, Direction::Downlink)
+        )
     }
 }
 
@@ -388,5 +388,59 @@ fn ports(list: &[PortRange]) -> Vec<Ports> {
         vec![Ports::ANY]
     } else {
         list.iter().map(|r| Ports { lo: r.lo, hi: r.hi }).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::ip_key;
+
+    /// A session with more filters than the linear limit uses the tuple-space structure; its
+    /// answers must equal a first-match scan of the same rules in precedence order.
+    #[test]
+    fn large_sessions_classify_like_a_first_match_scan() {
+        let mut text = String::from("[gateway]\nue_pools = [\"10.45.0.0/16\"]\n");
+        let mut names = Vec::new();
+        for i in 0..40u32 {
+            // Precedence runs against the listing order, so sorting matters.
+            text.push_str(&format!(
+                "[[predefined_rule]]\nname = \"r{i}\"\nprecedence = {}\nrating_group = {i}\nflow = [{{ description = \"permit out 6 from 198.51.{}.0/24 {} to assigned\" }}]\n",
+                1000 - i * 10,
+                i % 4,
+                8000 + i % 7
+            ));
+            names.push(format!("\"r{i}\""));
+        }
+        text.push_str(&format!(
+            "[[session]]\nsubscriber = \"imsi-1\"\nipv4 = \"10.45.0.2\"\npredefined = [{}]\n",
+            names.join(", ")
+        ));
+        let config = Config::from_toml_str(&text, "t.toml").unwrap();
+        let snap = PolicySnapshot::build(&config, 1);
+        let session = snap.session(
+            snap.session_index(ip_key("10.45.0.2".parse().unwrap()))
+                .unwrap(),
+        );
+        assert!(matches!(
+            session.downlink.classifier,
+            SessionClassifier::TupleSpace(_)
+        ));
+        let ue = ip_key("10.45.0.2".parse().unwrap());
+        for net in 0..5u32 {
+            for port in 7998..8010u16 {
+                let remote = ip_key(format!("198.51.{net}.9").parse().unwrap());
+                let key = subscriber_key(ue, 50000, remote, port, 6);
+                let got = snap
+                    .classify(session, Direction::Downlink, &key, Timestamp(0))
+                    .map(|id| snap.rule(id).rule.name.clone());
+                // The reference: the lowest precedence among rules whose filter matches.
+                let want = (0..40u32)
+                    .filter(|i| i % 4 == net && 8000 + u32::from(*i as u16 % 7) == u32::from(port))
+                    .min_by_key(|i| 1000 - i * 10)
+                    .map(|i| format!("r{i}"));
+                assert_eq!(got, want, "198.51.{net}.9 port {port}");
+            }
+        }
     }
 }

@@ -7,18 +7,25 @@
 
 use std::net::IpAddr;
 
+mod build;
 mod fragment;
 mod parse;
 
+pub use build::{
+    internet_checksum, ipv4_checksum, BuildError, Checksum, EthernetHeader, LinkHeader,
+    PortUnreachable, TcpSegment,
+};
 pub use fragment::{FragmentKey, FragmentOutcome, FragmentTable, FragmentTableConfig};
 pub use parse::parse;
 
-/// How a frame starts: with an Ethernet header (AF_PACKET, most captures) or with the IP header
-/// (TUN, raw-IP captures).
+/// How a frame starts: with an Ethernet header (AF_PACKET, most captures), with the IP header
+/// (TUN, raw-IP captures), or with the 4-byte address-family header of BSD loopback captures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
     Ethernet,
     RawIp,
+    /// DLT_NULL / DLT_LOOP: a 4-byte address family (in either byte order), then IP.
+    Loopback,
 }
 
 /// IP protocol numbers the data path cares about.
@@ -137,4 +144,14 @@ pub mod tcp_flags {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
+}
+
+/// Bytes from a hex dump (whitespace ignored), for tests that embed real frames.
+#[cfg(test)]
+pub(crate) fn test_hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
+        .collect()
 }

@@ -1,0 +1,367 @@
+//! The TOML configuration: UE pools, predefined rules, static sessions, data-path settings.
+//! Every error is collected with its location so `weir check-config` can print them all.
+//!
+//! This module reads and validates; it never opens files (the caller hands in the text) and
+//! never touches the data path.
+//!
+//! # Format
+//!
+//! ```toml
+//! [gateway]                           # optional; every key has a default
+//! ue_pools = ["10.45.0.0/16", "2001:db8:45::/48"]   # default: none (no address check)
+//! malformed = "drop"                  # or "pass"; default "drop"
+//! unknown_subscriber = "drop"         # or "forward": pool address without a session; default "drop"
+//! non_subscriber = "forward"          # or "drop": neither end in a pool; default "forward"
+//! flow_table_capacity = 65536         # 1-4294967295; default 65536
+//! idle_timeout = { tcp = 300, udp = 60, icmp = 30, other = 60 }   # seconds, each optional
+//!
+//! [[predefined_rule]]                 # any number
+//! name = "web"                        # required, unique among predefined rules
+//! precedence = 100                    # required, 0-4294967295, lower wins
+//! flow_status = "ENABLED"             # ENABLED (default), ENABLED-UPLINK, ENABLED-DOWNLINK, DISABLED
+//! rating_group = 10                   # optional, 0-4294967295
+//! service_identifier = 1              # optional, 0-4294967295
+//! monitoring_key = "mk-web"           # optional
+//! online = false                      # default false
+//! offline = true                      # default false
+//! activation = 2026-01-01T00:00:00Z   # optional; a date-time with an offset
+//! deactivation = 2027-01-01T00:00:00Z # optional; must be later than activation
+//! redirect = { support = "ENABLED", address_type = "URL", server_address = "http://portal.example/recharge" }
+//!     # optional; support ENABLED (default) or DISABLED;
+//!     # address_type IPV4_ADDRESS, IPV6_ADDRESS, URL (http/https) or SIP_URI (sip:/sips:)
+//! flow = [                            # required, at least one SDF filter
+//!   { description = "permit out 6 from any 80,443 to assigned", direction = "BIDIRECTIONAL" },
+//!     # description: a Flow-Description (TS 29.212 §5.4.2);
+//!     # direction: DOWNLINK, UPLINK or BIDIRECTIONAL (default)
+//! ]
+//!
+//! [[session]]                         # any number
+//! subscriber = "imsi-001010000000001" # required, unique; imsi-, msisdn-, nai-, sip-, private-
+//! ipv4 = "10.45.0.2"                  # ipv4 and/or ipv6 required, inside a ue_pool if any given
+//! ipv6 = "2001:db8:45:1::/64"         # a prefix (a bare address means /128)
+//! predefined = ["web"]                # names of predefined rules active for the session
+//! default_rule = { action = "forward", rating_group = 0 }
+//!     # or { action = "drop" }; default forward with rating group 0
+//!
+//! [[session.rule]]                    # dynamic PCC rules: the same keys as predefined_rule;
+//! name = "voice"                      # names unique within the session and distinct from the
+//! precedence = 50                     # predefined rules it activates
+//! flow = [{ description = "permit out 17 from any to assigned 5060" }]
+//! ```
+//!
+//! Enumerated strings match without regard to case. Unknown keys are errors. Positions are
+//! 1-based lines and columns counted in characters; a Flow-Description error points at the
+//! offending token inside the string when the string has no escapes.
+
+mod reader;
+mod rules;
+
+use super::flow::IpPrefix;
+use super::model::{PccRule, SessionConfig};
+use reader::{as_str, Ctx, Fields};
+use rules::{peek_name, read_rule, read_session, LocatedSession};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use toml::de::DeTable;
+
+/// What happens to frames that cannot be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MalformedAction {
+    Drop,
+    Pass,
+}
+
+/// The `[gateway]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    pub ue_pools: Vec<IpPrefix>,
+    pub malformed: MalformedAction,
+    /// Traffic from/to a UE pool address that has no session: forward (true) or drop.
+    pub forward_unknown_subscriber: bool,
+    /// IP traffic with neither end in a UE pool: forward (true) or drop.
+    pub forward_non_subscriber: bool,
+    pub flow_table_capacity: usize,
+    pub tcp_idle_timeout: Duration,
+    pub udp_idle_timeout: Duration,
+    pub icmp_idle_timeout: Duration,
+    pub other_idle_timeout: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            ue_pools: Vec::new(),
+            malformed: MalformedAction::Drop,
+            forward_unknown_subscriber: false,
+            forward_non_subscriber: true,
+            flow_table_capacity: 65536,
+            tcp_idle_timeout: Duration::from_secs(300),
+            udp_idle_timeout: Duration::from_secs(60),
+            icmp_idle_timeout: Duration::from_secs(30),
+            other_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub gateway: GatewaySettings,
+    pub predefined: Vec<PccRule>,
+    pub sessions: Vec<SessionConfig>,
+}
+
+/// One problem in a configuration, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}:{column}: {path}: {message}")]
+pub struct ConfigError {
+    /// File name (or `<string>`).
+    pub origin: String,
+    /// 1-based line and column of the offending value.
+    pub line: usize,
+    pub column: usize,
+    /// Where in the document, e.g. `session[2].rule[0].flow[1]`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} error(s) in configuration", .0.len())]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl Config {
+    /// Parses and validates a configuration document. `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let mut ctx = Ctx::new(text, origin);
+        let root = match DeTable::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                let at = e.span().map_or(0, |s| s.start);
+                ctx.error(at, "", format!("TOML syntax: {}", e.message().trim_end()));
+                return Err(ConfigErrors(ctx.errors));
+            }
+        };
+        let root = Fields::from_table(
+            &mut ctx,
+            root.get_ref(),
+            root.span(),
+            String::new(),
+            &["gateway", "predefined_rule", "session"],
+        );
+
+        let gateway = root
+            .get("gateway")
+            .and_then(|v| read_gateway(&mut ctx, v))
+            .unwrap_or_default();
+
+        let mut predefined = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (i, item) in root
+            .array(&mut ctx, "predefined_rule")
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            if let Some((name, at)) = peek_name(item) {
+                if let Some(first) = names.get(&name) {
+                    let message = format!(
+                        "predefined rule '{name}' is already defined at predefined_rule[{first}]"
+                    );
+                    ctx.error(at, &format!("predefined_rule[{i}].name"), message);
+                } else {
+                    names.insert(name, i);
+                }
+            }
+            if let Some(r) = read_rule(&mut ctx, item, format!("predefined_rule[{i}]")) {
+                predefined.push(r);
+            }
+        }
+
+        let mut sessions = Vec::new();
+        for (i, item) in root
+            .array(&mut ctx, "session")
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            if let Some(s) = read_session(&mut ctx, item, format!("session[{i}]")) {
+                sessions.push(s);
+            }
+        }
+        check_sessions(&mut ctx, &gateway, &names, &sessions);
+
+        if !ctx.errors.is_empty() {
+            let mut errors = ctx.errors;
+            errors.sort_by_key(|e| (e.line, e.column));
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Config {
+            gateway,
+            predefined,
+            sessions: sessions.into_iter().filter_map(|s| s.session).collect(),
+        })
+    }
+}
+
+fn read_gateway(ctx: &mut Ctx<'_>, value: &reader::Value<'_>) -> Option<GatewaySettings> {
+    let f = Fields::new(
+        ctx,
+        value,
+        "gateway".to_string(),
+        &[
+            "ue_pools",
+            "malformed",
+            "unknown_subscriber",
+            "non_subscriber",
+            "flow_table_capacity",
+            "idle_timeout",
+        ],
+    )?;
+    let mut g = GatewaySettings::default();
+    for (i, item) in f.array(ctx, "ue_pools").unwrap_or(&[]).iter().enumerate() {
+        let path = format!("gateway.ue_pools[{i}]");
+        let Some(text) = as_str(ctx, item, &path) else {
+            continue;
+        };
+        match IpPrefix::parse(text, true) {
+            Ok(pool) => {
+                if let Some(other) = g.ue_pools.iter().find(|p| p.overlaps(&pool)) {
+                    ctx.error(
+                        item.span().start,
+                        &path,
+                        format!("pool {pool} overlaps pool {other}"),
+                    );
+                }
+                g.ue_pools.push(pool);
+            }
+            Err(m) => ctx.error(
+                item.span().start,
+                &path,
+                format!("invalid pool prefix: {m}"),
+            ),
+        }
+    }
+    let malformed = [
+        ("drop", MalformedAction::Drop),
+        ("pass", MalformedAction::Pass),
+    ];
+    if let Some(a) = f.choice(ctx, "malformed", &malformed) {
+        g.malformed = a;
+    }
+    let forward_or_drop = [("forward", true), ("drop", false)];
+    if let Some(v) = f.choice(ctx, "unknown_subscriber", &forward_or_drop) {
+        g.forward_unknown_subscriber = v;
+    }
+    if let Some(v) = f.choice(ctx, "non_subscriber", &forward_or_drop) {
+        g.forward_non_subscriber = v;
+    }
+    if let Some(n) = f.int(ctx, "flow_table_capacity", 1, i128::from(u32::MAX)) {
+        g.flow_table_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = f.get("idle_timeout") {
+        if let Some(t) = Fields::new(
+            ctx,
+            v,
+            "gateway.idle_timeout".to_string(),
+            &["tcp", "udp", "icmp", "other"],
+        ) {
+            let max = i128::from(u32::MAX);
+            let secs = |n: i128| Duration::from_secs(u64::try_from(n).unwrap_or(0));
+            if let Some(n) = t.int(ctx, "tcp", 1, max) {
+                g.tcp_idle_timeout = secs(n);
+            }
+            if let Some(n) = t.int(ctx, "udp", 1, max) {
+                g.udp_idle_timeout = secs(n);
+            }
+            if let Some(n) = t.int(ctx, "icmp", 1, max) {
+                g.icmp_idle_timeout = secs(n);
+            }
+            if let Some(n) = t.int(ctx, "other", 1, max) {
+                g.other_idle_timeout = secs(n);
+            }
+        }
+    }
+    Some(g)
+}
+
+/// Checks across sessions and against the predefined rules: names resolve, nothing clashes,
+/// and every address belongs to a pool and to one session only.
+fn check_sessions(
+    ctx: &mut Ctx<'_>,
+    gateway: &GatewaySettings,
+    predefined: &HashMap<String, usize>,
+    sessions: &[LocatedSession],
+) {
+    let pools = || {
+        let list: Vec<String> = gateway.ue_pools.iter().map(|p| p.to_string()).collect();
+        list.join(", ")
+    };
+    let in_pool = |addr: &IpPrefix| {
+        gateway.ue_pools.is_empty() || gateway.ue_pools.iter().any(|p| p.covers(addr))
+    };
+    let mut subscribers: HashMap<String, &str> = HashMap::new();
+    let mut v4: HashMap<Ipv4Addr, &str> = HashMap::new();
+    let mut v6: Vec<(IpPrefix, &str)> = Vec::new();
+    for s in sessions {
+        if let Some((id, at)) = &s.subscriber {
+            let id = id.to_string();
+            if let Some(first) = subscribers.get(&id) {
+                let path = format!("{}.subscriber", s.path);
+                let message = format!("subscriber {id} already has a session at {first}");
+                ctx.error(*at, &path, message);
+            } else {
+                subscribers.insert(id, &s.path);
+            }
+        }
+        if let Some((addr, at)) = s.ipv4 {
+            let path = format!("{}.ipv4", s.path);
+            if !in_pool(&IpPrefix::host(IpAddr::V4(addr))) {
+                let message = format!("{addr} is not inside any ue_pool ({})", pools());
+                ctx.error(at, &path, message);
+            }
+            if let Some(first) = v4.get(&addr) {
+                ctx.error(at, &path, format!("{addr} is already used by {first}"));
+            } else {
+                v4.insert(addr, &s.path);
+            }
+        }
+        if let Some((prefix, at)) = s.ipv6 {
+            let path = format!("{}.ipv6", s.path);
+            if !in_pool(&prefix) {
+                let message = format!("{prefix} is not inside any ue_pool ({})", pools());
+                ctx.error(at, &path, message);
+            }
+            if let Some((other, first)) = v6.iter().find(|(p, _)| p.overlaps(&prefix)) {
+                let message = format!("{prefix} overlaps {other} of {first}");
+                ctx.error(at, &path, message);
+            } else {
+                v6.push((prefix, &s.path));
+            }
+        }
+
+        for (i, (name, at)) in s.predefined.iter().enumerate() {
+            let path = format!("{}.predefined[{i}]", s.path);
+            if !predefined.contains_key(name) {
+                ctx.error(*at, &path, format!("no predefined_rule is named '{name}'"));
+            } else if s.predefined[..i].iter().any(|(n, _)| n == name) {
+                ctx.error(*at, &path, format!("'{name}' is listed twice"));
+            }
+        }
+        for (i, (name, at)) in s.rule_names.iter().enumerate() {
+            let path = format!("{}.rule[{i}].name", s.path);
+            if s.rule_names[..i].iter().any(|(n, _)| n == name) {
+                let message = format!("rule '{name}' is already defined in this session");
+                ctx.error(*at, &path, message);
+            } else if s.predefined.iter().any(|(n, _)| n == name) {
+                let message = format!(
+                    "rule '{name}' has the name of a predefined rule this session activates"
+                );
+                ctx.error(*at, &path, message);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+use super::*;
+use crate::policy::flow::{AddressMatch, FilterDirection, FlowDescription, PortRange};
+use crate::policy::model::{
+    DefaultRule, FlowDirection, FlowStatus, RedirectAddressType, RedirectInformation, SdfFilter,
+    SubscriberId,
+};
+use crate::time::Timestamp;
+
+fn errors(text: &str) -> Vec<(usize, usize, String, String)> {
+    match Config::from_toml_str(text, "test.toml") {
+        Ok(_) => Vec::new(),
+        Err(ConfigErrors(list)) => list
+            .into_iter()
+            .map(|e| (e.line, e.column, e.path, e.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn example_file_is_valid() {
+    let config = Config::from_toml_str(include_str!("../../../examples/weir.toml"), "weir.toml")
+        .unwrap_or_else(|e| panic!("{:#?}", e.0));
+    assert_eq!(config.predefined.len(), 5);
+    assert_eq!(config.sessions.len(), 3);
+    assert_eq!(config.gateway.ue_pools.len(), 2);
+}
+
+#[test]
+fn days_and_timestamps() {
+    assert_eq!(reader::days_from_civil(1970, 1, 1), 0);
+    assert_eq!(reader::days_from_civil(1969, 12, 31), -1);
+    assert_eq!(reader::days_from_civil(2000, 2, 29), 11016);
+    assert_eq!(reader::days_from_civil(2000, 3, 1), 11017);
+    assert_eq!(reader::days_from_civil(2026, 1, 1), 20454);
+    let dt: toml::value::Datetime = "2026-01-01T02:00:00.5+02:00".parse().unwrap();
+    assert_eq!(
+        reader::timestamp_of(&dt).unwrap(),
+        Timestamp::from_nanos(20454 * 86_400 * 1_000_000_000 + 500_000_000)
+    );
+    let local: toml::value::Datetime = "2026-01-01T00:00:00".parse().unwrap();
+    assert!(reader::timestamp_of(&local).is_err());
+}
+
+#[test]
+fn syntax_error_has_a_position() {
+    let text = "[gateway]\nmalformed = \"drop\"\nue_pools = [\"10.45.0.0/16\"\n";
+    let found = errors(text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].2, "");
+    assert!(found[0].3.starts_with("TOML syntax"), "{found:?}");
+    assert_eq!((found[0].0, found[0].1), (3, 27), "{found:?}");
+    assert_eq!(found[0].3, "TOML syntax: unclosed array, expected `]`");
+}
+
+fn flow(text: &str) -> FlowDescription {
+    text.parse().unwrap()
+}
+
+#[test]
+fn full_document() {
+    let text = r#"
+[gateway]
+ue_pools = ["10.45.0.0/16", "2001:db8:45::/48"]
+malformed = "pass"
+unknown_subscriber = "forward"
+non_subscriber = "drop"
+flow_table_capacity = 1024
+idle_timeout = { tcp = 600, udp = 30 }
+
+[[predefined_rule]]
+name = "web"
+precedence = 100
+flow_status = "enabled-downlink"
+rating_group = 10
+service_identifier = 1
+monitoring_key = "mk-web"
+online = false
+offline = true
+activation = 2026-01-01T00:00:00Z
+deactivation = 2027-01-01T01:00:00+01:00
+redirect = { support = "DISABLED", address_type = "URL", server_address = "https://portal.example/recharge" }
+flow = [
+  { description = "permit out tcp from any 80,443 to assigned", direction = "DOWNLINK" },
+  { description = "permit in 6 from assigned to any 8080-8090" },
+]
+
+[[session]]
+subscriber = "imsi-001010000000001"
+ipv4 = "10.45.0.2"
+ipv6 = "2001:db8:45:1::/64"
+predefined = ["web"]
+default_rule = { action = "drop" }
+
+[[session.rule]]
+name = "voice"
+precedence = 20
+monitoring_key = "mk-voice"
+flow = [{ description = "permit out 17 from 2001:db8::10 5060 to assigned", direction = "UPLINK" }]
+
+[[session]]
+subscriber = "nai-bob@example.net"
+ipv4 = "10.45.0.3"
+"#;
+    let config = Config::from_toml_str(text, "t").unwrap_or_else(|e| panic!("{:#?}", e.0));
+    let expected = Config {
+        gateway: GatewaySettings {
+            ue_pools: vec![
+                IpPrefix::parse("10.45.0.0/16", true).unwrap(),
+                IpPrefix::parse("2001:db8:45::/48", true).unwrap(),
+            ],
+            malformed: MalformedAction::Pass,
+            forward_unknown_subscriber: true,
+            forward_non_subscriber: false,
+            flow_table_capacity: 1024,
+            tcp_idle_timeout: Duration::from_secs(600),
+            udp_idle_timeout: Duration::from_secs(30),
+            icmp_idle_timeout: Duration::from_secs(30),
+            other_idle_timeout: Duration::from_secs(60),
+        },
+        predefined: vec![PccRule {
+            name: "web".into(),
+            precedence: 100,
+            filters: vec![
+                SdfFilter {
+                    flow: FlowDescription {
+                        direction: FilterDirection::Out,
+                        protocol: Some(6),
+                        src: AddressMatch::Any,
+                        src_ports: vec![
+                            PortRange { lo: 80, hi: 80 },
+                            PortRange { lo: 443, hi: 443 },
+                        ],
+                        dst: AddressMatch::Assigned,
+                        dst_ports: vec![],
+                    },
+                    direction: FlowDirection::Downlink,
+                },
+                SdfFilter {
+                    flow: flow("permit in 6 from assigned to any 8080-8090"),
+                    direction: FlowDirection::Bidirectional,
+                },
+            ],
+            flow_status: FlowStatus::EnabledDownlink,
+            rating_group: Some(10),
+            service_identifier: Some(1),
+            monitoring_key: Some("mk-web".into()),
+            online: false,
+            offline: true,
+            redirect: Some(RedirectInformation {
+                enabled: false,
+                address_type: RedirectAddressType::Url,
+                server_address: "https://portal.example/recharge".into(),
+            }),
+            activation: Some(Timestamp::from_secs(1_767_225_600)),
+            deactivation: Some(Timestamp::from_secs(1_798_761_600)),
+        }],
+        sessions: vec![
+            SessionConfig {
+                subscriber: SubscriberId::parse("imsi-001010000000001").unwrap(),
+                ipv4: Some("10.45.0.2".parse().unwrap()),
+                ipv6: Some(IpPrefix::parse("2001:db8:45:1::/64", true).unwrap()),
+                rules: vec![PccRule {
+                    name: "voice".into(),
+                    precedence: 20,
+                    filters: vec![SdfFilter {
+                        flow: flow("permit out 17 from 2001:db8::10 5060 to assigned"),
+                        direction: FlowDirection::Uplink,
+                    }],
+                    flow_status: FlowStatus::Enabled,
+                    rating_group: None,
+                    service_identifier: None,
+                    monitoring_key: Some("mk-voice".into()),
+                    online: false,
+                    offline: false,
+                    redirect: None,
+                    activation: None,
+                    deactivation: None,
+                }],
+                predefined: vec!["web".into()],
+                default_rule: DefaultRule::Drop,
+            },
+            SessionConfig {
+                subscriber: SubscriberId::parse("nai-bob@example.net").unwrap(),
+                ipv4: Some("10.45.0.3".parse().unwrap()),
+                ipv6: None,
+                rules: vec![],
+                predefined: vec![],
+                default_rule: DefaultRule::Forward { rating_group: 0 },
+            },
+        ],
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn empty_document_is_the_default() {
+    assert_eq!(Config::from_toml_str("", "t").unwrap(), Config::default());
+}
+
+#[test]
+fn every_mistake_is_reported() {
+    let text = r#"[gateway]
+ue_pools = ["10.45.0.0/16", "10.46.0.1/16"]
+malformed = "ignore"
+colour = "blue"
+
+[[predefined_rule]]
+name = "web"
+precedence = 4294967296
+flow_status = "ON"
+flow = [{ description = "permit out 6 frm any to assigned" }]
+
+[[predefined_rule]]
+name = "web"
+precedence = 1
+rating_group = -1
+activation = 2026-01-01T00:00:00Z
+deactivation = 2025-01-01T00:00:00Z
+redirect = { address_type = "URL", server_address = "portal.example" }
+flow = []
+
+[[session]]
+subscriber = "imsi-1"
+predefined = ["web", "nope"]
+
+[[session]]
+subscriber = "imsi-2"
+ipv4 = "10.99.0.1"
+
+[[session]]
+subscriber = "imsi-3"
+ipv4 = "10.45.0.9"
+
+[[session]]
+subscriber = "imsi-4"
+ipv4 = "10.45.0.9"
+
+[[session.rule]]
+name = "x"
+precedence = 1
+flow = [{ description = "permit out 6 from any to assigned", direction = "SIDEWAYS" }]
+
+[[session.rule]]
+name = "x"
+precedence = 2
+flow = [{ description = "permit out 6 from any to assigned" }]
+"#;
+    let found = errors(text);
+    let expected: Vec<(usize, usize, &str, &str)> = vec![
+        (2, 29, "gateway.ue_pools[1]", "invalid pool prefix: '10.46.0.1/16' has host bits set; did you mean 10.46.0.0/16?"),
+        (3, 13, "gateway.malformed", "'ignore' is not one of drop, pass"),
+        (4, 1, "gateway.colour", "unknown key 'colour'; expected one of ue_pools, malformed, unknown_subscriber, non_subscriber, flow_table_capacity, idle_timeout"),
+        (8, 14, "predefined_rule[0].precedence", "4294967296 is out of range; expected 0-4294967295"),
+        (9, 15, "predefined_rule[0].flow_status", "'ON' is not one of ENABLED, ENABLED-UPLINK, ENABLED-DOWNLINK, DISABLED"),
+        (10, 39, "predefined_rule[0].flow[0].description", "Flow-Description: expected 'from', found 'frm' at column 14"),
+        (13, 8, "predefined_rule[1].name", "predefined rule 'web' is already defined at predefined_rule[0]"),
+        (15, 16, "predefined_rule[1].rating_group", "-1 is out of range; expected 0-4294967295"),
+        (17, 16, "predefined_rule[1].deactivation", "deactivation must be later than activation"),
+        (18, 53, "predefined_rule[1].redirect.server_address", "a URL redirect address must be an http:// or https:// URL with a host, not 'portal.example'"),
+        (19, 8, "predefined_rule[1].flow", "a rule needs at least one SDF filter"),
+        (21, 1, "session[0]", "a session needs an ipv4 address, an ipv6 prefix, or both"),
+        (23, 22, "session[0].predefined[1]", "no predefined_rule is named 'nope'"),
+        (27, 8, "session[1].ipv4", "10.99.0.1 is not inside any ue_pool (10.45.0.0/16)"),
+        (35, 8, "session[3].ipv4", "10.45.0.9 is already used by session[2]"),
+        (40, 74, "session[3].rule[0].flow[0].direction", "'SIDEWAYS' is not one of DOWNLINK, UPLINK, BIDIRECTIONAL"),
+        (43, 8, "session[3].rule[1].name", "rule 'x' is already defined in this session"),
+    ];
+    let found: Vec<(usize, usize, &str, &str)> = found
+        .iter()
+        .map(|(l, c, p, m)| (*l, *c, p.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn more_mistakes() {
+    let text = r#"[gateway]
+ue_pools = ["2001:db8:45::/48", "10.45.0.0/33"]
+idle_timeout = { tcp = 0, sctp = 5 }
+
+[[predefined_rule]]
+name = "web"
+flow = [{ description = "permit out 6 from any to assigned" }]
+activation = 2026-01-01T00:00:00
+redirect = { address_type = "IPV4_ADDRESS", server_address = "portal" }
+
+[[session]]
+subscriber = "imsi-1"
+ipv6 = "2001:db8:45::/56"
+predefined = ["web"]
+default_rule = { action = "drop", rating_group = 3 }
+
+[[session.rule]]
+name = "web"
+precedence = "high"
+
+[[session]]
+subscriber = "imsi-1"
+ipv6 = "2001:db8:45:1::/64"
+"#;
+    let found = errors(text);
+    let found: Vec<(usize, usize, &str, &str)> = found
+        .iter()
+        .map(|(l, c, p, m)| (*l, *c, p.as_str(), m.as_str()))
+        .collect();
+    let expected: Vec<(usize, usize, &str, &str)> = vec![
+        (2, 33, "gateway.ue_pools[1]", "invalid pool prefix: prefix length '33' in '10.45.0.0/33' must be 0-32"),
+        (3, 24, "gateway.idle_timeout.tcp", "0 is out of range; expected 1-4294967295"),
+        (3, 27, "gateway.idle_timeout.sctp", "unknown key 'sctp'; expected one of tcp, udp, icmp, other"),
+        (5, 1, "predefined_rule[0]", "missing required key 'precedence'"),
+        (8, 14, "predefined_rule[0].activation", "'2026-01-01T00:00:00' needs a date, a time and an offset, e.g. 2026-01-01T00:00:00Z"),
+        (9, 62, "predefined_rule[0].redirect.server_address", "an IPV4_ADDRESS redirect address must be an IPv4 address, not 'portal'"),
+        (15, 50, "session[0].default_rule.rating_group", "a rating group only applies to action = \"forward\""),
+        (17, 1, "session[0].rule[0]", "a rule needs at least one SDF filter: add flow = [{ description = \"permit out ...\" }]"),
+        (18, 8, "session[0].rule[0].name", "rule 'web' has the name of a predefined rule this session activates"),
+        (19, 14, "session[0].rule[0].precedence", "expected an integer, found string"),
+        (22, 14, "session[1].subscriber", "subscriber imsi-1 already has a session at session[0]"),
+        (23, 8, "session[1].ipv6", "2001:db8:45:1::/64 overlaps 2001:db8:45::/56 of session[0]"),
+    ];
+    assert_eq!(found, expected);
+}
