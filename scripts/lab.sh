@@ -30,6 +30,7 @@ MODE=${WEIR_LAB_MODE:-bridge}
 CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml}
 STATE=${WEIR_LAB_STATE:-/tmp/weir-lab-${P%-}}
 GW=${P}gw INET=${P}inet LAN=${P}lan
+BUILT=1
 INET4=198.51.100.10 INET6=2001:db8:100::10
 
 die() { echo "lab: $*" >&2; exit 1; }
@@ -45,6 +46,9 @@ add_ns() {
   ip netns add "$1"
   echo "$1" >>"$STATE/namespaces"
   ns "$1" ip link set lo up
+  # No duplicate address detection: addresses are usable at once, so the first packets of a
+  # test do not race IPv6 address setup.
+  ns "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 }
 
 weir_bin() {
@@ -63,7 +67,8 @@ up() {
   ip netns list | grep -q "^${GW}\b" && die "a lab with prefix '$P' exists; run '$0 down' first"
   mkdir -p "$STATE"
   : >"$STATE/namespaces"
-  trap 'echo "lab: setup failed; removing what was built" >&2; down >/dev/null 2>&1 || true' ERR
+  BUILT=0
+  trap '[ "$BUILT" = 1 ] || { echo "lab: setup failed; removing what was built" >&2; down >/dev/null 2>&1 || true; }' EXIT
 
   add_ns "$GW"; add_ns "$INET"
   ip link add eth0 netns "$INET" type veth peer name gw-inet netns "$GW"
@@ -137,7 +142,7 @@ up() {
     ns "$INET" python3 -c "import socket; socket.create_connection(('127.0.0.1', 80), 0.2)" 2>/dev/null && break
     sleep 0.1
   done
-  trap - ERR
+  BUILT=1
   echo "lab up: clients ${CLIENTS[*]/#/$P} -> $GW ($GATEWAY, $MODE) -> $INET ($INET4, $INET6)"
   echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://$INET4/"
 }
