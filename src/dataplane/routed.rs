@@ -201,3 +201,58 @@ fn write(queue: &TunQueue, packet: &[u8], io: &mut IoCounters) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Config;
+
+    fn snapshot() -> PolicySnapshot {
+        let config = Config::from_toml_str(
+            "[gateway]\nue_pools = [\"10.45.0.0/16\", \"2001:db8:45::/48\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        PolicySnapshot::build(&config, 1)
+    }
+
+    fn v4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        p.extend(src);
+        p.extend(dst);
+        p
+    }
+
+    #[test]
+    fn both_directions_go_to_the_subscribers_owner() {
+        let s = snapshot();
+        let ue = [10, 45, 0, 2];
+        let remote = [198, 51, 100, 10];
+        let want = (ue_hash(IpAddr::V4(ue.into())) % 4) as usize;
+        for here in 0..4 {
+            assert_eq!(owner(&v4(ue, remote), &s, 4, here), want);
+            assert_eq!(owner(&v4(remote, ue), &s, 4, here), want);
+        }
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_owned_by_its_prefix() {
+        let s = snapshot();
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
+        let ue: Ipv6Addr = "2001:db8:45:1::2".parse().unwrap();
+        let remote: Ipv6Addr = "2001:db8:100::10".parse().unwrap();
+        p.extend(remote.octets());
+        p.extend(ue.octets());
+        let other: Ipv6Addr = "2001:db8:45:1::99".parse().unwrap();
+        let want = (ue_hash(IpAddr::V6(other)) % 3) as usize;
+        assert_eq!(owner(&p, &s, 3, 0), want);
+    }
+
+    #[test]
+    fn packets_without_a_subscriber_stay_put() {
+        let s = snapshot();
+        assert_eq!(owner(&v4([192, 0, 2, 1], [192, 0, 2, 2]), &s, 4, 3), 3);
+        assert_eq!(owner(&[0x45, 0, 0], &s, 4, 2), 2);
+        assert_eq!(owner(&[], &s, 4, 1), 1);
+    }
+}

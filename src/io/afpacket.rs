@@ -505,6 +505,9 @@ pub struct TxRing {
     pending: usize,
 }
 
+/// How often a push waits for a slot to come back before counting the ring as full.
+const TX_RETRIES: u32 = 8;
+
 /// Frame data starts this far into a transmit slot: `TPACKET2_HDRLEN - sizeof(sockaddr_ll)`.
 const TX_DATA: usize = TPACKET2_HDR;
 
@@ -587,13 +590,18 @@ impl TxRing {
             + (self.next % self.frames_per_block) * self.frame_size;
         // SAFETY: `off` is the start of slot `next` < `count`, inside the mapping, 16-aligned.
         let st = unsafe { status(base, off) };
+        let free = |s: u32| s == TP_STATUS_AVAILABLE || s == TP_STATUS_WRONG_FORMAT;
         let mut s = st.load(Ordering::Acquire);
-        if s != TP_STATUS_AVAILABLE && s != TP_STATUS_WRONG_FORMAT && self.pending > 0 {
-            // Slots still queued by us: hand them over, which also lets completed ones return.
+        // A full ring usually means our own queued frames: hand them over (the kernel sends them
+        // before `send` returns, which frees their slots) and look again, a bounded few times.
+        let mut tries = 0;
+        while !free(s) && tries < TX_RETRIES {
             let _ = self.flush();
+            std::hint::spin_loop();
             s = st.load(Ordering::Acquire);
+            tries += 1;
         }
-        if s != TP_STATUS_AVAILABLE && s != TP_STATUS_WRONG_FORMAT {
+        if !free(s) {
             return Err(TxError::RingFull);
         }
         // SAFETY: the slot is ours (AVAILABLE); `TX_DATA + len <= frame_size` was checked via
