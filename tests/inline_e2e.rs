@@ -28,7 +28,11 @@ fn root_or_skip(test: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: needs root (network namespaces), and CI must run it");
     }
-    eprintln!("{test}: skipped: needs root (network namespaces)");
+    // Written to the real stderr, past the test harness's capture, in one write so parallel
+    // tests do not interleave.
+    use std::io::Write as _;
+    let line = format!("{test}: skipped: needs root (network namespaces)\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }
 
