@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weir::dataplane::{DataplaneConfig, DataplaneConfigError};
 use weir::policy::Config;
 
 #[derive(Parser)]
@@ -57,8 +58,7 @@ fn load_config(path: &PathBuf) -> Result<Config, String> {
 
 /// The policy part of a configuration document; the [dataplane] table belongs to `weir run`.
 fn policy_from_text(text: &str, path: &std::path::Path) -> Result<Config, String> {
-    let text = weir::dataplane::without_dataplane(text);
-    Config::from_toml_str(&text, &path.display().to_string()).map_err(|errors| {
+    Config::from_toml_str(text, &path.display().to_string()).map_err(|errors| {
         let mut msg = String::new();
         for e in &errors.0 {
             msg.push_str(&e.to_string());
@@ -121,8 +121,20 @@ fn main() -> ExitCode {
         } => run(&config, report_out.as_deref(), json),
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(c) => {
+                // The [dataplane] table is optional for a policy file but must be valid when
+                // present, since `weir run` reads the same file.
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let dataplane =
+                    match DataplaneConfig::from_toml_str(&text, &file.display().to_string()) {
+                        Ok(dp) => format!(", [dataplane] {:?} mode", dp.mode).to_lowercase(),
+                        Err(DataplaneConfigError::Missing { .. }) => String::new(),
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return ExitCode::from(2);
+                        }
+                    };
                 println!(
-                    "{}: ok ({} UE pool(s), {} predefined rule(s), {} session(s))",
+                    "{}: ok ({} UE pool(s), {} predefined rule(s), {} session(s){dataplane})",
                     file.display(),
                     c.gateway.ue_pools.len(),
                     c.predefined.len(),

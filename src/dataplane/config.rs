@@ -181,38 +181,6 @@ impl DataplaneConfig {
     }
 }
 
-/// The document with the `[dataplane]` table (and its sub-tables) blanked out, line for line,
-/// so a policy reader that does not know the table still reports the right line numbers.
-pub fn without_dataplane(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut inside = false;
-    for line in text.split_inclusive('\n') {
-        if let Some(name) = table_header(line) {
-            inside = name == "dataplane" || name.starts_with("dataplane.");
-        }
-        if inside {
-            out.push_str(if line.ends_with('\n') { "\n" } else { "" });
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-/// `Some(name)` when the line is a `[name]` or `[[name]]` header.
-fn table_header(line: &str) -> Option<&str> {
-    let t = line.trim();
-    let t = t.split_once('#').map_or(t, |(h, _)| h).trim_end();
-    let inner = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
-    let inner = inner.or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
-    let inner = inner.trim();
-    let ok = !inner.is_empty()
-        && inner
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'"' | b' '));
-    ok.then_some(inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,18 +232,5 @@ subscriber = "imsi-001010000000001"
         .unwrap_err()
         .to_string();
         assert!(e.contains("v4"), "{e}");
-    }
-
-    #[test]
-    fn blanking_keeps_line_numbers() {
-        let policy = without_dataplane(DOC);
-        assert_eq!(policy.lines().count(), DOC.lines().count());
-        assert!(!policy.contains("gw-ue"));
-        assert!(policy.contains("ue_pools"));
-        assert!(policy.contains("[[session]]"));
-        assert_eq!(
-            policy.lines().position(|l| l == "[[session]]"),
-            DOC.lines().position(|l| l == "[[session]]")
-        );
     }
 }

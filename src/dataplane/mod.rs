@@ -14,7 +14,7 @@ mod bridge;
 mod routed;
 mod worker;
 
-pub use config::{without_dataplane, DataplaneConfig, DataplaneConfigError, Mode};
+pub use config::{DataplaneConfig, DataplaneConfigError, Mode};
 pub use report::{GatewayReport, IoCounters, WorkerReport};
 pub use routed::owner as routed_owner;
 

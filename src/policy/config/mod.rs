@@ -147,7 +147,8 @@ impl Config {
             root.get_ref(),
             root.span(),
             String::new(),
-            &["gateway", "predefined_rule", "session"],
+            // [dataplane] belongs to `weir run` (dataplane::DataplaneConfig reads it).
+            &["gateway", "predefined_rule", "session", "dataplane"],
         );
 
         let gateway = root
