@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weir::dataplane::{DataplaneConfig, DataplaneConfigError};
 use weir::policy::Config;
 
 #[derive(Parser)]
@@ -32,6 +33,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Forward live traffic through the engine: bridge mode between two interfaces, or routed
+    /// mode on a TUN device, as the [dataplane] table of the configuration says. Runs until
+    /// SIGINT or SIGTERM, then prints the usage report; SIGHUP re-reads the policy.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Also write the final report here, as JSON.
+        #[arg(long)]
+        report_out: Option<PathBuf>,
+        /// Print the final report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and print every error with its location.
     CheckConfig { file: PathBuf },
     /// Serve the recharge portal: the recharge page, the payment form, and the success URL with
@@ -48,7 +62,12 @@ enum Command {
 fn load_config(path: &PathBuf) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Config::from_toml_str(&text, &path.display().to_string()).map_err(|errors| {
+    policy_from_text(&text, path)
+}
+
+/// The policy part of a configuration document; the [dataplane] table belongs to `weir run`.
+fn policy_from_text(text: &str, path: &std::path::Path) -> Result<Config, String> {
+    Config::from_toml_str(text, &path.display().to_string()).map_err(|errors| {
         let mut msg = String::new();
         for e in &errors.0 {
             msg.push_str(&e.to_string());
@@ -66,6 +85,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -119,10 +139,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Run {
+            config,
+            report_out,
+            json,
+        } => run(&config, report_out.as_deref(), json),
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(c) => {
+                // The [dataplane] table is optional for a policy file but must be valid when
+                // present, since `weir run` reads the same file.
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let dataplane =
+                    match DataplaneConfig::from_toml_str(&text, &file.display().to_string()) {
+                        Ok(dp) => format!(", [dataplane] {:?} mode", dp.mode).to_lowercase(),
+                        Err(DataplaneConfigError::Missing { .. }) => String::new(),
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return ExitCode::from(2);
+                        }
+                    };
                 println!(
-                    "{}: ok ({} UE pool(s), {} predefined rule(s), {} session(s))",
+                    "{}: ok ({} UE pool(s), {} predefined rule(s), {} session(s){dataplane})",
                     file.display(),
                     c.gateway.ue_pools.len(),
                     c.predefined.len(),
@@ -136,4 +173,78 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> ExitCode {
+    use weir::dataplane::{self, DataplaneConfig, RunOptions};
+    use weir::policy::PolicySnapshot;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("weir run: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let dp = match DataplaneConfig::from_toml_str(&text, &path.display().to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("weir run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match policy_from_text(&text, path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let reload_path = path.clone();
+    let options = RunOptions {
+        reload: Box::new(move |version| {
+            let text = match std::fs::read_to_string(&reload_path) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(path = %reload_path.display(), error = %e, "reload: cannot read the configuration; keeping the current policy");
+                    return None;
+                }
+            };
+            match policy_from_text(&text, &reload_path) {
+                Ok(c) => Some(PolicySnapshot::build(&c, version)),
+                Err(e) => {
+                    tracing::error!(errors = %e, "reload: configuration has errors; keeping the current policy");
+                    None
+                }
+            }
+        }),
+        on_ready: Box::new(|| {
+            tracing::info!("forwarding; SIGINT or SIGTERM stops, SIGHUP reloads the policy")
+        }),
+    };
+    let report = match dataplane::run(PolicySnapshot::build(&config, 1), &dp, options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let encoded = match serde_json::to_string_pretty(&report) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("weir run: cannot encode report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(out) = report_out {
+        if let Err(e) = std::fs::write(out, format!("{encoded}\n")) {
+            eprintln!("weir run: cannot write {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if json {
+        println!("{encoded}");
+    } else {
+        print!("{}", dataplane::report::render_text(&report));
+    }
+    ExitCode::SUCCESS
 }

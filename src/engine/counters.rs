@@ -152,3 +152,25 @@ impl From<&Counters> for VerdictTotals {
         }
     }
 }
+
+impl VerdictTotals {
+    /// Adds another worker's totals (for [`super::Report::merge`]).
+    pub fn add(&mut self, o: &VerdictTotals) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.forwarded += o.forwarded;
+        self.dropped += o.dropped;
+        self.answered += o.answered;
+        self.injected_frames += o.injected_frames;
+        for (reason, n) in &o.drop_reasons {
+            *self.drop_reasons.entry(reason).or_default() += n;
+        }
+        self.malformed_passed += o.malformed_passed;
+        self.non_ip += o.non_ip;
+        self.non_subscriber_forwarded += o.non_subscriber_forwarded;
+        self.unknown_subscriber_forwarded += o.unknown_subscriber_forwarded;
+        self.fragments_first += o.fragments_first;
+        self.fragments_resolved += o.fragments_resolved;
+        self.fragments_orphan += o.fragments_orphan;
+    }
+}

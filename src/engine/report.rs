@@ -135,3 +135,47 @@ fn merge(into: &mut Usage, from: &Usage) {
     };
     into.last_seen = into.last_seen.max(from.last_seen);
 }
+
+impl Report {
+    /// Sums reports of several workers, e.g. snapshots published by running workers, into one
+    /// (same exactness argument as [`Report::from_engines`]).
+    pub fn merge(parts: &[Report]) -> Report {
+        let mut totals: Option<VerdictTotals> = None;
+        let mut rg: BTreeMap<(u32, u32), RatingGroupUsage> = BTreeMap::new();
+        let mut mk: BTreeMap<(u32, String), MonitoringUsage> = BTreeMap::new();
+        let mut hits: BTreeMap<(u32, String), RuleHits> = BTreeMap::new();
+        let mut flows = FlowSummary::default();
+        for p in parts {
+            match &mut totals {
+                None => totals = Some(p.totals.clone()),
+                Some(t) => t.add(&p.totals),
+            }
+            for u in &p.rating_groups {
+                rg.entry((u.session_id, u.rating_group))
+                    .and_modify(|e| merge(&mut e.usage, &u.usage))
+                    .or_insert_with(|| u.clone());
+            }
+            for u in &p.monitoring_keys {
+                mk.entry((u.session_id, u.monitoring_key.clone()))
+                    .and_modify(|e| merge(&mut e.usage, &u.usage))
+                    .or_insert_with(|| u.clone());
+            }
+            for h in &p.rules {
+                hits.entry((h.session_id, h.rule.clone()))
+                    .and_modify(|e| e.packets += h.packets)
+                    .or_insert_with(|| h.clone());
+            }
+            flows.created += p.flows.created;
+            flows.active += p.flows.active;
+            flows.expired += p.flows.expired;
+            flows.evicted += p.flows.evicted;
+        }
+        Report {
+            totals: totals.unwrap_or_else(|| VerdictTotals::from(&Counters::default())),
+            rating_groups: rg.into_values().collect(),
+            monitoring_keys: mk.into_values().collect(),
+            rules: hits.into_values().collect(),
+            flows,
+        }
+    }
+}

@@ -1,4 +1,9 @@
-//! The edges that touch the outside world: capture files now; raw sockets and TUN later.
-//! This is the only module that may use `unsafe`, each block with a `// SAFETY:` comment.
+//! The edges that touch the outside world: capture files, AF_PACKET rings with fanout, and
+//! multi-queue TUN. This is the only module that may use `unsafe` (in `afpacket`, `tun` and
+//! `sys`), each block with a `// SAFETY:` comment.
 
+pub mod afpacket;
+pub mod bpf;
 pub mod pcap;
+pub mod sys;
+pub mod tun;

@@ -170,7 +170,14 @@ impl Config {
             root.get_ref(),
             root.span(),
             String::new(),
-            &["gateway", "redirect", "predefined_rule", "session"],
+            // [dataplane] belongs to `weir run` (dataplane::DataplaneConfig reads it).
+            &[
+                "gateway",
+                "redirect",
+                "predefined_rule",
+                "session",
+                "dataplane",
+            ],
         );
 
         let mut gateway = root

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# A gateway lab in network namespaces (needs root):
+#
+#   <client> ──veth── gw (Weir between gw-ue and gw-inet) ──veth── inet (web server)
+#
+#   scripts/lab.sh up       build the namespaces and start Weir in gw
+#   scripts/lab.sh down     stop everything and remove the namespaces (also a half-built lab)
+#   scripts/lab.sh status   what exists, and Weir's usage report
+#
+# Then, e.g.:  ip netns exec weir-ue curl http://198.51.100.10/
+#
+# Settings (environment):
+#   WEIR_LAB_PREFIX   namespace name prefix (default "weir-"): namespaces are <prefix>ue, <prefix>gw,
+#                     <prefix>inet (and <prefix>lan when there is more than one client)
+#   WEIR_LAB_CLIENTS  client namespaces, space separated (default "ue"); client i gets 10.45.0.(2+i)
+#                     and 2001:db8:45:(i+1)::2; with several clients a switch namespace joins them
+#   WEIR_LAB_GATEWAY  weir (default) | bridge (the kernel's bridge, for comparison) | none
+#   WEIR_LAB_MODE     bridge (default: Weir bridges the legs) | routed (Weir on TUN, gw routes)
+#   WEIR_LAB_CONFIG   configuration for Weir (default examples/lab.toml)
+#   WEIR_BIN          the weir binary (default target/release/weir, built if missing)
+#   WEIR_LAB_CORES    cores for Weir's workers, e.g. "1" (default: the config's)
+#   WEIR_LAB_STATE    where pid files, logs and the web root live (default /tmp/weir-lab-<prefix>)
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+
+P=${WEIR_LAB_PREFIX:-weir-}
+read -r -a CLIENTS <<<"${WEIR_LAB_CLIENTS:-ue}"
+GATEWAY=${WEIR_LAB_GATEWAY:-weir}
+MODE=${WEIR_LAB_MODE:-bridge}
+CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml}
+STATE=${WEIR_LAB_STATE:-/tmp/weir-lab-${P%-}}
+GW=${P}gw INET=${P}inet LAN=${P}lan
+BUILT=1
+INET4=198.51.100.10 INET6=2001:db8:100::10
+
+die() { echo "lab: $*" >&2; exit 1; }
+ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
+
+quiet_offloads() {
+  # Frames on a real wire are at most one MTU and carry their checksums; veth would otherwise
+  # hand the gateway 64 KB super-frames with checksums left to "hardware".
+  ns "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
+}
+
+add_ns() {
+  ip netns add "$1"
+  echo "$1" >>"$STATE/namespaces"
+  ns "$1" ip link set lo up
+  # No duplicate address detection: addresses are usable at once, so the first packets of a
+  # test do not race IPv6 address setup.
+  ns "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+}
+
+weir_bin() {
+  if [ -n "${WEIR_BIN:-}" ]; then echo "$WEIR_BIN"; return; fi
+  if [ ! -x target/release/weir ]; then
+    command -v cargo >/dev/null 2>&1 || die "target/release/weir missing and cargo not found: run 'cargo build --release' first (as your user), or set WEIR_BIN"
+    echo "lab: building weir (cargo build --release)" >&2
+    cargo build --release --quiet >&2
+  fi
+  echo "$PWD/target/release/weir"
+}
+
+up() {
+  [ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces): sudo $0 up"
+  for tool in ip ethtool python3 curl; do command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs it)"; done
+  ip netns list | grep -q "^${GW}\b" && die "a lab with prefix '$P' exists; run '$0 down' first"
+  mkdir -p "$STATE"
+  : >"$STATE/namespaces"
+  BUILT=0
+  trap '[ "$BUILT" = 1 ] || { echo "lab: setup failed; removing what was built" >&2; down >/dev/null 2>&1 || true; }' EXIT
+
+  add_ns "$GW"; add_ns "$INET"
+  ip link add eth0 netns "$INET" type veth peer name gw-inet netns "$GW"
+  quiet_offloads "$INET" eth0
+
+  local ue_side=gw-ue
+  if [ ${#CLIENTS[@]} -gt 1 ]; then
+    # Several clients share the UE leg through a switch, as cells share a gateway.
+    add_ns "$LAN"
+    ns "$LAN" ip link add br0 type bridge
+    ip link add uplink netns "$LAN" type veth peer name gw-ue netns "$GW"
+    ns "$LAN" ip link set uplink master br0 up
+    ns "$LAN" ip link set br0 up
+  fi
+  local i=0 c
+  for c in "${CLIENTS[@]}"; do
+    add_ns "$P$c"
+    if [ ${#CLIENTS[@]} -gt 1 ]; then
+      ip link add eth0 netns "$P$c" type veth peer name "p$i" netns "$LAN"
+      ns "$LAN" ip link set "p$i" master br0 up
+    else
+      ip link add eth0 netns "$P$c" type veth peer name gw-ue netns "$GW"
+    fi
+    quiet_offloads "$P$c" eth0
+    ns "$P$c" ip addr add "10.45.0.$((2 + i))/24" dev eth0
+    ns "$P$c" ip -6 addr add "2001:db8:45:$((1 + i))::2/64" dev eth0 nodad
+    ns "$P$c" ip link set eth0 up
+    if [ "$MODE" = routed ]; then
+      ns "$P$c" ip route add default via 10.45.0.1
+      ns "$P$c" ip -6 route add default via 2001:db8:45:$((1 + i))::1
+    else
+      ns "$P$c" ip route add 198.51.100.0/24 dev eth0
+      ns "$P$c" ip -6 route add 2001:db8:100::/64 dev eth0
+    fi
+    i=$((i + 1))
+  done
+  echo "${CLIENTS[*]}" >"$STATE/clients"
+
+  ns "$INET" ip addr add "$INET4/24" dev eth0
+  ns "$INET" ip -6 addr add "$INET6/64" dev eth0 nodad
+  ns "$INET" ip link set eth0 up
+  if [ "$MODE" = routed ]; then
+    ns "$INET" ip route add 10.45.0.0/16 via 198.51.100.1
+    ns "$INET" ip -6 route add 2001:db8:45::/48 via 2001:db8:100::1
+  else
+    ns "$INET" ip route add 10.45.0.0/16 dev eth0
+    ns "$INET" ip -6 route add 2001:db8:45::/48 dev eth0
+  fi
+  ns "$GW" ip link set gw-ue up
+  ns "$GW" ip link set gw-inet up
+
+  # The web server: a page and files with known contents.
+  mkdir -p "$STATE/www"
+  printf '<!doctype html>\n<html><head><title>Weir lab</title></head>\n<body><h1>Hello from inet</h1><p>This page came through Weir.</p></body></html>\n' >"$STATE/www/index.html"
+  head -c 4194304 /dev/urandom >"$STATE/www/file.bin"
+  (cd "$STATE/www" && sha256sum file.bin >file.bin.sha256)
+  ip netns exec "$INET" python3 -m http.server 80 --bind :: --directory "$STATE/www" >"$STATE/http.log" 2>&1 &
+  echo $! >"$STATE/http.pid"
+
+  case "$GATEWAY" in
+    weir) start_weir ;;
+    bridge)
+      ns "$GW" ip link add br0 type bridge
+      ns "$GW" ip link set gw-ue master br0
+      ns "$GW" ip link set gw-inet master br0
+      ns "$GW" ip link set br0 up ;;
+    none) ;;
+    *) die "WEIR_LAB_GATEWAY must be weir, bridge or none" ;;
+  esac
+  for _ in $(seq 50); do
+    ns "$INET" python3 -c "import socket; socket.create_connection(('127.0.0.1', 80), 0.2)" 2>/dev/null && break
+    sleep 0.1
+  done
+  BUILT=1
+  echo "lab up: clients ${CLIENTS[*]/#/$P} -> $GW ($GATEWAY, $MODE) -> $INET ($INET4, $INET6)"
+  echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://$INET4/"
+}
+
+start_weir() {
+  local bin cfg
+  bin=$(weir_bin)
+  cfg=$CONFIG
+  if [ -n "${WEIR_LAB_CORES:-}" ]; then
+    cfg="$STATE/weir.toml"
+    sed "s/^cores *=.*/cores = [${WEIR_LAB_CORES// /, }]/" "$CONFIG" >"$cfg"
+    grep -q '^cores *=' "$cfg" || sed -i "s/^\[dataplane\]$/[dataplane]\ncores = [${WEIR_LAB_CORES// /, }]/" "$cfg"
+  fi
+  if [ "$MODE" = routed ]; then
+    ns "$GW" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    ns "$GW" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ns "$GW" ip addr add 10.45.0.1/24 dev gw-ue
+    ns "$GW" ip -6 addr add 2001:db8:45:1::1/64 dev gw-ue nodad
+    ns "$GW" ip addr add 198.51.100.1/24 dev gw-inet
+    ns "$GW" ip -6 addr add 2001:db8:100::1/64 dev gw-inet nodad
+  fi
+  # Not through ns(): a function in the background is a subshell, and its pid is not Weir's.
+  ip netns exec "$GW" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" run --config "$cfg" --report-out "$STATE/report.json" \
+    >"$STATE/weir.out" 2>"$STATE/weir.log" &
+  echo $! >"$STATE/weir.pid"
+  for _ in $(seq 100); do
+    grep -q "forwarding" "$STATE/weir.log" 2>/dev/null && break
+    kill -0 "$(cat "$STATE/weir.pid")" 2>/dev/null || { cat "$STATE/weir.log" >&2; die "weir did not start"; }
+    sleep 0.1
+  done
+  grep -q "forwarding" "$STATE/weir.log" || { cat "$STATE/weir.log" >&2; die "weir did not come up within 10 s"; }
+  if [ "$MODE" = routed ]; then
+    # Everything arriving on either leg goes through Weir's TUN; what Weir writes back arrives on
+    # the TUN and is routed normally.
+    local tun
+    tun=$(sed -n 's/^tun *= *"\(.*\)".*/\1/p' "$cfg" | head -1)
+    for fam in -4 -6; do
+      ns "$GW" ip "$fam" route add default dev "$tun" table 100
+      ns "$GW" ip "$fam" rule add iif gw-ue lookup 100
+      ns "$GW" ip "$fam" rule add iif gw-inet lookup 100
+    done
+    ns "$GW" sysctl -qw "net.ipv4.conf.$tun.rp_filter=0"
+  fi
+}
+
+down() {
+  [ "$(id -u)" -eq 0 ] || die "needs root: sudo $0 down"
+  local pidfile
+  if [ -f "$STATE/weir.pid" ]; then
+    local pid
+    pid=$(cat "$STATE/weir.pid")
+    if kill -TERM "$pid" 2>/dev/null; then
+      # Give Weir time to drain and write its final report.
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  for pidfile in "$STATE"/*.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  local names=("$GW" "$INET" "$LAN")
+  local c
+  for c in "${CLIENTS[@]}"; do names+=("$P$c"); done
+  [ -f "$STATE/clients" ] && for c in $(cat "$STATE/clients"); do names+=("$P$c"); done
+  [ -f "$STATE/namespaces" ] && while read -r c; do names+=("$c"); done <"$STATE/namespaces"
+  local n
+  for n in $(printf '%s\n' "${names[@]}" | sort -u); do
+    ip netns list 2>/dev/null | grep -q "^$n\b" || continue
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns del "$n" 2>/dev/null || true
+  done
+  # Keep the final report and logs for a look after the fact; drop the rest.
+  rm -rf "$STATE/www" "$STATE"/*.pid "$STATE/namespaces" "$STATE/clients"
+  echo "lab down (prefix '$P')"
+}
+
+status() {
+  local n found=0
+  for n in $(ip netns list | awk '{print $1}' | grep "^$P" || true); do
+    found=1
+    echo "namespace $n: $(ip netns pids "$n" | wc -l) process(es)"
+  done
+  [ $found -eq 1 ] || { echo "no lab with prefix '$P'"; return 0; }
+  if [ -f "$STATE/weir.pid" ] && kill -0 "$(cat "$STATE/weir.pid")" 2>/dev/null; then
+    echo "weir running (pid $(cat "$STATE/weir.pid")), log $STATE/weir.log"
+    ns "$GW" curl -s --max-time 3 http://127.0.0.1:9464/report || true
+  else
+    echo "weir not running"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status (see the top of this file for settings)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,162 @@
+//! Bridge mode (bump in the wire): each worker receives on both legs from its fanout member
+//! rings and sends what the engine forwards out of the other leg, unchanged.
+
+use super::report::{IoCounters, WorkerReport};
+use super::worker::Worker;
+use crate::engine::{Engine, Output, Port, Toward, Verdict};
+use crate::io::afpacket::{RxMeta, RxRing, TxError, TxRing};
+use crate::io::sys;
+use crate::time::Timestamp;
+
+/// After a stop request, at most this many more rounds run to empty the rings.
+const DRAIN_ROUNDS: usize = 64;
+
+pub struct BridgeWorker {
+    pub worker: Worker,
+    pub ue_rx: RxRing,
+    pub ue_tx: TxRing,
+    pub inet_rx: RxRing,
+    pub inet_tx: TxRing,
+    pub batch: usize,
+}
+
+impl BridgeWorker {
+    pub fn run(mut self) -> WorkerReport {
+        let mut scratch = Vec::with_capacity(self.ue_tx.capacity());
+        let mut idle = false;
+        let mut draining = 0;
+        loop {
+            let stopping = sys::stop_requested();
+            if idle && !stopping {
+                let mut ready = [false; 2];
+                if let Err(e) =
+                    sys::poll_readable(&[self.ue_rx.fd(), self.inet_rx.fd()], 100, &mut ready)
+                {
+                    tracing::warn!(error = %e, "poll failed");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            let now = Timestamp::now();
+            if self.worker.between_batches(now) {
+                self.read_ring_statistics();
+            }
+            let Worker {
+                engine, out, io, ..
+            } = &mut self.worker;
+            let n = leg(
+                &mut self.ue_rx,
+                Port::Ue,
+                &mut self.ue_tx,
+                &mut self.inet_tx,
+                engine,
+                out,
+                io,
+                &mut scratch,
+                now,
+                self.batch,
+            ) + leg(
+                &mut self.inet_rx,
+                Port::Internet,
+                &mut self.inet_tx,
+                &mut self.ue_tx,
+                engine,
+                out,
+                io,
+                &mut scratch,
+                now,
+                self.batch,
+            );
+            for tx in [&mut self.ue_tx, &mut self.inet_tx] {
+                if let Err(e) = tx.flush() {
+                    io.tx_errors += 1;
+                    tracing::trace!(error = %e, "transmit flush failed");
+                }
+            }
+            if n > 0 {
+                io.batches += 1;
+            }
+            idle = n == 0;
+            if stopping {
+                draining += 1;
+                if idle || draining > DRAIN_ROUNDS {
+                    break;
+                }
+            }
+        }
+        self.read_ring_statistics();
+        self.worker.finish()
+    }
+
+    fn read_ring_statistics(&mut self) {
+        for rx in [&self.ue_rx, &self.inet_rx] {
+            if let Ok((_, drops)) = rx.take_statistics() {
+                self.worker.io.ring_drops += u64::from(drops);
+            }
+        }
+    }
+}
+
+/// One batch from one leg: every frame through the engine, forwarded frames out of `other`,
+/// injected frames out of the leg they are meant for.
+#[allow(clippy::too_many_arguments)]
+fn leg(
+    rx: &mut RxRing,
+    port: Port,
+    same: &mut TxRing,
+    other: &mut TxRing,
+    engine: &mut Engine,
+    out: &mut Output,
+    io: &mut IoCounters,
+    scratch: &mut Vec<u8>,
+    now: Timestamp,
+    batch: usize,
+) -> usize {
+    rx.recv_batch(batch, |data, meta: RxMeta| {
+        io.rx_frames += 1;
+        if meta.truncated {
+            io.oversize += 1;
+            return;
+        }
+        if meta.csum_not_ready {
+            io.csum_not_ready += 1;
+        }
+        let frame: &[u8] = match meta.vlan {
+            // The kernel took the tag out of the frame; it is part of what must go out again.
+            Some((tpid, tci)) if data.len() >= 12 => {
+                scratch.clear();
+                scratch.extend_from_slice(&data[..12]);
+                scratch.extend_from_slice(&tpid.to_be_bytes());
+                scratch.extend_from_slice(&tci.to_be_bytes());
+                scratch.extend_from_slice(&data[12..]);
+                scratch
+            }
+            _ => data,
+        };
+        match engine.handle_frame(now, port, frame, out) {
+            Verdict::Forward => send(other, frame, io),
+            Verdict::Drop(_) => {}
+            Verdict::Inject => {
+                for (toward, f) in out.frames() {
+                    let back = matches!(
+                        (toward, port),
+                        (Toward::Ue, Port::Ue) | (Toward::Internet, Port::Internet)
+                    );
+                    if back {
+                        send(same, f, io);
+                    } else {
+                        send(other, f, io);
+                    }
+                }
+                out.clear();
+            }
+        }
+    })
+}
+
+fn send(tx: &mut TxRing, frame: &[u8], io: &mut IoCounters) {
+    match tx.push(frame, &[]) {
+        Ok(()) => io.tx_frames += 1,
+        Err(TxError::RingFull) => io.tx_ring_full += 1,
+        Err(TxError::TooLarge) => io.oversize += 1,
+    }
+}

@@ -1,0 +1,377 @@
+//! The live data path of `weir run`: worker threads pinned one per core, each with its own
+//! engine, rings and buffers, handling a bounded batch per wake-up and picking up the newest
+//! policy snapshot between batches.
+//!
+//! Subscriber affinity: the worker that owns a subscriber sees both directions of its traffic —
+//! steered by the kernel (AF_PACKET fanout with a program keyed on the UE address) in bridge
+//! mode, handed over on a bounded queue in routed mode — so session counters need no locks.
+//! Nothing here parses packets or decides policy; that is the engine's.
+
+pub mod config;
+pub mod report;
+
+mod bridge;
+mod routed;
+mod worker;
+
+pub use config::{DataplaneConfig, DataplaneConfigError, Mode};
+pub use report::{GatewayReport, IoCounters, WorkerReport};
+pub use routed::owner as routed_owner;
+
+use crate::engine::Engine;
+use crate::io::afpacket::{AfPacketError, RxRing, TpacketVersion, TxRing};
+use crate::io::bpf::Leg;
+use crate::io::sys::{self, EventFd, Offload};
+use crate::io::tun::{TunError, TunQueue};
+use crate::policy::PolicySnapshot;
+use crate::wire::LinkType;
+use arc_swap::ArcSwap;
+use report::Board;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use worker::Worker;
+
+/// Room a receive slot needs besides the frame: the ring header, the link header and two
+/// VLAN tags.
+const SLOT_OVERHEAD: u32 = 80 + 14 + 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    AfPacket(#[from] AfPacketError),
+    #[error(transparent)]
+    Tun(#[from] TunError),
+    #[error("core {core} does not exist or is not available to this process (it may use cores {allowed}); fix cores in [dataplane]")]
+    NoSuchCore { core: usize, allowed: String },
+    #[error("core {core} is listed twice in cores")]
+    DuplicateCore { core: usize },
+    #[error("interface {interface}: MTU {mtu} needs frame_size of at least {needed} in [dataplane] (it is {frame_size})")]
+    FrameTooSmall {
+        interface: String,
+        mtu: u32,
+        needed: u32,
+        frame_size: u32,
+    },
+    #[error("interface {interface}: cannot read its MTU: {source}")]
+    Mtu {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error("interface {interface}: cannot join fanout group {group}: {source}")]
+    Fanout {
+        interface: String,
+        group: u16,
+        source: std::io::Error,
+    },
+    #[error("worker {worker}: cannot pin to core {core}: {source}")]
+    Pin {
+        worker: usize,
+        core: usize,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Listen(#[from] report::ListenError),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot create a wake-up descriptor: {0}")]
+    EventFd(std::io::Error),
+    #[error("worker {0} stopped unexpectedly")]
+    WorkerDied(usize),
+}
+
+/// Checks the configured cores against the ones this process may use.
+fn choose_cores(wanted: Option<&[usize]>) -> Result<Vec<usize>, RunError> {
+    let allowed = sys::allowed_cores().map_err(RunError::Thread)?;
+    let Some(wanted) = wanted else {
+        return Ok(allowed);
+    };
+    for (i, c) in wanted.iter().enumerate() {
+        if !allowed.contains(c) {
+            return Err(RunError::NoSuchCore {
+                core: *c,
+                allowed: allowed
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            });
+        }
+        if wanted[..i].contains(c) {
+            return Err(RunError::DuplicateCore { core: *c });
+        }
+    }
+    Ok(wanted.to_vec())
+}
+
+fn check_leg(interface: &str, dp: &DataplaneConfig) -> Result<(), RunError> {
+    if sys::interface_index(interface).is_none() {
+        return Err(AfPacketError::NoInterface(interface.to_string()).into());
+    }
+    let mtu = sys::interface_mtu(interface).map_err(|source| RunError::Mtu {
+        interface: interface.to_string(),
+        source,
+    })?;
+    let needed = mtu + SLOT_OVERHEAD;
+    if dp.frame_size < needed
+        && (dp.tpacket_version == TpacketVersion::V2 || dp.frame_size < mtu + 40)
+    {
+        return Err(RunError::FrameTooSmall {
+            interface: interface.to_string(),
+            mtu,
+            needed,
+            frame_size: dp.frame_size,
+        });
+    }
+    if dp.disable_offloads {
+        for offload in Offload::ALL {
+            match sys::disable_offload(interface, offload) {
+                Ok(true) => tracing::info!(
+                    interface,
+                    offload = offload.as_str(),
+                    "turned offload off: an inline leg must forward frames as they are on the wire"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    interface,
+                    offload = offload.as_str(),
+                    error = %e,
+                    "cannot turn offload off; merged frames larger than a slot are dropped and counted as oversize"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `weir run` is handed.
+pub struct RunOptions {
+    /// Called on SIGHUP: the newest policy, or `None` to keep the current one.
+    pub reload: Box<dyn FnMut(u64) -> Option<PolicySnapshot>>,
+    /// Called once every worker is up (the gateway is forwarding).
+    pub on_ready: Box<dyn FnOnce()>,
+}
+
+/// Runs the data path until SIGINT or SIGTERM; returns the final report after the rings have
+/// been drained.
+pub fn run(
+    policy: PolicySnapshot,
+    dp: &DataplaneConfig,
+    mut options: RunOptions,
+) -> Result<GatewayReport, RunError> {
+    let cores = choose_cores(dp.cores.as_deref())?;
+    let n = cores.len();
+    let mode = match dp.mode {
+        Mode::Bridge => "bridge",
+        Mode::Routed => "routed",
+    };
+    sys::install_signal_handlers().map_err(RunError::Signals)?;
+    let version = policy.version;
+    let policy = Arc::new(ArcSwap::from_pointee(policy));
+    let board = Board::new(mode, n);
+    let listener = if dp.report_listen.is_empty() {
+        None
+    } else {
+        Some(report::listen(&dp.report_listen)?)
+    };
+
+    let make_worker = |index: usize, link: LinkType| {
+        Worker::new(
+            index,
+            cores[index],
+            Engine::new(policy.load_full(), link),
+            Arc::clone(&policy),
+            Arc::clone(&board),
+        )
+    };
+    let mut handles: Vec<JoinHandle<Result<WorkerReport, RunError>>> = Vec::with_capacity(n);
+    let spawn = |index: usize,
+                 handles: &mut Vec<JoinHandle<Result<WorkerReport, RunError>>>,
+                 body: Box<dyn FnOnce() -> WorkerReport + Send>|
+     -> Result<(), RunError> {
+        let core = cores[index];
+        let h = std::thread::Builder::new()
+            .name(format!("weir-worker-{index}"))
+            .spawn(move || {
+                sys::pin_current_thread(core).map_err(|source| RunError::Pin {
+                    worker: index,
+                    core,
+                    source,
+                })?;
+                let span = tracing::info_span!("worker", index, core);
+                let _guard = span.enter();
+                tracing::debug!("worker running");
+                Ok(body())
+            })
+            .map_err(RunError::Thread)?;
+        handles.push(h);
+        Ok(())
+    };
+
+    let started = (|| -> Result<(), RunError> {
+        match dp.mode {
+            Mode::Bridge => {
+                let (Some(ue), Some(inet)) =
+                    (dp.ue_interface.as_deref(), dp.internet_interface.as_deref())
+                else {
+                    return Err(AfPacketError::NoInterface("(ue_interface)".into()).into());
+                };
+                check_leg(ue, dp)?;
+                check_leg(inet, dp)?;
+                // Fanout group ids are per network namespace; one pair per process.
+                let group = (std::process::id() as u16) & 0x7fff;
+                let rx = dp.rx_config();
+                let mut workers = Vec::with_capacity(n);
+                for index in 0..n {
+                    // Members are numbered in join order: worker `index` joins `index`-th on
+                    // both legs, so the program's `hash % n` names the same worker on both.
+                    let ue_rx = RxRing::open(ue, &rx)?;
+                    ue_rx
+                        .join_fanout(group, Leg::Ue)
+                        .map_err(|source| RunError::Fanout {
+                            interface: ue.to_string(),
+                            group,
+                            source,
+                        })?;
+                    let inet_rx = RxRing::open(inet, &rx)?;
+                    inet_rx
+                        .join_fanout(group | 0x8000, Leg::Internet)
+                        .map_err(|source| RunError::Fanout {
+                            interface: inet.to_string(),
+                            group: group | 0x8000,
+                            source,
+                        })?;
+                    let ue_tx = TxRing::open(ue, dp.tx_frames, dp.frame_size)?;
+                    let inet_tx = TxRing::open(inet, dp.tx_frames, dp.frame_size)?;
+                    workers.push(bridge::BridgeWorker {
+                        worker: make_worker(index, LinkType::Ethernet),
+                        ue_rx,
+                        ue_tx,
+                        inet_rx,
+                        inet_tx,
+                        batch: dp.batch,
+                    });
+                }
+                tracing::info!(
+                    ue_interface = ue,
+                    internet_interface = inet,
+                    workers = n,
+                    cores = ?cores,
+                    tpacket = ?dp.tpacket_version,
+                    policy_version = version,
+                    "bridge mode up"
+                );
+                for (index, w) in workers.into_iter().enumerate() {
+                    spawn(index, &mut handles, Box::new(move || w.run()))?;
+                }
+            }
+            Mode::Routed => {
+                let Some(tun) = dp.tun.as_deref() else {
+                    return Err(AfPacketError::NoInterface("(tun)".into()).into());
+                };
+                let queues = TunQueue::open_all(tun, n)?;
+                let mut wakes = Vec::with_capacity(n);
+                let mut inboxes = Vec::with_capacity(n);
+                let mut peers = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let wake = Arc::new(EventFd::new().map_err(RunError::EventFd)?);
+                    let (tx, rx) = std::sync::mpsc::sync_channel(dp.handoff_queue);
+                    peers.push(routed::Peer {
+                        queue: tx,
+                        wake: Arc::clone(&wake),
+                    });
+                    wakes.push(wake);
+                    inboxes.push(rx);
+                }
+                tracing::info!(
+                    tun,
+                    workers = n,
+                    cores = ?cores,
+                    policy_version = version,
+                    "routed mode up"
+                );
+                for (index, ((queue, wake), inbox)) in
+                    queues.into_iter().zip(wakes).zip(inboxes).enumerate()
+                {
+                    let w = routed::RoutedWorker {
+                        worker: make_worker(index, LinkType::RawIp),
+                        queue,
+                        wake,
+                        inbox,
+                        peers: peers.clone(),
+                        batch: dp.batch,
+                    };
+                    spawn(index, &mut handles, Box::new(move || w.run()))?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = started {
+        sys::request_stop();
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(e);
+    }
+
+    let server = match listener {
+        Some(l) => {
+            let b = Arc::clone(&board);
+            tracing::info!(address = %dp.report_listen, "usage report at GET /report");
+            Some(
+                std::thread::Builder::new()
+                    .name("weir-report".into())
+                    .spawn(move || report::serve(l, b, sys::stop_requested))
+                    .map_err(RunError::Thread)?,
+            )
+        }
+        None => None,
+    };
+    (options.on_ready)();
+
+    let mut next_version = version + 1;
+    let mut died = None;
+    while !sys::stop_requested() {
+        std::thread::sleep(Duration::from_millis(50));
+        if sys::take_reload_request() {
+            if let Some(snapshot) = (options.reload)(next_version) {
+                tracing::info!(version = snapshot.version, "policy reloaded");
+                next_version = snapshot.version + 1;
+                policy.store(Arc::new(snapshot));
+            }
+        }
+        if let Some(i) = handles.iter().position(|h| h.is_finished()) {
+            died = Some(i);
+            sys::request_stop();
+        }
+    }
+    tracing::info!("stopping: draining the rings");
+    let mut reports = Vec::with_capacity(n);
+    let mut first_error = None;
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(r)) => reports.push(r),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(RunError::WorkerDied(i));
+            }
+        }
+    }
+    if let Some(s) = server {
+        let _ = s.join();
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some(i) = died {
+        if reports.len() < n {
+            return Err(RunError::WorkerDied(i));
+        }
+    }
+    Ok(GatewayReport::from_workers(mode, &reports))
+}

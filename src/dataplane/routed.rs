@@ -1,0 +1,258 @@
+//! Routed mode: the kernel routes subscriber traffic into a multi-queue TUN device; each worker
+//! reads one queue, and writes what the engine forwards back to the device for the kernel to
+//! route on. The kernel spreads packets over queues by flow, not by subscriber, so a packet whose
+//! subscriber another worker owns is handed to that worker on its bounded queue: ownership holds
+//! and counters stay lock-free.
+
+use super::report::{IoCounters, WorkerReport};
+use super::worker::Worker;
+use crate::classify::ip_key;
+use crate::engine::{Engine, Output, Port, Verdict};
+use crate::io::bpf::ue_hash;
+use crate::io::sys::{self, EventFd};
+use crate::io::tun::TunQueue;
+use crate::policy::PolicySnapshot;
+use crate::time::Timestamp;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+const DRAIN_ROUNDS: usize = 64;
+/// Packet buffers kept for reuse per worker; more are freed.
+const POOL: usize = 512;
+const MAX_PACKET: usize = 65536;
+
+/// A packet on its way to the worker that owns its subscriber.
+pub struct Handoff {
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+/// How to reach another worker.
+#[derive(Clone)]
+pub struct Peer {
+    pub queue: SyncSender<Handoff>,
+    pub wake: Arc<EventFd>,
+}
+
+pub struct RoutedWorker {
+    pub worker: Worker,
+    pub queue: TunQueue,
+    pub wake: Arc<EventFd>,
+    pub inbox: Receiver<Handoff>,
+    pub peers: Vec<Peer>,
+    pub batch: usize,
+}
+
+/// The worker owning a raw IP packet's subscriber: the hash of whichever end is in a UE pool.
+/// Packets with no subscriber end stay where they are (`here`).
+pub fn owner(packet: &[u8], snapshot: &PolicySnapshot, workers: usize, here: usize) -> usize {
+    let (src, dst) = match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= 20 => {
+            let a = |o: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    packet[o],
+                    packet[o + 1],
+                    packet[o + 2],
+                    packet[o + 3],
+                ))
+            };
+            (a(12), a(16))
+        }
+        Some(6) if packet.len() >= 40 => {
+            let a = |o: usize| {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&packet[o..o + 16]);
+                IpAddr::V6(Ipv6Addr::from(b))
+            };
+            (a(8), a(24))
+        }
+        _ => return here,
+    };
+    let ue = if snapshot.in_ue_pool(ip_key(src)) {
+        src
+    } else if snapshot.in_ue_pool(ip_key(dst)) {
+        dst
+    } else {
+        return here;
+    };
+    (ue_hash(ue) as usize) % workers.max(1)
+}
+
+impl RoutedWorker {
+    pub fn run(mut self) -> WorkerReport {
+        let mut buf = vec![0u8; MAX_PACKET].into_boxed_slice();
+        let mut pool: Vec<Box<[u8]>> = Vec::new();
+        let mut woken = vec![false; self.peers.len()];
+        let workers = self.peers.len();
+        let here = self.worker.index;
+        let mut idle = false;
+        let mut draining = 0;
+        loop {
+            let stopping = sys::stop_requested();
+            if idle && !stopping {
+                let mut ready = [false; 2];
+                if let Err(e) =
+                    sys::poll_readable(&[self.queue.fd(), self.wake.fd()], 100, &mut ready)
+                {
+                    tracing::warn!(error = %e, "poll failed");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            self.wake.reset();
+            let now = Timestamp::now();
+            self.worker.between_batches(now);
+            let Worker {
+                engine, out, io, ..
+            } = &mut self.worker;
+            let mut n = 0;
+            while n < self.batch {
+                let len = match self.queue.recv(&mut buf) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(e) => {
+                        io.tx_errors += 1;
+                        tracing::trace!(error = %e, "TUN read failed");
+                        break;
+                    }
+                };
+                n += 1;
+                io.rx_frames += 1;
+                let packet = &buf[..len];
+                let to = owner(packet, engine.snapshot(), workers, here);
+                if to == here {
+                    process(engine, out, io, &self.queue, packet, now);
+                    continue;
+                }
+                let mut b = pool
+                    .pop()
+                    .unwrap_or_else(|| vec![0u8; MAX_PACKET].into_boxed_slice());
+                b[..len].copy_from_slice(packet);
+                match self.peers[to].queue.try_send(Handoff { buf: b, len }) {
+                    Ok(()) => {
+                        io.handoff_sent += 1;
+                        woken[to] = true;
+                    }
+                    Err(TrySendError::Full(h)) | Err(TrySendError::Disconnected(h)) => {
+                        io.handoff_full += 1;
+                        pool.push(h.buf);
+                    }
+                }
+            }
+            for (i, w) in woken.iter_mut().enumerate() {
+                if std::mem::take(w) {
+                    self.peers[i].wake.wake();
+                }
+            }
+            let mut m = 0;
+            while m < self.batch {
+                let Ok(h) = self.inbox.try_recv() else {
+                    break;
+                };
+                m += 1;
+                io.handoff_received += 1;
+                process(engine, out, io, &self.queue, &h.buf[..h.len], now);
+                if pool.len() < POOL {
+                    pool.push(h.buf);
+                }
+            }
+            if n + m > 0 {
+                io.batches += 1;
+            }
+            idle = n + m == 0;
+            if stopping {
+                draining += 1;
+                if idle || draining > DRAIN_ROUNDS {
+                    break;
+                }
+            }
+        }
+        self.worker.finish()
+    }
+}
+
+fn process(
+    engine: &mut Engine,
+    out: &mut Output,
+    io: &mut IoCounters,
+    queue: &TunQueue,
+    packet: &[u8],
+    now: Timestamp,
+) {
+    // A routed gateway has one device for both directions: the UE pools alone tell them apart.
+    match engine.handle_frame(now, Port::Capture, packet, out) {
+        Verdict::Forward => write(queue, packet, io),
+        Verdict::Drop(_) => {}
+        Verdict::Inject => {
+            for (_, f) in out.frames() {
+                write(queue, f, io);
+            }
+            out.clear();
+        }
+    }
+}
+
+fn write(queue: &TunQueue, packet: &[u8], io: &mut IoCounters) {
+    match queue.send(packet) {
+        Ok(()) => io.tx_frames += 1,
+        Err(e) => {
+            io.tx_errors += 1;
+            tracing::trace!(error = %e, "TUN write failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Config;
+
+    fn snapshot() -> PolicySnapshot {
+        let config = Config::from_toml_str(
+            "[gateway]\nue_pools = [\"10.45.0.0/16\", \"2001:db8:45::/48\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        PolicySnapshot::build(&config, 1)
+    }
+
+    fn v4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        p.extend(src);
+        p.extend(dst);
+        p
+    }
+
+    #[test]
+    fn both_directions_go_to_the_subscribers_owner() {
+        let s = snapshot();
+        let ue = [10, 45, 0, 2];
+        let remote = [198, 51, 100, 10];
+        let want = (ue_hash(IpAddr::V4(ue.into())) % 4) as usize;
+        for here in 0..4 {
+            assert_eq!(owner(&v4(ue, remote), &s, 4, here), want);
+            assert_eq!(owner(&v4(remote, ue), &s, 4, here), want);
+        }
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_owned_by_its_prefix() {
+        let s = snapshot();
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
+        let ue: Ipv6Addr = "2001:db8:45:1::2".parse().unwrap();
+        let remote: Ipv6Addr = "2001:db8:100::10".parse().unwrap();
+        p.extend(remote.octets());
+        p.extend(ue.octets());
+        let other: Ipv6Addr = "2001:db8:45:1::99".parse().unwrap();
+        let want = (ue_hash(IpAddr::V6(other)) % 3) as usize;
+        assert_eq!(owner(&p, &s, 3, 0), want);
+    }
+
+    #[test]
+    fn packets_without_a_subscriber_stay_put() {
+        let s = snapshot();
+        assert_eq!(owner(&v4([192, 0, 2, 1], [192, 0, 2, 2]), &s, 4, 3), 3);
+        assert_eq!(owner(&[0x45, 0, 0], &s, 4, 2), 2);
+        assert_eq!(owner(&[], &s, 4, 1), 1);
+    }
+}

@@ -1,0 +1,91 @@
+//! What every worker does between batches, whatever its I/O: pick up the newest policy
+//! snapshot, expire idle flows, publish its report.
+
+use super::report::{Board, IoCounters, WorkerReport};
+use crate::engine::{Engine, Output};
+use crate::policy::PolicySnapshot;
+use crate::time::Timestamp;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// The engine of one worker and what surrounds it.
+pub struct Worker {
+    pub index: usize,
+    pub core: usize,
+    pub engine: Engine,
+    pub out: Output,
+    pub io: IoCounters,
+    policy: Arc<ArcSwap<PolicySnapshot>>,
+    board: Arc<Board>,
+    answered: u64,
+    last_housekeeping: Instant,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        core: usize,
+        engine: Engine,
+        policy: Arc<ArcSwap<PolicySnapshot>>,
+        board: Arc<Board>,
+    ) -> Worker {
+        Worker {
+            index,
+            core,
+            engine,
+            out: Output::default(),
+            io: IoCounters::default(),
+            policy,
+            board,
+            answered: 0,
+            last_housekeeping: Instant::now(),
+        }
+    }
+
+    /// Runs between two batches. Returns true once a second, when the caller should also read
+    /// its ring statistics.
+    pub fn between_batches(&mut self, now: Timestamp) -> bool {
+        {
+            let newest = self.policy.load();
+            if !Arc::ptr_eq(&newest, self.engine.snapshot()) {
+                tracing::debug!(version = newest.version, "worker picked up a new policy");
+                self.engine.set_snapshot(Arc::clone(&newest));
+            }
+        }
+        let tick = self.last_housekeeping.elapsed() >= HOUSEKEEPING;
+        if tick {
+            self.last_housekeeping = Instant::now();
+            self.engine.handle_timeout(now);
+        }
+        match self.board.wanted_after(self.answered) {
+            Some(generation) => self.publish(generation),
+            None if tick => self.publish(self.answered),
+            None => {}
+        }
+        tick
+    }
+
+    fn publish(&mut self, generation: u64) {
+        self.answered = generation;
+        self.board.publish(self.report(), generation);
+    }
+
+    pub fn report(&self) -> WorkerReport {
+        WorkerReport {
+            worker: self.index,
+            core: self.core,
+            io: self.io.clone(),
+            report: self.engine.report(),
+        }
+    }
+
+    /// Publishes the last numbers and hands them back.
+    pub fn finish(mut self) -> WorkerReport {
+        let generation = self.board.wanted_after(0).unwrap_or(0);
+        self.publish(generation);
+        self.report()
+    }
+}

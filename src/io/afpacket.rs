@@ -1,0 +1,648 @@
+//! AF_PACKET sockets with PACKET_MMAP rings: a receive ring (TPACKET_V2 frames or TPACKET_V3
+//! blocks) that joins a fanout group, and a TPACKET_V2 transmit ring.
+//!
+//! The two directions use separate sockets on purpose: the transmit socket is bound with
+//! protocol 0, so it never receives anything, and the receive socket joins its fanout group with
+//! PACKET_FANOUT_FLAG_IGNORE_OUTGOING; frames this process sends can never come back to it.
+//! Transmission bypasses the qdisc (PACKET_QDISC_BYPASS): an inline gateway forwards what it was
+//! given and has no use for local queueing disciplines.
+//!
+//! Slot ownership follows the kernel's status word: a slot (or V3 block) belongs to user space
+//! while its status has TP_STATUS_USER (receive) or TP_STATUS_AVAILABLE (transmit), and is
+//! handed back with a release store.
+#![allow(unsafe_code)]
+
+use super::bpf::{self, Leg};
+use super::sys::{self, Mmap};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+const TP_STATUS_AVAILABLE: u32 = 0;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+const PACKET_OUTGOING: u8 = 4;
+
+/// `sizeof(struct tpacket2_hdr)` and `sizeof(struct tpacket3_hdr)`, both already 16-aligned.
+const TPACKET2_HDR: usize = 32;
+const TPACKET3_HDR: usize = 48;
+/// Where `sll_pkttype` sits in the `sockaddr_ll` that follows each header.
+const SLL_PKTTYPE: usize = 10;
+
+/// Which receive ring layout to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub enum TpacketVersion {
+    /// One frame per slot, handed over one by one: lowest latency.
+    #[serde(rename = "v2")]
+    V2,
+    /// Variable-size frames packed in blocks handed over when full or when the block timeout
+    /// expires: fewer wake-ups, but the timeout adds latency at low rates.
+    #[serde(rename = "v3")]
+    V3,
+}
+
+/// Receive ring geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxConfig {
+    pub version: TpacketVersion,
+    /// V2: slot size (header + frame); must hold the largest frame plus 64 bytes of header.
+    pub frame_size: u32,
+    /// V2: number of slots.
+    pub frames: u32,
+    /// V3: block size (a multiple of the page size) and count.
+    pub block_size: u32,
+    pub blocks: u32,
+    /// V3: a partly filled block is handed over after this many milliseconds.
+    pub block_timeout_ms: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AfPacketError {
+    #[error("interface {0} not found (`ip link` lists the interfaces of this network namespace)")]
+    NoInterface(String),
+    #[error("interface {interface}: raw sockets need root or CAP_NET_RAW ({source})")]
+    Permission {
+        interface: String,
+        source: io::Error,
+    },
+    #[error("interface {interface}: the kernel refused a {bytes}-byte {what} ring ({source}); make the rings in [dataplane] smaller")]
+    Ring {
+        interface: String,
+        what: &'static str,
+        bytes: usize,
+        source: io::Error,
+    },
+    #[error("interface {interface}: {step}: {source}")]
+    Socket {
+        interface: String,
+        step: &'static str,
+        source: io::Error,
+    },
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketReq3 {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+    retire_blk_tov: u32,
+    sizeof_priv: u32,
+    feature_req_word: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PacketMreq {
+    ifindex: i32,
+    kind: u16,
+    alen: u16,
+    address: [u8; 8],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SockFprog {
+    len: u16,
+    filter: *const bpf::Insn,
+}
+
+fn page_size() -> usize {
+    4096
+}
+
+fn raw_socket(interface: &str) -> Result<OwnedFd, AfPacketError> {
+    // Protocol 0: the socket receives nothing until it is bound with a protocol, so no frame of
+    // another interface can slip into the ring before the bind.
+    // SAFETY: plain socket creation; the result is checked and owned at once.
+    let fd = sys::owned(unsafe {
+        libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
+    });
+    fd.map_err(|source| match source.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission {
+            interface: interface.to_string(),
+            source,
+        },
+        _ => AfPacketError::Socket {
+            interface: interface.to_string(),
+            step: "socket",
+            source,
+        },
+    })
+}
+
+fn bind(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol.to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
+    let ret = unsafe {
+        libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    sys::cvt(ret).map(|_| ())
+}
+
+/// Reads a `u32` (or `u16`) at `base + off` of a ring slot.
+///
+/// # Safety
+/// `base + off .. + size` must lie inside a live mapping.
+unsafe fn rd32(base: *const u8, off: usize) -> u32 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { base.add(off).cast::<u32>().read_unaligned() }
+}
+
+/// # Safety
+/// As [`rd32`].
+unsafe fn rd16(base: *const u8, off: usize) -> u16 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { base.add(off).cast::<u16>().read_unaligned() }
+}
+
+/// The status word at `base + off`, viewed as the atomic it is shared as.
+///
+/// # Safety
+/// `base + off` must be 4-aligned inside a live mapping for the lifetime `'a`.
+unsafe fn status<'a>(base: *mut u8, off: usize) -> &'a AtomicU32 {
+    // SAFETY: guaranteed by the caller; the kernel accesses the word with its own barriers.
+    unsafe { AtomicU32::from_ptr(base.add(off).cast::<u32>()) }
+}
+
+/// What the ring says about a received frame besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// A VLAN tag the kernel took out of the frame: (TPID, TCI). Forwarding must put it back.
+    pub vlan: Option<(u16, u16)>,
+    /// The frame was longer than the slot (an offload merged frames, or the MTU is larger than
+    /// the ring was sized for).
+    pub truncated: bool,
+    /// The checksum was left for hardware to fill in (the sender's checksum offload).
+    pub csum_not_ready: bool,
+}
+
+enum RxLayout {
+    V2 {
+        frame_size: usize,
+        frames_per_block: usize,
+        block_size: usize,
+        count: usize,
+        next: usize,
+    },
+    V3 {
+        block_size: usize,
+        blocks: usize,
+        current: usize,
+        /// Packets of the current block already consumed, and the offset of the next one.
+        done: u32,
+        offset: usize,
+    },
+}
+
+/// A receive ring on one interface.
+pub struct RxRing {
+    layout: RxLayout,
+    map: Mmap,
+    fd: OwnedFd,
+}
+
+impl RxRing {
+    /// Opens a promiscuous receive ring on `interface`. The socket does not receive until
+    /// [`RxRing::join_fanout`] or until bound; it is bound here, after the ring exists.
+    pub fn open(interface: &str, config: &RxConfig) -> Result<RxRing, AfPacketError> {
+        let ifindex = sys::interface_index(interface)
+            .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
+        let fd = raw_socket(interface)?;
+        let step = |step: &'static str| {
+            move |source| AfPacketError::Socket {
+                interface: interface.to_string(),
+                step,
+                source,
+            }
+        };
+        let ring_err = |bytes: usize| {
+            move |source| AfPacketError::Ring {
+                interface: interface.to_string(),
+                what: "receive",
+                bytes,
+                source,
+            }
+        };
+        let (layout, bytes) = match config.version {
+            TpacketVersion::V2 => {
+                let frame_size = config.frame_size.max(128).next_multiple_of(16) as usize;
+                let block_size = frame_size.max(page_size()).next_power_of_two();
+                let frames_per_block = block_size / frame_size;
+                let blocks = (config.frames as usize).div_ceil(frames_per_block).max(1);
+                let count = blocks * frames_per_block;
+                let version = libc::tpacket_versions::TPACKET_V2 as i32;
+                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+                    .map_err(step("PACKET_VERSION"))?;
+                let req = TpacketReq {
+                    block_size: block_size as u32,
+                    block_nr: blocks as u32,
+                    frame_size: frame_size as u32,
+                    frame_nr: count as u32,
+                };
+                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+                    .map_err(ring_err(block_size * blocks))?;
+                (
+                    RxLayout::V2 {
+                        frame_size,
+                        frames_per_block,
+                        block_size,
+                        count,
+                        next: 0,
+                    },
+                    block_size * blocks,
+                )
+            }
+            TpacketVersion::V3 => {
+                let block_size = (config.block_size as usize)
+                    .max(page_size())
+                    .next_power_of_two();
+                let blocks = config.blocks.max(2) as usize;
+                let frame_size = 2048usize.min(block_size);
+                let version = libc::tpacket_versions::TPACKET_V3 as i32;
+                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+                    .map_err(step("PACKET_VERSION"))?;
+                let req = TpacketReq3 {
+                    block_size: block_size as u32,
+                    block_nr: blocks as u32,
+                    frame_size: frame_size as u32,
+                    frame_nr: (block_size / frame_size * blocks) as u32,
+                    retire_blk_tov: config.block_timeout_ms.max(1),
+                    sizeof_priv: 0,
+                    feature_req_word: 0,
+                };
+                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+                    .map_err(ring_err(block_size * blocks))?;
+                (
+                    RxLayout::V3 {
+                        block_size,
+                        blocks,
+                        current: 0,
+                        done: 0,
+                        offset: 0,
+                    },
+                    block_size * blocks,
+                )
+            }
+        };
+        let map = Mmap::shared(fd.as_fd(), bytes).map_err(ring_err(bytes))?;
+        bind(fd.as_fd(), ifindex, libc::ETH_P_ALL as u16).map_err(step("bind"))?;
+        let mreq = PacketMreq {
+            ifindex: ifindex as i32,
+            kind: libc::PACKET_MR_PROMISC as u16,
+            alen: 0,
+            address: [0; 8],
+        };
+        sys::setsockopt(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            &mreq,
+        )
+        .map_err(step("promiscuous mode"))?;
+        Ok(RxRing { layout, map, fd })
+    }
+
+    /// Joins fanout group `group` of this interface, steered by the subscriber program of
+    /// `leg`. Members are numbered in the order they join, which is the worker index.
+    pub fn join_fanout(&self, group: u16, leg: Leg) -> io::Result<()> {
+        let arg: u32 = u32::from(group)
+            | (libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16;
+        sys::setsockopt(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+        let program = bpf::fanout_program(leg);
+        let prog = SockFprog {
+            len: program.len() as u16,
+            filter: program.as_ptr(),
+        };
+        // The kernel copies the program during the call; `program` outlives it.
+        sys::setsockopt(
+            self.fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT_DATA,
+            &prog,
+        )
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Frames received and frames the kernel dropped because this ring was full, since the last
+    /// call (the kernel resets them on read).
+    pub fn take_statistics(&self) -> io::Result<(u32, u32)> {
+        let s: [u32; 3] =
+            sys::getsockopt(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS)?;
+        Ok((s[0], s[1]))
+    }
+
+    /// Hands up to `max` received frames to `f`, each released back to the kernel right after;
+    /// returns how many were handed over. Frames this host sent are skipped (not counted).
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], RxMeta)) -> usize {
+        let base = self.map.as_ptr();
+        let len = self.map.len();
+        let mut n = 0;
+        match &mut self.layout {
+            RxLayout::V2 {
+                frame_size,
+                frames_per_block,
+                block_size,
+                count,
+                next,
+            } => {
+                while n < max {
+                    let off = (*next / *frames_per_block) * *block_size
+                        + (*next % *frames_per_block) * *frame_size;
+                    // SAFETY: `off` is the start of slot `next` < `count`, inside the mapping
+                    // and 16-aligned.
+                    let st = unsafe { status(base, off) };
+                    let s = st.load(Ordering::Acquire);
+                    if s & TP_STATUS_USER == 0 {
+                        break;
+                    }
+                    // SAFETY: the slot is ours (TP_STATUS_USER); its header fields lie within
+                    // the slot, which lies within the mapping.
+                    let (flen, snap, mac, tci, tpid, pkttype) = unsafe {
+                        (
+                            rd32(base, off + 4),
+                            rd32(base, off + 8) as usize,
+                            usize::from(rd16(base, off + 12)),
+                            rd16(base, off + 24),
+                            rd16(base, off + 26),
+                            *base.add(off + TPACKET2_HDR + SLL_PKTTYPE),
+                        )
+                    };
+                    if pkttype != PACKET_OUTGOING
+                        && mac + snap <= *frame_size
+                        && off + mac + snap <= len
+                    {
+                        // SAFETY: bounds checked just above; the kernel does not write a slot
+                        // while it is ours.
+                        let data = unsafe { std::slice::from_raw_parts(base.add(off + mac), snap) };
+                        f(data, meta(s, flen, snap, tci, tpid));
+                        n += 1;
+                    }
+                    st.store(TP_STATUS_KERNEL, Ordering::Release);
+                    *next = (*next + 1) % *count;
+                }
+            }
+            RxLayout::V3 {
+                block_size,
+                blocks,
+                current,
+                done,
+                offset,
+            } => {
+                while n < max {
+                    let b = *current * *block_size;
+                    // SAFETY: block `current` < `blocks` lies inside the mapping; the block
+                    // status (tpacket_hdr_v1.block_status) is at offset 8, 4-aligned.
+                    let st = unsafe { status(base, b + 8) };
+                    if st.load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                        break;
+                    }
+                    // SAFETY: the block is ours; num_pkts and offset_to_first_pkt are inside it.
+                    let (num, first) = unsafe { (rd32(base, b + 12), rd32(base, b + 16)) };
+                    if *done == 0 {
+                        *offset = first as usize;
+                    }
+                    while *done < num && n < max && *offset + TPACKET3_HDR <= *block_size {
+                        let p = b + *offset;
+                        // SAFETY: `p` is a packet header inside our block (checked above).
+                        let (next_off, snap, flen, s, mac, tci, tpid, pkttype) = unsafe {
+                            (
+                                rd32(base, p) as usize,
+                                rd32(base, p + 12) as usize,
+                                rd32(base, p + 16),
+                                rd32(base, p + 20),
+                                usize::from(rd16(base, p + 24)),
+                                rd32(base, p + 32) as u16,
+                                rd16(base, p + 36),
+                                *base.add(p + TPACKET3_HDR + SLL_PKTTYPE),
+                            )
+                        };
+                        if pkttype != PACKET_OUTGOING && *offset + mac + snap <= *block_size {
+                            // SAFETY: bounds checked just above, inside our block.
+                            let data =
+                                unsafe { std::slice::from_raw_parts(base.add(p + mac), snap) };
+                            f(data, meta(s, flen, snap, tci, tpid));
+                            n += 1;
+                        }
+                        *done += 1;
+                        if next_off == 0 {
+                            *done = num;
+                        }
+                        *offset += next_off;
+                    }
+                    if *done >= num || *offset + TPACKET3_HDR > *block_size {
+                        st.store(TP_STATUS_KERNEL, Ordering::Release);
+                        *done = 0;
+                        *current = (*current + 1) % *blocks;
+                    }
+                }
+            }
+        }
+        n
+    }
+}
+
+fn meta(status: u32, len: u32, snap: usize, tci: u16, tpid: u16) -> RxMeta {
+    let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+        let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+            tpid
+        } else {
+            0x8100
+        };
+        (tpid, tci)
+    });
+    RxMeta {
+        vlan,
+        truncated: (len as usize) > snap,
+        csum_not_ready: status & TP_STATUS_CSUMNOTREADY != 0,
+    }
+}
+
+/// Why a frame was not queued for transmission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// Every slot is still waiting for the kernel.
+    RingFull,
+    /// Larger than a slot.
+    TooLarge,
+}
+
+/// A TPACKET_V2 transmit ring on one interface.
+pub struct TxRing {
+    map: Mmap,
+    fd: OwnedFd,
+    frame_size: usize,
+    frames_per_block: usize,
+    block_size: usize,
+    count: usize,
+    next: usize,
+    pending: usize,
+}
+
+/// How often a push waits for a slot to come back before counting the ring as full.
+const TX_RETRIES: u32 = 8;
+
+/// Frame data starts this far into a transmit slot: `TPACKET2_HDRLEN - sizeof(sockaddr_ll)`.
+const TX_DATA: usize = TPACKET2_HDR;
+
+impl TxRing {
+    pub fn open(interface: &str, frames: u32, frame_size: u32) -> Result<TxRing, AfPacketError> {
+        let ifindex = sys::interface_index(interface)
+            .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
+        let fd = raw_socket(interface)?;
+        let step = |step: &'static str| {
+            move |source| AfPacketError::Socket {
+                interface: interface.to_string(),
+                step,
+                source,
+            }
+        };
+        let version = libc::tpacket_versions::TPACKET_V2 as i32;
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+            .map_err(step("PACKET_VERSION"))?;
+        let one: i32 = 1;
+        // A frame the kernel cannot send (too large for the MTU) is discarded instead of
+        // stalling the ring.
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, &one)
+            .map_err(step("PACKET_LOSS"))?;
+        sys::setsockopt(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            &one,
+        )
+        .map_err(step("PACKET_QDISC_BYPASS"))?;
+        let frame_size = frame_size.max(128).next_multiple_of(16) as usize;
+        let block_size = frame_size.max(page_size()).next_power_of_two();
+        let frames_per_block = block_size / frame_size;
+        let blocks = (frames as usize).div_ceil(frames_per_block).max(1);
+        let count = blocks * frames_per_block;
+        let req = TpacketReq {
+            block_size: block_size as u32,
+            block_nr: blocks as u32,
+            frame_size: frame_size as u32,
+            frame_nr: count as u32,
+        };
+        let bytes = block_size * blocks;
+        let ring_err = |source| AfPacketError::Ring {
+            interface: interface.to_string(),
+            what: "transmit",
+            bytes,
+            source,
+        };
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
+            .map_err(ring_err)?;
+        let map = Mmap::shared(fd.as_fd(), bytes).map_err(ring_err)?;
+        // Protocol 0: this socket sends only, it is never handed a received frame.
+        bind(fd.as_fd(), ifindex, 0).map_err(step("bind"))?;
+        Ok(TxRing {
+            map,
+            fd,
+            frame_size,
+            frames_per_block,
+            block_size,
+            count,
+            next: 0,
+            pending: 0,
+        })
+    }
+
+    /// Largest frame a slot holds.
+    pub fn capacity(&self) -> usize {
+        self.frame_size - TX_DATA
+    }
+
+    /// Queues one frame made of `head` followed by `tail` (so a VLAN tag can be put back
+    /// without an extra copy). Sent at the next [`TxRing::flush`].
+    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+        let len = head.len() + tail.len();
+        if len > self.capacity() {
+            return Err(TxError::TooLarge);
+        }
+        let base = self.map.as_ptr();
+        let off = (self.next / self.frames_per_block) * self.block_size
+            + (self.next % self.frames_per_block) * self.frame_size;
+        // SAFETY: `off` is the start of slot `next` < `count`, inside the mapping, 16-aligned.
+        let st = unsafe { status(base, off) };
+        let free = |s: u32| s == TP_STATUS_AVAILABLE || s == TP_STATUS_WRONG_FORMAT;
+        let mut s = st.load(Ordering::Acquire);
+        // A full ring usually means our own queued frames: hand them over (the kernel sends them
+        // before `send` returns, which frees their slots) and look again, a bounded few times.
+        let mut tries = 0;
+        while !free(s) && tries < TX_RETRIES {
+            let _ = self.flush();
+            std::hint::spin_loop();
+            s = st.load(Ordering::Acquire);
+            tries += 1;
+        }
+        if !free(s) {
+            return Err(TxError::RingFull);
+        }
+        // SAFETY: the slot is ours (AVAILABLE); `TX_DATA + len <= frame_size` was checked via
+        // `capacity`, so the writes stay inside the slot.
+        unsafe {
+            let data = base.add(off + TX_DATA);
+            std::ptr::copy_nonoverlapping(head.as_ptr(), data, head.len());
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), data.add(head.len()), tail.len());
+            base.add(off + 4).cast::<u32>().write_unaligned(len as u32);
+        }
+        st.store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+        self.next = (self.next + 1) % self.count;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Asks the kernel to send every queued frame.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        self.pending = 0;
+        // SAFETY: a zero-length send on our own socket: the kernel walks the TX ring only.
+        let ret = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR)
+            ) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,406 @@
+//! Thin, checked wrappers over the few Linux calls the data path needs beyond sockets: interface
+//! lookups and ioctls, offload switches, CPU affinity, signals, poll and mmap. Each returns an
+//! `io::Error` (errno) for the caller to turn into a message a user can act on.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Turns a syscall's `-1` into the thread's errno.
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wraps a freshly returned descriptor so it is closed exactly once.
+pub fn owned(ret: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    // SAFETY: `fd` was just returned by a successful syscall and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt` with a plain-data option value.
+pub fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size passed; the kernel only reads it.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(|_| ())
+}
+
+/// `getsockopt` into a plain-data value (all-zero bytes must be a valid `T`).
+pub fn getsockopt<T: Copy + Default>(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a live, writable `T` and `len` its size; the kernel writes at most
+    // `len` bytes.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    cvt(ret).map(|_| value)
+}
+
+/// The index of a network interface, `None` if there is no such interface here.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// `struct ifreq`: the interface name and a 24-byte union the caller interprets.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IfReq {
+    pub name: [u8; libc::IFNAMSIZ],
+    pub data: [u8; 24],
+}
+
+impl IfReq {
+    pub fn new(name: &str) -> io::Result<IfReq> {
+        let mut r = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: [0; 24],
+        };
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "interface names are 1 to 15 bytes",
+            ));
+        }
+        r.name[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(r)
+    }
+}
+
+fn control_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket creation; the result is checked and owned at once.
+    owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+}
+
+/// Runs an interface ioctl whose argument is an `ifreq`.
+pub fn ifreq_ioctl(fd: RawFd, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
+    // SAFETY: `req` is a valid, writable `struct ifreq`; every request used with this helper
+    // reads or writes only within it (or through a pointer placed in it by the caller, which
+    // points to live memory of the size the request expects).
+    cvt(unsafe { libc::ioctl(fd, request as _, req as *mut IfReq) }).map(|_| ())
+}
+
+/// The interface's MTU (payload bytes, without the Ethernet header).
+pub fn interface_mtu(name: &str) -> io::Result<u32> {
+    let sock = control_socket()?;
+    let mut req = IfReq::new(name)?;
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req)?;
+    let mtu = i32::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
+    Ok(mtu.max(0) as u32)
+}
+
+/// Sets IFF_UP on an interface (a TUN device starts down).
+pub fn set_interface_up(name: &str) -> io::Result<()> {
+    let sock = control_socket()?;
+    let mut req = IfReq::new(name)?;
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req)?;
+    let flags = i16::from_ne_bytes([req.data[0], req.data[1]]) | libc::IFF_UP as i16;
+    req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req)
+}
+
+/// Offloads that merge or defer frames, each with its legacy ethtool get/set commands. An inline
+/// leg must see the frames that are on the wire: merged super-frames cannot be sent out of the
+/// other leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offload {
+    Gro,
+    Lro,
+    Gso,
+    Tso,
+}
+
+impl Offload {
+    pub const ALL: [Offload; 4] = [Offload::Gro, Offload::Lro, Offload::Gso, Offload::Tso];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Offload::Gro => "gro",
+            Offload::Lro => "lro",
+            Offload::Gso => "gso",
+            Offload::Tso => "tso",
+        }
+    }
+}
+
+const ETHTOOL_GTSO: u32 = 0x1e;
+const ETHTOOL_STSO: u32 = 0x1f;
+const ETHTOOL_GGSO: u32 = 0x23;
+const ETHTOOL_SGSO: u32 = 0x24;
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_SFLAGS: u32 = 0x26;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
+const ETH_FLAG_LRO: u32 = 1 << 15;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+fn ethtool(fd: RawFd, name: &str, value: &mut EthtoolValue) -> io::Result<()> {
+    let mut req = IfReq::new(name)?;
+    let ptr = value as *mut EthtoolValue as usize;
+    req.data[..std::mem::size_of::<usize>()].copy_from_slice(&ptr.to_ne_bytes());
+    ifreq_ioctl(fd, libc::SIOCETHTOOL, &mut req)
+}
+
+/// Turns `offload` off if it is on; returns whether it was on. `Ok(false)` also when the driver
+/// does not support it at all (then it cannot be on).
+pub fn disable_offload(name: &str, offload: Offload) -> io::Result<bool> {
+    let sock = control_socket()?;
+    let fd = sock.as_raw_fd();
+    let (get, set) = match offload {
+        Offload::Gro => (ETHTOOL_GGRO, ETHTOOL_SGRO),
+        Offload::Gso => (ETHTOOL_GGSO, ETHTOOL_SGSO),
+        Offload::Tso => (ETHTOOL_GTSO, ETHTOOL_STSO),
+        Offload::Lro => (ETHTOOL_GFLAGS, ETHTOOL_SFLAGS),
+    };
+    let mut v = EthtoolValue { cmd: get, data: 0 };
+    match ethtool(fd, name, &mut v) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let on = match offload {
+        Offload::Lro => v.data & ETH_FLAG_LRO != 0,
+        _ => v.data != 0,
+    };
+    if !on {
+        return Ok(false);
+    }
+    let data = match offload {
+        Offload::Lro => v.data & !ETH_FLAG_LRO,
+        _ => 0,
+    };
+    let mut s = EthtoolValue { cmd: set, data };
+    ethtool(fd, name, &mut s)?;
+    Ok(true)
+}
+
+/// The cores this process may run on, ascending.
+pub fn allowed_cores() -> io::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live cpu_set_t and the size passed is its size.
+    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE, the capacity of `set`.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to one core.
+pub fn pin_current_thread(core: usize) -> io::Result<()> {
+    if core >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `core` was checked against CPU_SETSIZE above.
+    unsafe { libc::CPU_SET(core, &mut set) };
+    // SAFETY: pid 0 is the calling thread; `set` is a live cpu_set_t of the size passed.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
+        .map(|_| ())
+}
+
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes; returns which are readable.
+pub fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout_ms: i32,
+    ready: &mut [bool],
+) -> io::Result<()> {
+    let mut p = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 4];
+    let n = fds.len().min(p.len());
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        slot.fd = fd.as_raw_fd();
+        slot.events = libc::POLLIN;
+    }
+    // SAFETY: `p` holds `n` initialised pollfd entries that live across the call.
+    let ret = unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    match cvt(ret) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => return Err(e),
+    }
+    for (r, slot) in ready.iter_mut().zip(&p[..n]) {
+        *r = slot.revents & (libc::POLLIN | libc::POLLERR) != 0;
+    }
+    Ok(())
+}
+
+/// A shared memory mapping of a socket's ring, unmapped on drop.
+pub struct Mmap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with the kernel; whoever holds the `Mmap` decides
+// who touches which frame, and moving that ownership to another thread is sound.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    pub fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mmap> {
+        // SAFETY: a fresh mapping at an address of the kernel's choosing; nothing aliases it yet.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mmap {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing uses them after drop.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A counter descriptor one thread bumps to wake another that polls it.
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: plain eventfd creation; the result is checked and owned at once.
+        let fd = owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        Ok(EventFd { fd })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64; a full counter (EAGAIN) already means "awake".
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clears pending wake-ups.
+    pub fn reset(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; EAGAIN (nothing pending) is fine.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only async-signal-safe work here: an atomic store.
+    if signal == libc::SIGHUP {
+        RELOAD.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Routes SIGINT and SIGTERM to [`stop_requested`] and SIGHUP to [`take_reload_request`].
+pub fn install_signal_handlers() -> io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction is a valid starting point (empty mask, no flags).
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action` is initialised, the handler only stores to atomics, and the old
+        // action is not needed.
+        cvt(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
+    }
+    Ok(())
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Asks every loop that polls [`stop_requested`] to finish (used when startup fails half-way).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn take_reload_request() -> bool {
+    RELOAD.swap(false, Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_found_and_nonsense_is_not() {
+        assert!(interface_index("lo").is_some());
+        assert_eq!(interface_index("weir-no-such0"), None);
+        assert!(interface_mtu("lo").unwrap() >= 1500);
+        assert!(IfReq::new("a-name-far-too-long-for-linux").is_err());
+    }
+
+    #[test]
+    fn this_process_may_run_somewhere() {
+        let cores = allowed_cores().unwrap();
+        assert!(!cores.is_empty());
+        assert!(pin_current_thread(usize::MAX).is_err());
+    }
+}
