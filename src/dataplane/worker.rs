@@ -32,6 +32,19 @@ impl Worker {
         policy: Arc<ArcSwap<PolicySnapshot>>,
         board: Arc<Board>,
     ) -> Worker {
+        let mut engine = engine;
+        // A live gateway's SYN cookies must not be predictable from the configuration file.
+        let mut secret = [0u8; 32];
+        match std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+        {
+            Ok(()) => engine.redirect_mut().set_cookie_secret(&secret),
+            Err(e) => tracing::warn!(
+                worker = index,
+                error = %e,
+                "no random SYN-cookie secret; using the one derived from the configuration"
+            ),
+        }
         Worker {
             index,
             core,
@@ -53,6 +66,25 @@ impl Worker {
             if !Arc::ptr_eq(&newest, self.engine.snapshot()) {
                 tracing::debug!(version = newest.version, "worker picked up a new policy");
                 self.engine.set_snapshot(Arc::clone(&newest));
+            }
+        }
+        // Until recharge successes are reported to the policy engine, they are logged here (the
+        // local success action already lifted the redirect in the engine).
+        for event in self.engine.drain_events() {
+            match event {
+                crate::redirect::Event::RechargeSuccess {
+                    session,
+                    subscriber,
+                    ue,
+                    at,
+                } => tracing::info!(
+                    worker = self.index,
+                    session = session.0,
+                    %subscriber,
+                    %ue,
+                    %at,
+                    "recharge success"
+                ),
             }
         }
         let tick = self.last_housekeeping.elapsed() >= HOUSEKEEPING;
