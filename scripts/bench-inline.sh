@@ -33,7 +33,7 @@ export WEIR_LAB_PREFIX=${WEIR_LAB_PREFIX:-wbench-}
 export WEIR_LAB_STATE=${WEIR_LAB_STATE:-/tmp/weir-bench}
 UE=${WEIR_LAB_PREFIX}ue INET=${WEIR_LAB_PREFIX}inet GW=${WEIR_LAB_PREFIX}gw
 if [ -z "${WEIR_BIN:-}" ]; then
-  [ -x target/release/weir ] || cargo build --release --quiet
+  cargo build --release --quiet
   export WEIR_BIN=$PWD/target/release/weir
 fi
 cleanup() { scripts/lab.sh down >/dev/null 2>&1 || true; }

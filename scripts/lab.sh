@@ -17,7 +17,7 @@
 #   WEIR_LAB_GATEWAY  weir (default) | bridge (the kernel's bridge, for comparison) | none
 #   WEIR_LAB_MODE     bridge (default: Weir bridges the legs) | routed (Weir on TUN, gw routes)
 #   WEIR_LAB_CONFIG   configuration for Weir (default examples/lab.toml)
-#   WEIR_BIN          the weir binary (default target/release/weir, built if missing)
+#   WEIR_BIN          the weir binary (default target/release/weir, rebuilt when out of date)
 #   WEIR_LAB_CORES    cores for Weir's workers, e.g. "1" (default: the config's)
 #   WEIR_LAB_STATE    where pid files, logs and the web root live (default /tmp/weir-lab-<prefix>)
 set -Eeuo pipefail
@@ -53,10 +53,12 @@ add_ns() {
 
 weir_bin() {
   if [ -n "${WEIR_BIN:-}" ]; then echo "$WEIR_BIN"; return; fi
-  if [ ! -x target/release/weir ]; then
-    command -v cargo >/dev/null 2>&1 || die "target/release/weir missing and cargo not found: run 'cargo build --release' first (as your user), or set WEIR_BIN"
+  # Always ask cargo: a binary left from an older checkout would run the wrong code.
+  if command -v cargo >/dev/null 2>&1; then
     echo "lab: building weir (cargo build --release)" >&2
     cargo build --release --quiet >&2
+  elif [ ! -x target/release/weir ]; then
+    die "target/release/weir missing and cargo not found: run 'cargo build --release' first (as your user), or set WEIR_BIN"
   fi
   echo "$PWD/target/release/weir"
 }
