@@ -4,7 +4,7 @@
 use super::report::{IoCounters, WorkerReport};
 use super::worker::Worker;
 use crate::engine::{Engine, Output, Port, Toward, Verdict};
-use crate::io::afpacket::{RxMeta, RxRing, TxError, TxRing};
+use crate::io::afpacket::{RxMeta, RxRing, Transmitter, TxError};
 use crate::io::sys;
 use crate::time::Timestamp;
 
@@ -14,9 +14,9 @@ const DRAIN_ROUNDS: usize = 64;
 pub struct BridgeWorker {
     pub worker: Worker,
     pub ue_rx: RxRing,
-    pub ue_tx: TxRing,
+    pub ue_tx: Transmitter,
     pub inet_rx: RxRing,
-    pub inet_tx: TxRing,
+    pub inet_tx: Transmitter,
     pub batch: usize,
 }
 
@@ -67,9 +67,15 @@ impl BridgeWorker {
                 self.batch,
             );
             for tx in [&mut self.ue_tx, &mut self.inet_tx] {
-                if let Err(e) = tx.flush() {
-                    io.tx_errors += 1;
-                    tracing::trace!(error = %e, "transmit flush failed");
+                if let Err(u) = tx.flush() {
+                    io.tx_ring_full += u.full as u64;
+                    io.tx_errors += u.refused as u64;
+                    tracing::trace!(
+                        full = u.full,
+                        refused = u.refused,
+                        errno = u.errno,
+                        "transmit flush failed"
+                    );
                 }
             }
             if n > 0 {
@@ -102,8 +108,8 @@ impl BridgeWorker {
 fn leg(
     rx: &mut RxRing,
     port: Port,
-    same: &mut TxRing,
-    other: &mut TxRing,
+    same: &mut Transmitter,
+    other: &mut Transmitter,
     engine: &mut Engine,
     out: &mut Output,
     io: &mut IoCounters,
@@ -153,7 +159,7 @@ fn leg(
     })
 }
 
-fn send(tx: &mut TxRing, frame: &[u8], io: &mut IoCounters) {
+fn send(tx: &mut Transmitter, frame: &[u8], io: &mut IoCounters) {
     match tx.push(frame, &[]) {
         Ok(()) => io.tx_frames += 1,
         Err(TxError::RingFull) => io.tx_ring_full += 1,

@@ -15,13 +15,14 @@
 //! block_size = 262144             # v3 block size and count, and its block timeout
 //! blocks = 16
 //! block_timeout_ms = 1
-//! tx_frames = 1024                # transmit slots per worker and leg
+//! tx_frames = 1024                # transmit slots per worker and leg (copy: at most 1024)
+//! tx_mode = "ring"                # "ring" (zero-copy PACKET_TX_RING) or "copy" (sendmmsg)
 //! handoff_queue = 1024            # routed: packets queued to another worker at most
 //! disable_offloads = true         # turn GRO/LRO/GSO/TSO off on the legs (and say so)
 //! report_listen = "127.0.0.1:9464"  # GET /report serves the usage report; "" turns it off
 //! ```
 
-use crate::io::afpacket::{RxConfig, TpacketVersion};
+use crate::io::afpacket::{RxConfig, TpacketVersion, TxMode};
 use serde::Deserialize;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -92,6 +93,10 @@ pub struct DataplaneConfig {
     pub block_timeout_ms: u32,
     #[serde(default = "default_tx_frames")]
     pub tx_frames: u32,
+    /// How frames leave: see [`TxMode`]. A ring avoids a copy in user space, but a veth that
+    /// takes ring frames into another namespace copies their pages (`skb_copy_ubufs`) instead.
+    #[serde(default)]
+    pub tx_mode: TxMode,
     #[serde(default = "default_handoff")]
     pub handoff_queue: usize,
     #[serde(default = "default_true")]
@@ -208,6 +213,25 @@ subscriber = "imsi-001010000000001"
         assert_eq!(dp.batch, 64);
         assert_eq!(dp.report_listen, "127.0.0.1:9464");
         assert!(dp.disable_offloads);
+        assert_eq!(dp.tx_mode, TxMode::Ring);
+    }
+
+    #[test]
+    fn reads_the_transmit_mode() {
+        let doc = DOC.replace("cores = [1]", "cores = [1]\ntx_mode = \"copy\"");
+        let dp = DataplaneConfig::from_toml_str(&doc, "t.toml").unwrap();
+        assert_eq!(dp.tx_mode, TxMode::Copy);
+        let doc = DOC.replace("cores = [1]", "cores = [1]\ntx_mode = \"ring\"");
+        let dp = DataplaneConfig::from_toml_str(&doc, "t.toml").unwrap();
+        assert_eq!(dp.tx_mode, TxMode::Ring);
+        let doc = DOC.replace("cores = [1]", "cores = [1]\ntx_mode = \"zerocopy\"");
+        let e = DataplaneConfig::from_toml_str(&doc, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("zerocopy") && e.contains("ring") && e.contains("copy"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use report::{GatewayReport, IoCounters, WorkerReport};
 pub use routed::owner as routed_owner;
 
 use crate::engine::Engine;
-use crate::io::afpacket::{AfPacketError, RxRing, TpacketVersion, TxRing};
+use crate::io::afpacket::{AfPacketError, RxRing, TpacketVersion, Transmitter};
 use crate::io::bpf::Leg;
 use crate::io::sys::{self, EventFd, Offload};
 use crate::io::tun::{TunError, TunQueue};
@@ -243,8 +243,8 @@ pub fn run(
                             group: group | 0x8000,
                             source,
                         })?;
-                    let ue_tx = TxRing::open(ue, dp.tx_frames, dp.frame_size)?;
-                    let inet_tx = TxRing::open(inet, dp.tx_frames, dp.frame_size)?;
+                    let ue_tx = Transmitter::open(ue, dp.tx_mode, dp.tx_frames, dp.frame_size)?;
+                    let inet_tx = Transmitter::open(inet, dp.tx_mode, dp.tx_frames, dp.frame_size)?;
                     workers.push(bridge::BridgeWorker {
                         worker: make_worker(index, LinkType::Ethernet),
                         ue_rx,
@@ -260,6 +260,7 @@ pub fn run(
                     workers = n,
                     cores = ?cores,
                     tpacket = ?dp.tpacket_version,
+                    tx = ?dp.tx_mode,
                     policy_version = version,
                     "bridge mode up"
                 );

@@ -17,12 +17,14 @@ pub struct IoCounters {
     pub tx_frames: u64,
     /// Frames the receive ring had no room for (the kernel's count): ring overruns.
     pub ring_drops: u64,
-    /// Forwarded frames not sent because the transmit ring was full.
+    /// Forwarded frames not sent because the transmit ring (or, with `tx_mode = "copy"`, the
+    /// socket's send buffer) was full.
     pub tx_ring_full: u64,
     /// Frames larger than a ring slot (an offload merged them, or the MTU outgrew the ring).
     pub oversize: u64,
     /// Frames whose checksum was left to hardware by the sender (checksum offload on the peer).
     pub csum_not_ready: u64,
+    /// Failed transmit-ring flushes, and copied frames the kernel refused.
     pub tx_errors: u64,
     /// Routed mode: packets handed to the worker owning their subscriber, received from other
     /// workers, and dropped because the owner's queue was full.

@@ -1,5 +1,6 @@
 //! AF_PACKET sockets with PACKET_MMAP rings: a receive ring (TPACKET_V2 frames or TPACKET_V3
-//! blocks) that joins a fanout group, and a TPACKET_V2 transmit ring.
+//! blocks) that joins a fanout group, and a transmit path (`tx`: a TPACKET_V2 ring, or copies
+//! sent with `sendmmsg`).
 //!
 //! The two directions use separate sockets on purpose: the transmit socket is bound with
 //! protocol 0, so it never receives anything, and the receive socket joins its fanout group with
@@ -12,6 +13,10 @@
 //! handed back with a release store.
 #![allow(unsafe_code)]
 
+mod tx;
+
+pub use tx::{Transmitter, TxCopy, TxError, TxMode, TxRing, Unsent};
+
 use super::bpf::{self, Leg};
 use super::sys::{self, Mmap};
 use std::io;
@@ -23,9 +28,6 @@ const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
-const TP_STATUS_AVAILABLE: u32 = 0;
-const TP_STATUS_SEND_REQUEST: u32 = 1;
-const TP_STATUS_WRONG_FORMAT: u32 = 4;
 const PACKET_OUTGOING: u8 = 4;
 
 /// `sizeof(struct tpacket2_hdr)` and `sizeof(struct tpacket3_hdr)`, both already 16-aligned.
@@ -481,168 +483,5 @@ fn meta(status: u32, len: u32, snap: usize, tci: u16, tpid: u16) -> RxMeta {
         vlan,
         truncated: (len as usize) > snap,
         csum_not_ready: status & TP_STATUS_CSUMNOTREADY != 0,
-    }
-}
-
-/// Why a frame was not queued for transmission.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxError {
-    /// Every slot is still waiting for the kernel.
-    RingFull,
-    /// Larger than a slot.
-    TooLarge,
-}
-
-/// A TPACKET_V2 transmit ring on one interface.
-pub struct TxRing {
-    map: Mmap,
-    fd: OwnedFd,
-    frame_size: usize,
-    frames_per_block: usize,
-    block_size: usize,
-    count: usize,
-    next: usize,
-    pending: usize,
-}
-
-/// How often a push waits for a slot to come back before counting the ring as full.
-const TX_RETRIES: u32 = 8;
-
-/// Frame data starts this far into a transmit slot: `TPACKET2_HDRLEN - sizeof(sockaddr_ll)`.
-const TX_DATA: usize = TPACKET2_HDR;
-
-impl TxRing {
-    pub fn open(interface: &str, frames: u32, frame_size: u32) -> Result<TxRing, AfPacketError> {
-        let ifindex = sys::interface_index(interface)
-            .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
-        let fd = raw_socket(interface)?;
-        let step = |step: &'static str| {
-            move |source| AfPacketError::Socket {
-                interface: interface.to_string(),
-                step,
-                source,
-            }
-        };
-        let version = libc::tpacket_versions::TPACKET_V2 as i32;
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
-            .map_err(step("PACKET_VERSION"))?;
-        let one: i32 = 1;
-        // A frame the kernel cannot send (too large for the MTU) is discarded instead of
-        // stalling the ring.
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, &one)
-            .map_err(step("PACKET_LOSS"))?;
-        sys::setsockopt(
-            fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            &one,
-        )
-        .map_err(step("PACKET_QDISC_BYPASS"))?;
-        let frame_size = frame_size.max(128).next_multiple_of(16) as usize;
-        let block_size = frame_size.max(page_size()).next_power_of_two();
-        let frames_per_block = block_size / frame_size;
-        let blocks = (frames as usize).div_ceil(frames_per_block).max(1);
-        let count = blocks * frames_per_block;
-        let req = TpacketReq {
-            block_size: block_size as u32,
-            block_nr: blocks as u32,
-            frame_size: frame_size as u32,
-            frame_nr: count as u32,
-        };
-        let bytes = block_size * blocks;
-        let ring_err = |source| AfPacketError::Ring {
-            interface: interface.to_string(),
-            what: "transmit",
-            bytes,
-            source,
-        };
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
-            .map_err(ring_err)?;
-        let map = Mmap::shared(fd.as_fd(), bytes).map_err(ring_err)?;
-        // Protocol 0: this socket sends only, it is never handed a received frame.
-        bind(fd.as_fd(), ifindex, 0).map_err(step("bind"))?;
-        Ok(TxRing {
-            map,
-            fd,
-            frame_size,
-            frames_per_block,
-            block_size,
-            count,
-            next: 0,
-            pending: 0,
-        })
-    }
-
-    /// Largest frame a slot holds.
-    pub fn capacity(&self) -> usize {
-        self.frame_size - TX_DATA
-    }
-
-    /// Queues one frame made of `head` followed by `tail` (so a VLAN tag can be put back
-    /// without an extra copy). Sent at the next [`TxRing::flush`].
-    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
-        let len = head.len() + tail.len();
-        if len > self.capacity() {
-            return Err(TxError::TooLarge);
-        }
-        let base = self.map.as_ptr();
-        let off = (self.next / self.frames_per_block) * self.block_size
-            + (self.next % self.frames_per_block) * self.frame_size;
-        // SAFETY: `off` is the start of slot `next` < `count`, inside the mapping, 16-aligned.
-        let st = unsafe { status(base, off) };
-        let free = |s: u32| s == TP_STATUS_AVAILABLE || s == TP_STATUS_WRONG_FORMAT;
-        let mut s = st.load(Ordering::Acquire);
-        // A full ring usually means our own queued frames: hand them over (the kernel sends them
-        // before `send` returns, which frees their slots) and look again, a bounded few times.
-        let mut tries = 0;
-        while !free(s) && tries < TX_RETRIES {
-            let _ = self.flush();
-            std::hint::spin_loop();
-            s = st.load(Ordering::Acquire);
-            tries += 1;
-        }
-        if !free(s) {
-            return Err(TxError::RingFull);
-        }
-        // SAFETY: the slot is ours (AVAILABLE); `TX_DATA + len <= frame_size` was checked via
-        // `capacity`, so the writes stay inside the slot.
-        unsafe {
-            let data = base.add(off + TX_DATA);
-            std::ptr::copy_nonoverlapping(head.as_ptr(), data, head.len());
-            std::ptr::copy_nonoverlapping(tail.as_ptr(), data.add(head.len()), tail.len());
-            base.add(off + 4).cast::<u32>().write_unaligned(len as u32);
-        }
-        st.store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-        self.next = (self.next + 1) % self.count;
-        self.pending += 1;
-        Ok(())
-    }
-
-    /// Asks the kernel to send every queued frame.
-    pub fn flush(&mut self) -> io::Result<()> {
-        if self.pending == 0 {
-            return Ok(());
-        }
-        self.pending = 0;
-        // SAFETY: a zero-length send on our own socket: the kernel walks the TX ring only.
-        let ret = unsafe {
-            libc::send(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if ret < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR)
-            ) {
-                return Ok(());
-            }
-            return Err(e);
-        }
-        Ok(())
     }
 }

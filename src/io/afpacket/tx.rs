@@ -1,0 +1,418 @@
+//! Transmission out of one interface: a TPACKET_V2 ring the kernel reads the frames from
+//! (zero-copy), or a plain socket the frames are copied into with `sendmmsg`. Both bypass the
+//! qdisc and are bound with protocol 0, so they never receive.
+//!
+//! Why two: ring frames reach the kernel as pages of the ring, and a veth that carries them into
+//! another network namespace must first copy those pages (`skb_copy_ubufs`); a copied frame is an
+//! ordinary linear buffer that crosses as it is. Which is cheaper depends on the link.
+#![allow(unsafe_code)]
+
+use super::{bind, page_size, raw_socket, status, AfPacketError, TpacketReq, TPACKET2_HDR};
+use crate::io::sys::{self, Mmap};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+const TP_STATUS_AVAILABLE: u32 = 0;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+
+/// How frames leave: the `tx_mode` key of `[dataplane]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxMode {
+    /// A PACKET_TX_RING the kernel sends from without copying in user space.
+    #[default]
+    Ring,
+    /// Frames copied into a per-worker buffer and handed over with one `sendmmsg` per batch.
+    Copy,
+}
+
+/// Why a frame was not queued for transmission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// Every slot is still waiting for the kernel.
+    RingFull,
+    /// Larger than a slot.
+    TooLarge,
+}
+
+/// A TPACKET_V2 transmit ring on one interface.
+pub struct TxRing {
+    map: Mmap,
+    fd: OwnedFd,
+    frame_size: usize,
+    frames_per_block: usize,
+    block_size: usize,
+    count: usize,
+    next: usize,
+    pending: usize,
+}
+
+/// How often a push waits for a slot to come back before counting the ring as full.
+const TX_RETRIES: u32 = 8;
+
+/// Frame data starts this far into a transmit slot: `TPACKET2_HDRLEN - sizeof(sockaddr_ll)`.
+const TX_DATA: usize = TPACKET2_HDR;
+
+impl TxRing {
+    pub fn open(interface: &str, frames: u32, frame_size: u32) -> Result<TxRing, AfPacketError> {
+        let (fd, ifindex) = transmit_socket(interface)?;
+        let step = |step: &'static str| {
+            move |source| AfPacketError::Socket {
+                interface: interface.to_string(),
+                step,
+                source,
+            }
+        };
+        let version = libc::tpacket_versions::TPACKET_V2 as i32;
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+            .map_err(step("PACKET_VERSION"))?;
+        let one: i32 = 1;
+        // A frame the kernel cannot send (too large for the MTU) is discarded instead of
+        // stalling the ring.
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, &one)
+            .map_err(step("PACKET_LOSS"))?;
+        let frame_size = frame_size.max(128).next_multiple_of(16) as usize;
+        let block_size = frame_size.max(page_size()).next_power_of_two();
+        let frames_per_block = block_size / frame_size;
+        let blocks = (frames as usize).div_ceil(frames_per_block).max(1);
+        let count = blocks * frames_per_block;
+        let req = TpacketReq {
+            block_size: block_size as u32,
+            block_nr: blocks as u32,
+            frame_size: frame_size as u32,
+            frame_nr: count as u32,
+        };
+        let bytes = block_size * blocks;
+        let ring_err = |source| AfPacketError::Ring {
+            interface: interface.to_string(),
+            what: "transmit",
+            bytes,
+            source,
+        };
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
+            .map_err(ring_err)?;
+        let map = Mmap::shared(fd.as_fd(), bytes).map_err(ring_err)?;
+        // Protocol 0: this socket sends only, it is never handed a received frame.
+        bind(fd.as_fd(), ifindex, 0).map_err(step("bind"))?;
+        Ok(TxRing {
+            map,
+            fd,
+            frame_size,
+            frames_per_block,
+            block_size,
+            count,
+            next: 0,
+            pending: 0,
+        })
+    }
+
+    /// Largest frame a slot holds.
+    pub fn capacity(&self) -> usize {
+        self.frame_size - TX_DATA
+    }
+
+    /// Queues one frame made of `head` followed by `tail` (so a VLAN tag can be put back
+    /// without an extra copy). Sent at the next [`TxRing::flush`].
+    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+        let len = head.len() + tail.len();
+        if len > self.capacity() {
+            return Err(TxError::TooLarge);
+        }
+        let base = self.map.as_ptr();
+        let off = (self.next / self.frames_per_block) * self.block_size
+            + (self.next % self.frames_per_block) * self.frame_size;
+        // SAFETY: `off` is the start of slot `next` < `count`, inside the mapping, 16-aligned.
+        let st = unsafe { status(base, off) };
+        let free = |s: u32| s == TP_STATUS_AVAILABLE || s == TP_STATUS_WRONG_FORMAT;
+        let mut s = st.load(Ordering::Acquire);
+        // A full ring usually means our own queued frames: hand them over (the kernel sends them
+        // before `send` returns, which frees their slots) and look again, a bounded few times.
+        let mut tries = 0;
+        while !free(s) && tries < TX_RETRIES {
+            let _ = self.flush();
+            std::hint::spin_loop();
+            s = st.load(Ordering::Acquire);
+            tries += 1;
+        }
+        if !free(s) {
+            return Err(TxError::RingFull);
+        }
+        // SAFETY: the slot is ours (AVAILABLE); `TX_DATA + len <= frame_size` was checked via
+        // `capacity`, so the writes stay inside the slot.
+        unsafe {
+            let data = base.add(off + TX_DATA);
+            std::ptr::copy_nonoverlapping(head.as_ptr(), data, head.len());
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), data.add(head.len()), tail.len());
+            base.add(off + 4).cast::<u32>().write_unaligned(len as u32);
+        }
+        st.store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+        self.next = (self.next + 1) % self.count;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Asks the kernel to send every queued frame.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        self.pending = 0;
+        // SAFETY: a zero-length send on our own socket: the kernel walks the TX ring only.
+        let ret = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR)
+            ) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Opens the socket both transmit paths share: bound to `interface` with protocol 0 (it never
+/// receives) and past the qdisc.
+fn transmit_socket(interface: &str) -> Result<(OwnedFd, u32), AfPacketError> {
+    let ifindex = sys::interface_index(interface)
+        .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
+    let fd = raw_socket(interface)?;
+    let one: i32 = 1;
+    sys::setsockopt(
+        fd.as_fd(),
+        libc::SOL_PACKET,
+        libc::PACKET_QDISC_BYPASS,
+        &one,
+    )
+    .map_err(|source| AfPacketError::Socket {
+        interface: interface.to_string(),
+        step: "PACKET_QDISC_BYPASS",
+        source,
+    })?;
+    Ok((fd, ifindex))
+}
+
+/// What a flush could not hand to the kernel. Copied frames that are not sent are gone; ring
+/// frames stay queued for the next flush.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unsent {
+    /// Frames dropped because the socket's send buffer was full (EAGAIN, ENOBUFS).
+    pub full: usize,
+    /// Frames the kernel refused (e.g. longer than the MTU), or a failed ring flush.
+    pub refused: usize,
+    /// The errno of the last refusal.
+    pub errno: i32,
+}
+
+impl Unsent {
+    fn is_empty(&self) -> bool {
+        self.full == 0 && self.refused == 0
+    }
+}
+
+/// `sendmmsg` takes at most this many messages per call (the kernel's UIO_MAXIOV).
+const MAX_BATCH: usize = 1024;
+
+/// A transmit socket frames are copied into: each frame is copied once into a preallocated slot
+/// here and once more into a linear kernel buffer; one `sendmmsg` hands over every queued frame.
+pub struct TxCopy {
+    fd: OwnedFd,
+    /// The slots, `slot` bytes each.
+    buf: Box<[u8]>,
+    slot: usize,
+    /// `iov[i]` is slot `i` and `msgs[i]` carries `iov[i]` alone (the socket is bound, so no
+    /// address is given). Their pointers are set from `buf` and `iov` right before each
+    /// `sendmmsg`, so none outlives the borrow it was taken from.
+    iov: Box<[libc::iovec]>,
+    msgs: Box<[libc::mmsghdr]>,
+    pending: usize,
+    unsent: Unsent,
+}
+
+// SAFETY: the raw pointers in `iov` and `msgs` point only into `buf` and `iov`, heap allocations
+// owned by this value that move with it, and are set afresh before every use; nothing is shared.
+unsafe impl Send for TxCopy {}
+
+impl TxCopy {
+    /// `frames` slots (at most 1024, what one `sendmmsg` takes) of `frame_size` bytes.
+    pub fn open(interface: &str, frames: u32, frame_size: u32) -> Result<TxCopy, AfPacketError> {
+        let (fd, ifindex) = transmit_socket(interface)?;
+        bind(fd.as_fd(), ifindex, 0).map_err(|source| AfPacketError::Socket {
+            interface: interface.to_string(),
+            step: "bind",
+            source,
+        })?;
+        let count = (frames as usize).clamp(1, MAX_BATCH);
+        let slot = frame_size.max(128) as usize;
+        let buf = vec![0u8; count * slot].into_boxed_slice();
+        let iov = vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            };
+            count
+        ]
+        .into_boxed_slice();
+        // SAFETY: msghdr and mmsghdr are plain C structs for which all-zero is valid (null
+        // pointers, zero lengths); the pointers are filled in right before each send.
+        let zero: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        let msgs = vec![zero; count].into_boxed_slice();
+        Ok(TxCopy {
+            fd,
+            buf,
+            slot,
+            iov,
+            msgs,
+            pending: 0,
+            unsent: Unsent::default(),
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slot
+    }
+
+    /// Copies one frame (`head` then `tail`) into the next slot; sent at the next
+    /// [`TxCopy::flush`], or now if every slot is taken.
+    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+        let len = head.len() + tail.len();
+        if len > self.slot {
+            return Err(TxError::TooLarge);
+        }
+        if self.pending == self.iov.len() {
+            self.send_pending();
+        }
+        let start = self.pending * self.slot;
+        let dst = &mut self.buf[start..start + len];
+        dst[..head.len()].copy_from_slice(head);
+        dst[head.len()..].copy_from_slice(tail);
+        self.iov[self.pending].iov_len = len;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Sends every queued frame; reports what was lost since the last flush.
+    pub fn flush(&mut self) -> Result<(), Unsent> {
+        self.send_pending();
+        let unsent = std::mem::take(&mut self.unsent);
+        if unsent.is_empty() {
+            Ok(())
+        } else {
+            Err(unsent)
+        }
+    }
+
+    fn send_pending(&mut self) {
+        // In bounds below: `i < pending <= count`; `buf` holds `count` slots of `slot` bytes and
+        // `iov` `count` entries. `iov` is written before its pointer is taken.
+        let base = self.buf.as_mut_ptr();
+        for (i, v) in self.iov[..self.pending].iter_mut().enumerate() {
+            v.iov_base = base.wrapping_add(i * self.slot).cast();
+        }
+        let iov = self.iov.as_mut_ptr();
+        for (i, m) in self.msgs[..self.pending].iter_mut().enumerate() {
+            m.msg_hdr.msg_iov = iov.wrapping_add(i);
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let mut done = 0;
+        let mut interrupted = 0;
+        while done < self.pending {
+            let left = self.pending - done;
+            // SAFETY: `msgs[done..pending]` are initialised headers whose single iovec points at
+            // a slot of `buf` holding `iov_len <= slot` written bytes; all of it is owned by
+            // `self`, borrowed mutably for the call, and the kernel only reads it (and writes
+            // `msg_len`).
+            let ret = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    self.msgs[done..].as_mut_ptr(),
+                    left as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if ret > 0 {
+                // A short count means the next frame failed; the next call reports why.
+                done += ret as usize;
+                continue;
+            }
+            if ret == 0 {
+                self.unsent.full += left;
+                break;
+            }
+            let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            match errno {
+                libc::EINTR if interrupted < 4 => interrupted += 1,
+                libc::EAGAIN | libc::ENOBUFS => {
+                    self.unsent.full += left;
+                    break;
+                }
+                _ => {
+                    // This frame alone is at fault (too long, malformed): skip it.
+                    self.unsent.refused += 1;
+                    self.unsent.errno = errno;
+                    done += 1;
+                }
+            }
+        }
+        self.pending = 0;
+    }
+}
+
+/// The transmit path chosen by [`TxMode`].
+pub enum Transmitter {
+    Ring(TxRing),
+    Copy(TxCopy),
+}
+
+impl Transmitter {
+    /// `frames` slots of `frame_size` bytes (ring slots include a 32-byte header).
+    pub fn open(
+        interface: &str,
+        mode: TxMode,
+        frames: u32,
+        frame_size: u32,
+    ) -> Result<Transmitter, AfPacketError> {
+        Ok(match mode {
+            TxMode::Ring => Transmitter::Ring(TxRing::open(interface, frames, frame_size)?),
+            TxMode::Copy => Transmitter::Copy(TxCopy::open(interface, frames, frame_size)?),
+        })
+    }
+
+    /// Largest frame one push takes.
+    pub fn capacity(&self) -> usize {
+        match self {
+            Transmitter::Ring(t) => t.capacity(),
+            Transmitter::Copy(t) => t.capacity(),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+        match self {
+            Transmitter::Ring(t) => t.push(head, tail),
+            Transmitter::Copy(t) => t.push(head, tail),
+        }
+    }
+
+    pub fn flush(&mut self) -> Result<(), Unsent> {
+        match self {
+            Transmitter::Ring(t) => t.flush().map_err(|e| Unsent {
+                full: 0,
+                refused: 1,
+                errno: e.raw_os_error().unwrap_or(0),
+            }),
+            Transmitter::Copy(t) => t.flush(),
+        }
+    }
+}
