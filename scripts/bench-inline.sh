@@ -11,7 +11,10 @@
 #
 # Prints Weir / kernel bridge for each. Settings: BENCH_SECONDS (default 5), WEIR_BENCH_CORES
 # (Weir's worker cores, default "1": trafgen runs on core 0), WEIR_BENCH_TPACKET (v2|v3, default v2),
-# BENCH_PERF=1 to profile Weir during the packet-rate run (perf report to $STATE/perf.txt),
+# WEIR_BENCH_TX (transmit modes to measure one after the other in this run, e.g. "ring copy";
+# default: the config's), WEIR_BENCH_SET (more [dataplane] keys for every Weir run, e.g.
+# "batch=128 tx_frames=256"),
+# BENCH_PERF=1 to profile Weir during the packet-rate run (perf report to $STATE/perf-<tx>.txt),
 # BENCH_PLACEMENT=shared|split (default shared):
 #   shared  only trafgen is pinned (core 0); clients, servers and their network stacks run
 #           wherever the scheduler puts them — including, for frames Weir sends, on Weir's core:
@@ -29,6 +32,9 @@ SECS=${BENCH_SECONDS:-5}
 PLACEMENT=${BENCH_PLACEMENT:-shared}
 CORES=${WEIR_BENCH_CORES:-1}
 TPACKET=${WEIR_BENCH_TPACKET:-v2}
+read -r -a TX_MODES <<<"${WEIR_BENCH_TX:-}"
+[ ${#TX_MODES[@]} -gt 0 ] || TX_MODES=(default)
+read -r -a SET <<<"${WEIR_BENCH_SET:-}"
 export WEIR_LAB_PREFIX=${WEIR_LAB_PREFIX:-wbench-}
 export WEIR_LAB_STATE=${WEIR_LAB_STATE:-/tmp/weir-bench}
 UE=${WEIR_LAB_PREFIX}ue INET=${WEIR_LAB_PREFIX}inet GW=${WEIR_LAB_PREFIX}gw
@@ -104,14 +110,14 @@ measure() {
   place_endpoints "$kind"
   read -r sent delivered < <(pps)
   R[$kind.sent]=$sent R[$kind.delivered]=$delivered
-  if [ "$kind" = weir ] && [ "${BENCH_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+  if [ "$kind" != bridge ] && [ "${BENCH_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
     local pid
     pid=$(cat "$WEIR_LAB_STATE/weir.pid")
     perf record -q -g -p "$pid" -o "$WEIR_LAB_STATE/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
     local perf_pid=$!
     pps >/dev/null
     wait "$perf_pid" || true
-    perf report -q --stdio --no-children -i "$WEIR_LAB_STATE/perf.data" 2>/dev/null | grep -v '^$' | head -60 >"$WEIR_LAB_STATE/perf.txt" || true
+    perf report -q --stdio --no-children -i "$WEIR_LAB_STATE/perf.data" 2>/dev/null | grep -v '^$' | head -60 >"$WEIR_LAB_STATE/perf-$kind.txt" || true
   fi
   R[$kind.tcp]=$(tcp)
   read -r p50 p99 < <(latency)
@@ -119,25 +125,46 @@ measure() {
   scripts/lab.sh down >/dev/null
 }
 
+# Writes the lab's config with [dataplane] keys overridden: key=value (strings quoted here).
+weir_config() {
+  local out=$1 kv key value
+  sed -e "s/^tpacket_version = .*/tpacket_version = \"$TPACKET\"/" examples/lab.toml >"$out"
+  shift
+  for kv in "$@"; do
+    key=${kv%%=*} value=${kv#*=}
+    [[ $value =~ ^[0-9]+$|^true$|^false$ ]] || value="\"$value\""
+    sed -i "/^$key *=/d" "$out"
+    sed -i "s/^\[dataplane\]$/[dataplane]\n$key = ${value//\//\\/}/" "$out"
+  done
+}
+
 mkdir -p "$WEIR_LAB_STATE"
 echo "== kernel bridge"
 WEIR_LAB_GATEWAY=bridge measure bridge
-echo "== weir (cores $CORES, $TPACKET, placement $PLACEMENT)"
-cfg=$WEIR_LAB_STATE/bench.toml
-sed -e "s/^tpacket_version = .*/tpacket_version = \"$TPACKET\"/" examples/lab.toml >"$cfg"
-WEIR_LAB_GATEWAY=weir WEIR_LAB_CONFIG=$cfg WEIR_LAB_CORES=$CORES measure weir
-[ -f "$WEIR_LAB_STATE/report.json" ] && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("weir io:", json.dumps(r["io"]))' "$WEIR_LAB_STATE/report.json"
+for tx in "${TX_MODES[@]}"; do
+  echo "== weir (cores $CORES, $TPACKET, tx $tx, placement $PLACEMENT${SET[*]:+, ${SET[*]}})"
+  cfg=$WEIR_LAB_STATE/bench-$tx.toml
+  if [ "$tx" = default ]; then weir_config "$cfg" "${SET[@]}"; else weir_config "$cfg" "tx_mode=$tx" "${SET[@]}"; fi
+  WEIR_LAB_GATEWAY=weir WEIR_LAB_CONFIG=$cfg WEIR_LAB_CORES=$CORES measure "$tx"
+  [ -f "$WEIR_LAB_STATE/report.json" ] && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("weir io:", json.dumps(r["io"]))' "$WEIR_LAB_STATE/report.json"
+done
 
-python3 - "$SECS" "${R[bridge.sent]}" "${R[bridge.delivered]}" "${R[weir.sent]}" "${R[weir.delivered]}" \
-  "${R[bridge.tcp]}" "${R[weir.tcp]}" "${R[bridge.p50]}" "${R[bridge.p99]}" "${R[weir.p50]}" "${R[weir.p99]}" <<'PY'
+args=("$SECS" "${R[bridge.sent]}" "${R[bridge.delivered]}" "${R[bridge.tcp]}" "${R[bridge.p50]}" "${R[bridge.p99]}")
+for tx in "${TX_MODES[@]}"; do
+  args+=("$tx" "${R[$tx.sent]}" "${R[$tx.delivered]}" "${R[$tx.tcp]}" "${R[$tx.p50]}" "${R[$tx.p99]}")
+done
+python3 - "${args[@]}" <<'PY'
 import sys
-s = float(sys.argv[1])
-bs, bd, ws, wd, bt, wt, bp50, bp99, wp50, wp99 = map(float, sys.argv[2:])
+a = sys.argv[1:]
+s = float(a[0])
+bs, bd, bt, bp50, bp99 = map(float, a[1:6])
+runs = [(a[i], *map(float, a[i + 1:i + 6])) for i in range(6, len(a), 6)]
+name = lambda t: "Weir" if t == "default" else f"Weir ({t})"
 print()
-print(f"| measure | kernel bridge | Weir | Weir / bridge |")
-print(f"|---|---:|---:|---:|")
-print(f"| 64-byte frames delivered per second | {bd/s:,.0f} | {wd/s:,.0f} | {wd/bd:.2f} |")
-print(f"| 64-byte frames lost (of sent) | {bs-bd:,.0f} of {bs:,.0f} | {ws-wd:,.0f} of {ws:,.0f} | |")
-print(f"| TCP throughput (iperf3, Gbit/s) | {bt/1e9:.2f} | {wt/1e9:.2f} | {wt/bt:.2f} |")
-print(f"| round trip p50 / p99 (µs) | {bp50:.0f} / {bp99:.0f} | {wp50:.0f} / {wp99:.0f} | added p50 {wp50-bp50:+.0f} µs, p99 {wp99-bp99:+.0f} µs |")
+print("| measure | kernel bridge | " + " | ".join(f"{name(t)} | ÷ bridge" for t, *_ in runs) + " |")
+print("|---|---:|" + "---:|---:|" * len(runs))
+print(f"| 64-byte frames delivered per second | {bd/s:,.0f} | " + " | ".join(f"{wd/s:,.0f} | {wd/bd:.2f}" for _, ws, wd, *_ in runs) + " |")
+print(f"| 64-byte frames lost (of sent) | {bs-bd:,.0f} of {bs:,.0f} | " + " | ".join(f"{ws-wd:,.0f} of {ws:,.0f} | " for _, ws, wd, *_ in runs) + " |")
+print(f"| TCP throughput (iperf3, Gbit/s) | {bt/1e9:.2f} | " + " | ".join(f"{wt/1e9:.2f} | {wt/bt:.2f}" for _, _, _, wt, *_ in runs) + " |")
+print(f"| round trip p50 / p99 (µs) | {bp50:.0f} / {bp99:.0f} | " + " | ".join(f"{w50:.0f} / {w99:.0f} | added p50 {w50-bp50:+.0f} µs, p99 {w99-bp99:+.0f} µs" for *_, w50, w99 in runs) + " |")
 PY
