@@ -253,6 +253,7 @@ fn lab_up_serves_the_page_through_weir_and_down_removes_everything() {
         Duration::from_secs(15),
     );
     assert!(page.contains("Hello from inet"), "{page}");
+    assert!(lab.log().contains("tx=Copy"), "{}", lab.log());
     download_and_verify(&lab, &ue, INET4);
     download_and_verify(&lab, &ue, &format!("[{INET6}]"));
     // Neighbour discovery and ARP are resolved through the gateway: nothing is pinned here.
@@ -269,6 +270,34 @@ fn lab_up_serves_the_page_through_weir_and_down_removes_everything() {
     assert_eq!(report["mode"], "bridge");
     assert!(report["totals"]["forwarded"].as_u64().unwrap() > 2 * 2900);
     assert_eq!(report["io"]["oversize"], 0);
+}
+
+/// The other labs transmit with the default `tx_mode = "copy"`; this one keeps the ring honest.
+#[test]
+fn ring_transmit_mode_carries_the_download_intact() {
+    if !root_or_skip("tx_ring") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("weir-e2e-txring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ring.toml");
+    let text = std::fs::read_to_string(repo().join("examples/lab.toml"))
+        .unwrap()
+        .replace("[dataplane]\n", "[dataplane]\ntx_mode = \"ring\"\n");
+    assert!(text.contains("tx_mode = \"ring\""));
+    std::fs::write(&config, text).unwrap();
+    let lab = Lab::up("t", &[("WEIR_LAB_CONFIG", config.to_str().unwrap())]);
+    let ue = lab.ns("ue");
+    download_and_verify(&lab, &ue, INET4);
+    download_and_verify(&lab, &ue, &format!("[{INET6}]"));
+    assert!(lab.log().contains("tx=Ring"), "{}", lab.log());
+    let down = lab.down();
+    assert!(down.status.success(), "{down:?}");
+    let report = lab.report();
+    assert!(report["totals"]["forwarded"].as_u64().unwrap() > 2 * 2900);
+    assert_eq!(report["io"]["tx_errors"], 0);
+    assert_eq!(report["io"]["oversize"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //! blocks = 16
 //! block_timeout_ms = 1
 //! tx_frames = 1024                # transmit slots per worker and leg (copy: at most 1024)
-//! tx_mode = "ring"                # "ring" (zero-copy PACKET_TX_RING) or "copy" (sendmmsg)
+//! tx_mode = "copy"                # "copy" (sendmmsg) or "ring" (zero-copy PACKET_TX_RING)
 //! handoff_queue = 1024            # routed: packets queued to another worker at most
 //! disable_offloads = true         # turn GRO/LRO/GSO/TSO off on the legs (and say so)
 //! report_listen = "127.0.0.1:9464"  # GET /report serves the usage report; "" turns it off
@@ -213,7 +213,7 @@ subscriber = "imsi-001010000000001"
         assert_eq!(dp.batch, 64);
         assert_eq!(dp.report_listen, "127.0.0.1:9464");
         assert!(dp.disable_offloads);
-        assert_eq!(dp.tx_mode, TxMode::Ring);
+        assert_eq!(dp.tx_mode, TxMode::Copy);
     }
 
     #[test]

@@ -22,9 +22,10 @@ const TP_STATUS_WRONG_FORMAT: u32 = 4;
 #[serde(rename_all = "lowercase")]
 pub enum TxMode {
     /// A PACKET_TX_RING the kernel sends from without copying in user space.
-    #[default]
     Ring,
     /// Frames copied into a per-worker buffer and handed over with one `sendmmsg` per batch.
+    /// The default: over veth it forwarded TCP faster at the same packet rate (BENCHMARKS.md).
+    #[default]
     Copy,
 }
 
