@@ -278,6 +278,7 @@ impl Engine {
             );
             match stage {
                 Stage::Pass { watch } => entry.watch = watch,
+                Stage::Link => return self.forward(),
                 Stage::Garden {
                     rating_group,
                     watch,
