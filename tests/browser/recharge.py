@@ -22,6 +22,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,9 @@ class Browser:
         os.close(from_child_w)
 
         def wire_pipes():
+            # Its own process group: the browser's helpers (zygote, renderer, network service)
+            # are killed with it, not left behind in the namespace.
+            os.setsid()
             os.dup2(hi_r, 3)
             os.dup2(hi_w, 4)
 
@@ -79,10 +83,20 @@ class Browser:
 
     def close(self):
         try:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        except Exception:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        # The helpers are not our children: wait until the group is empty, boundedly.
+        for _ in range(100):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
         for fd in (self.tx, self.rx):
             try:
                 os.close(fd)
