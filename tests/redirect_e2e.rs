@@ -295,3 +295,90 @@ fn chromium_is_redirected_recharges_and_then_gets_the_real_page() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// A resolver for the gateway on its own loopback: `portal.example` is 198.51.100.20 (A only).
+const FAKE_RESOLVER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+while True:
+    q, peer = s.recvfrom(512)
+    qtype = q[-4:-2]
+    name = q[12:-4]
+    a = qtype == b"\x00\x01" and name == b"\x06portal\x07example\x00"
+    head = q[:2] + b"\x81\x80" + q[4:6] + (b"\x00\x01" if a else b"\x00\x00") + b"\x00\x00\x00\x00"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04" + bytes([198, 51, 100, 20]) if a else b""
+    s.sendto(head + q[12:] + answer, peer)
+"#;
+
+#[test]
+fn weir_run_resolves_the_portal_name_into_the_walled_garden() {
+    if !root_or_skip("redirect_resolve") {
+        return;
+    }
+    // The portal's address only by name: without the resolver its page would get Weir's 302.
+    let text = std::fs::read_to_string(repo().join("examples/lab.toml")).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("portal_addresses") {
+                "portal_addresses = []"
+            } else if l.starts_with("dns_resolvers") {
+                "dns_resolvers = [\"127.0.0.1\"]"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = std::env::temp_dir().join(format!("weir-e2e-resolve-{}.toml", std::process::id()));
+    std::fs::write(&config, text).unwrap();
+    let lab = Lab::up("rr", &[("WEIR_LAB_CONFIG", config.to_str().unwrap())]);
+    let _ = std::fs::remove_file(&config);
+    let mut resolver = netns(&lab.ns("gw"), &["python3", "-c", FAKE_RESOLVER])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The gateway retries a failed resolution within seconds; the page appears once it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let out = run(
+            &mut netns(
+                &lab.ns("ue2"),
+                &[
+                    "curl",
+                    "-4",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                    "http://portal.example/recharge?sub=imsi-001010000000002",
+                ],
+            ),
+            Duration::from_secs(5),
+        );
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        if code == "200" || std::time::Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = resolver.kill();
+    let _ = resolver.wait();
+    assert_eq!(
+        page,
+        "200",
+        "the portal page, not Weir's 302: {}",
+        lab.log()
+    );
+    assert!(
+        lab.log().contains("portal host names resolved"),
+        "{}",
+        lab.log()
+    );
+}
