@@ -241,6 +241,17 @@ pub fn render_text(r: &ReplayReport) -> String {
     for h in &r.report.rules {
         let _ = writeln!(s, "  {:<28} {:<20} {}", h.subscriber, h.rule, h.packets);
     }
+    // Only what happened: a capture without redirected subscribers prints nothing here.
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&r.report.redirect) {
+        let nonzero: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if !nonzero.is_empty() {
+            let _ = writeln!(s, "\nredirect: {}", nonzero.join("  "));
+        }
+    }
     let f = &r.report.flows;
     let _ = writeln!(
         s,

@@ -3,6 +3,7 @@
 use super::{Counters, Engine, VerdictTotals};
 use crate::charging::{Metered, Usage};
 use crate::policy::{PolicySnapshot, SessionId};
+use crate::redirect;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -49,6 +50,8 @@ pub struct Report {
     pub monitoring_keys: Vec<MonitoringUsage>,
     pub rules: Vec<RuleHits>,
     pub flows: FlowSummary,
+    /// What the redirect stage did: 302s, resets, walled-garden passes and blocks, successes.
+    pub redirect: redirect::Counters,
 }
 
 fn subscriber_name(snap: &PolicySnapshot, id: SessionId) -> String {
@@ -68,8 +71,10 @@ impl Report {
         let mut mk: BTreeMap<(SessionId, String), Usage> = BTreeMap::new();
         let mut hits: BTreeMap<(SessionId, String), u64> = BTreeMap::new();
         let mut flows = FlowSummary::default();
+        let mut redirect = redirect::Counters::default();
         for e in engines {
             counters.add(e.counters());
+            redirect.add(e.redirect().counters());
             for (what, usage) in e.meter().iter() {
                 let target = match what {
                     Metered::RatingGroup(s, g) => rg.entry((*s, *g)).or_default(),
@@ -120,6 +125,7 @@ impl Report {
                 })
                 .collect(),
             flows,
+            redirect,
         }
     }
 }
@@ -145,7 +151,9 @@ impl Report {
         let mut mk: BTreeMap<(u32, String), MonitoringUsage> = BTreeMap::new();
         let mut hits: BTreeMap<(u32, String), RuleHits> = BTreeMap::new();
         let mut flows = FlowSummary::default();
+        let mut redirect = redirect::Counters::default();
         for p in parts {
+            redirect.add(&p.redirect);
             match &mut totals {
                 None => totals = Some(p.totals.clone()),
                 Some(t) => t.add(&p.totals),
@@ -176,6 +184,7 @@ impl Report {
             monitoring_keys: mk.into_values().collect(),
             rules: hits.into_values().collect(),
             flows,
+            redirect,
         }
     }
 }
