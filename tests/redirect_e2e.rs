@@ -178,8 +178,11 @@ fn curl_is_redirected_recharges_and_then_gets_the_real_page() {
         "{}",
         lab.log()
     );
-    let after_success = answered(&live_report(&lab));
+    let report = live_report(&lab);
+    let after_success = answered(&report);
     assert!(after_success > 0, "the 302 above was the gateway's own");
+    assert_eq!(report["redirect"]["redirects_sent"], 1, "{report}");
+    assert_eq!(report["redirect"]["lifts"], 1, "{report}");
 
     // Free again, on both families, and the gateway answers nothing more itself.
     for family in ["-6", "-4"] {
@@ -195,6 +198,10 @@ fn curl_is_redirected_recharges_and_then_gets_the_real_page() {
         answered(&report),
         after_success,
         "no 302 (nor any frame of the responder) after the success: {report}"
+    );
+    assert_eq!(
+        report["redirect"]["redirects_sent"], 1,
+        "zero 302s after the success: {report}"
     );
 
     // The clients' hosts files go with their namespaces.
