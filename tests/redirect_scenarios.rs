@@ -634,8 +634,8 @@ fn neighbour_discovery_passes_the_walled_garden_and_opens_nothing_else() {
         run.send(at(0), &routed).0,
         Verdict::Drop(DropReason::WalledGarden)
     );
-    let c = run.engine.redirect().counters();
-    assert_eq!((c.neighbor_discovery, c.blocked_other), (3, 2));
+    assert_eq!(run.engine.counters().neighbor_discovery, 3);
+    assert_eq!(run.engine.redirect().counters().blocked_other, 2);
     assert!(
         run.engine.report().rating_groups.is_empty(),
         "neighbour discovery is not metered, like ARP"

@@ -103,8 +103,6 @@ pub struct Counters {
     pub garden_portal: u64,
     pub garden_dns: u64,
     pub garden_restriction: u64,
-    /// IPv6 neighbour discovery let through (forwarded like ARP, never cached as a flow).
-    pub neighbor_discovery: u64,
     /// Packets blocked, by reason.
     pub blocked_downlink: u64,
     pub blocked_dns: u64,
@@ -143,7 +141,6 @@ impl Counters {
             garden_portal,
             garden_dns,
             garden_restriction,
-            neighbor_discovery,
             blocked_downlink,
             blocked_dns,
             blocked_quic,
@@ -174,21 +171,6 @@ pub struct Target<'a> {
     pub url: &'a str,
     pub subscriber: &'a str,
     pub ue: IpAddr,
-}
-
-/// ICMPv6 Router/Neighbor Solicitation and Advertisement and Redirect (types 133-137) with the
-/// hop limit 255 that RFC 4861 requires: a message that crossed a router is not neighbour
-/// discovery, and receivers drop it anyway.
-fn is_neighbor_discovery(f: &Frame<'_>) -> bool {
-    const ROUTER_SOLICITATION: u8 = 133;
-    const REDIRECT: u8 = 137;
-    let p = f.packet;
-    let hop_limit = f.bytes.get(usize::from(p.l3_offset) + 7);
-    let icmp_type = f.bytes.get(usize::from(p.l4_offset));
-    p.tuple.src.is_ipv6()
-        && p.l4_offset != 0
-        && hop_limit == Some(&255)
-        && icmp_type.is_some_and(|t| (ROUTER_SOLICITATION..=REDIRECT).contains(t))
 }
 
 /// Appends one frame answering `f` (addresses swapped by the builder; link header mirrored,
@@ -246,9 +228,6 @@ pub enum Stage {
         rating_group: Option<u32>,
         watch: bool,
     },
-    /// Link plumbing (IPv6 neighbour discovery): forwarded unmetered, like ARP, and never
-    /// cached as a flow, so it opens nothing else between the same two addresses.
-    Link,
     /// Answered here; the packet goes no further.
     Answered(Answer),
     /// Dropped by the walled garden.
@@ -631,12 +610,6 @@ impl Redirector {
                 rating_group,
                 watch: false,
             };
-        }
-        // IPv6's ARP. Without it a redirected subscriber on a bridged link could not even reach
-        // its next hop, so neither the portal nor the 302 would ever arrive.
-        if key.protocol == proto::ICMPV6 && is_neighbor_discovery(f) {
-            self.counters.neighbor_discovery += 1;
-            return Stage::Link;
         }
         if direction == Direction::Downlink {
             self.counters.blocked_downlink += 1;
