@@ -37,6 +37,9 @@ read -r -a TX_MODES <<<"${WEIR_BENCH_TX:-}"
 read -r -a SET <<<"${WEIR_BENCH_SET:-}"
 export WEIR_LAB_PREFIX=${WEIR_LAB_PREFIX:-wbench-}
 export WEIR_LAB_STATE=${WEIR_LAB_STATE:-/tmp/weir-bench}
+# One client wired straight to the gateway and nothing but the web server behind it: no switch
+# namespaces on the path, so the figures measure the gateway alone.
+export WEIR_LAB_CLIENTS=${WEIR_LAB_CLIENTS:-ue} WEIR_LAB_PORTAL=${WEIR_LAB_PORTAL:-0}
 UE=${WEIR_LAB_PREFIX}ue INET=${WEIR_LAB_PREFIX}inet GW=${WEIR_LAB_PREFIX}gw
 if [ -z "${WEIR_BIN:-}" ]; then
   cargo build --release --quiet

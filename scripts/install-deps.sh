@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
-# iperf3, trafgen (netsniff-ng), tcpreplay, python3 (the lab's web server),
-# and the Rust components of the gate.
+# iperf3, trafgen (netsniff-ng), tcpreplay, python3 (the lab's web server), Chromium (the
+# browser end-to-end test drives it headless), and the Rust components of the gate.
 set -euo pipefail
 
 need=()
 for tool in tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay ip:iproute2 ethtool:ethtool curl:curl ping:iputils-ping python3:python3 sysctl:procps sha256sum:coreutils; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
+# The browser test runs exactly this binary, so look for it there rather than on PATH.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing tools (${need[*]}); run as root to install them, or install them yourself" >&2

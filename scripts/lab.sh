@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # A gateway lab in network namespaces (needs root):
 #
-#   <client> ──veth── gw (Weir between gw-ue and gw-inet) ──veth── inet (web server)
+#   ue  ─┐                                                            ┌─ inet (web server, site.example)
+#        lan ──veth── gw (Weir between gw-ue and gw-inet) ──veth── wan ┤
+#   ue2 ─┘                                                            └─ portal (weir portal, portal.example)
+#
+# By default `ue` is a subscriber in credit and browses freely; `ue2` is out of credit: its web
+# requests are answered by Weir with a 302 to the recharge portal until it recharges. The clients
+# resolve site.example and portal.example from their namespace's hosts file (/etc/netns/<ns>/hosts,
+# which `ip netns exec` puts in place of /etc/hosts).
 #
 #   scripts/lab.sh up       build the namespaces and start Weir in gw
 #   scripts/lab.sh down     stop everything and remove the namespaces (also a half-built lab)
 #   scripts/lab.sh status   what exists, and Weir's usage report
 #
-# Then, e.g.:  ip netns exec weir-ue curl http://198.51.100.10/
+# Then, e.g.:  ip netns exec weir-ue curl http://site.example/
+#              ip netns exec weir-ue2 curl -i http://site.example/      # the 302 to the portal
 #
 # Settings (environment):
 #   WEIR_LAB_PREFIX   namespace name prefix (default "weir-"): namespaces are <prefix>ue, <prefix>gw,
-#                     <prefix>inet (and <prefix>lan when there is more than one client)
-#   WEIR_LAB_CLIENTS  client namespaces, space separated (default "ue"); client i gets 10.45.0.(2+i)
+#                     <prefix>inet (<prefix>lan when there is more than one client, <prefix>portal
+#                     and <prefix>wan with the portal)
+#   WEIR_LAB_CLIENTS  client namespaces, space separated (default "ue ue2"); client i gets 10.45.0.(2+i)
 #                     and 2001:db8:45:(i+1)::2; with several clients a switch namespace joins them
+#   WEIR_LAB_PORTAL   1 (default): `weir portal` in <prefix>portal (198.51.100.20, 2001:db8:100::20),
+#                     beside inet behind a switch namespace <prefix>wan; 0: none, inet alone
 #   WEIR_LAB_GATEWAY  weir (default) | bridge (the kernel's bridge, for comparison) | none
 #   WEIR_LAB_MODE     bridge (default: Weir bridges the legs) | routed (Weir on TUN, gw routes)
 #   WEIR_LAB_CONFIG   configuration for Weir (default examples/lab.toml)
@@ -24,14 +35,16 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 P=${WEIR_LAB_PREFIX:-weir-}
-read -r -a CLIENTS <<<"${WEIR_LAB_CLIENTS:-ue}"
+read -r -a CLIENTS <<<"${WEIR_LAB_CLIENTS:-ue ue2}"
+PORTAL=${WEIR_LAB_PORTAL:-1}
 GATEWAY=${WEIR_LAB_GATEWAY:-weir}
 MODE=${WEIR_LAB_MODE:-bridge}
 CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml}
 STATE=${WEIR_LAB_STATE:-/tmp/weir-lab-${P%-}}
-GW=${P}gw INET=${P}inet LAN=${P}lan
+GW=${P}gw INET=${P}inet LAN=${P}lan WAN=${P}wan PORTAL_NS=${P}portal
 BUILT=1
 INET4=198.51.100.10 INET6=2001:db8:100::10
+PORTAL4=198.51.100.20 PORTAL6=2001:db8:100::20
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -69,11 +82,35 @@ up() {
   ip netns list | grep -q "^${GW}\b" && die "a lab with prefix '$P' exists; run '$0 down' first"
   mkdir -p "$STATE"
   : >"$STATE/namespaces"
+  : >"$STATE/etc"
   BUILT=0
   trap '[ "$BUILT" = 1 ] || { echo "lab: setup failed; removing what was built" >&2; down >/dev/null 2>&1 || true; }' EXIT
 
   add_ns "$GW"; add_ns "$INET"
-  ip link add eth0 netns "$INET" type veth peer name gw-inet netns "$GW"
+  if [ "$PORTAL" = 1 ]; then
+    # The portal sits beside the web server on the internet side, as a real one would.
+    add_ns "$WAN"; add_ns "$PORTAL_NS"
+    ns "$WAN" ip link add br0 type bridge
+    ip link add uplink netns "$WAN" type veth peer name gw-inet netns "$GW"
+    ip link add eth0 netns "$INET" type veth peer name inet netns "$WAN"
+    ip link add eth0 netns "$PORTAL_NS" type veth peer name portal netns "$WAN"
+    local port
+    for port in uplink inet portal; do ns "$WAN" ip link set "$port" master br0 up; done
+    ns "$WAN" ip link set br0 up
+    quiet_offloads "$PORTAL_NS" eth0
+    ns "$PORTAL_NS" ip addr add "$PORTAL4/24" dev eth0
+    ns "$PORTAL_NS" ip -6 addr add "$PORTAL6/64" dev eth0 nodad
+    ns "$PORTAL_NS" ip link set eth0 up
+    if [ "$MODE" = routed ]; then
+      ns "$PORTAL_NS" ip route add 10.45.0.0/16 via 198.51.100.1
+      ns "$PORTAL_NS" ip -6 route add 2001:db8:45::/48 via 2001:db8:100::1
+    else
+      ns "$PORTAL_NS" ip route add 10.45.0.0/16 dev eth0
+      ns "$PORTAL_NS" ip -6 route add 2001:db8:45::/48 dev eth0
+    fi
+  else
+    ip link add eth0 netns "$INET" type veth peer name gw-inet netns "$GW"
+  fi
   quiet_offloads "$INET" eth0
 
   local ue_side=gw-ue
@@ -88,6 +125,7 @@ up() {
   local i=0 c
   for c in "${CLIENTS[@]}"; do
     add_ns "$P$c"
+    client_hosts "$P$c"
     if [ ${#CLIENTS[@]} -gt 1 ]; then
       ip link add eth0 netns "$P$c" type veth peer name "p$i" netns "$LAN"
       ns "$LAN" ip link set "p$i" master br0 up
@@ -130,6 +168,7 @@ up() {
   ip netns exec "$INET" python3 -m http.server 80 --bind :: --directory "$STATE/www" >"$STATE/http.log" 2>&1 &
   echo $! >"$STATE/http.pid"
 
+  [ "$PORTAL" = 1 ] && start_portal
   case "$GATEWAY" in
     weir) start_weir ;;
     bridge)
@@ -140,13 +179,40 @@ up() {
     none) ;;
     *) die "WEIR_LAB_GATEWAY must be weir, bridge or none" ;;
   esac
-  for _ in $(seq 50); do
-    ns "$INET" python3 -c "import socket; socket.create_connection(('127.0.0.1', 80), 0.2)" 2>/dev/null && break
-    sleep 0.1
+  local n
+  for n in "$INET" $([ "$PORTAL" = 1 ] && echo "$PORTAL_NS"); do
+    for _ in $(seq 50); do
+      ns "$n" python3 -c "import socket; socket.create_connection(('127.0.0.1', 80), 0.2)" 2>/dev/null && break
+      sleep 0.1
+    done
   done
   BUILT=1
-  echo "lab up: clients ${CLIENTS[*]/#/$P} -> $GW ($GATEWAY, $MODE) -> $INET ($INET4, $INET6)"
-  echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://$INET4/"
+  echo "lab up: clients ${CLIENTS[*]/#/$P} -> $GW ($GATEWAY, $MODE) -> $INET ($INET4, $INET6, site.example)"
+  [ "$PORTAL" = 1 ] && echo "        portal $PORTAL_NS ($PORTAL4, $PORTAL6, portal.example)"
+  echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://site.example/"
+  [ ${#CLIENTS[@]} -gt 1 ] && echo "        ip netns exec ${P}${CLIENTS[1]} curl -i http://site.example/"
+  return 0
+}
+
+# The names the clients browse to. `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc, so
+# curl, Python and Chromium in the namespace all read this file as /etc/hosts.
+client_hosts() {
+  mkdir -p "/etc/netns/$1"
+  echo "/etc/netns/$1" >>"$STATE/etc"
+  {
+    printf '127.0.0.1 localhost\n::1 localhost\n'
+    printf '%s site.example\n%s site.example\n' "$INET4" "$INET6"
+    [ "$PORTAL" = 1 ] && printf '%s portal.example\n%s portal.example\n' "$PORTAL4" "$PORTAL6"
+    true
+  } >"/etc/netns/$1/hosts"
+}
+
+start_portal() {
+  local bin
+  bin=$(weir_bin)
+  ip netns exec "$PORTAL_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" portal --config "$CONFIG" --listen "[::]:80" \
+    >"$STATE/portal.out" 2>"$STATE/portal.log" &
+  echo $! >"$STATE/portal.pid"
 }
 
 start_weir() {
@@ -205,7 +271,7 @@ down() {
   for pidfile in "$STATE"/*.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  local names=("$GW" "$INET" "$LAN")
+  local names=("$GW" "$INET" "$LAN" "$WAN" "$PORTAL_NS")
   local c
   for c in "${CLIENTS[@]}"; do names+=("$P$c"); done
   [ -f "$STATE/clients" ] && for c in $(cat "$STATE/clients"); do names+=("$P$c"); done
@@ -216,8 +282,14 @@ down() {
     ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$n" 2>/dev/null || true
   done
+  # Only the hosts directories this lab made (recorded at creation), never another lab's.
+  if [ -f "$STATE/etc" ]; then
+    while read -r c; do
+      case "$c" in /etc/netns/"$P"*) rm -rf "$c" ;; esac
+    done <"$STATE/etc"
+  fi
   # Keep the final report and logs for a look after the fact; drop the rest.
-  rm -rf "$STATE/www" "$STATE"/*.pid "$STATE/namespaces" "$STATE/clients"
+  rm -rf "$STATE/www" "$STATE"/*.pid "$STATE/namespaces" "$STATE/clients" "$STATE/etc"
   echo "lab down (prefix '$P')"
 }
 

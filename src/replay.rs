@@ -196,8 +196,8 @@ pub fn render_text(r: &ReplayReport) -> String {
     }
     let _ = writeln!(
         s,
-        "non-ip {}  non-subscriber {}  unknown-subscriber forwarded {}  malformed passed {}",
-        t.non_ip, t.non_subscriber_forwarded, t.unknown_subscriber_forwarded, t.malformed_passed
+        "non-ip {}  neighbour discovery {}  non-subscriber {}  unknown-subscriber forwarded {}  malformed passed {}",
+        t.non_ip, t.neighbor_discovery, t.non_subscriber_forwarded, t.unknown_subscriber_forwarded, t.malformed_passed
     );
     let _ = writeln!(
         s,

@@ -581,6 +581,67 @@ fn build_udp<'a>(
     out
 }
 
+/// An ICMPv6 message, raw IP, with a correct checksum.
+fn build_icmpv6(src: IpAddr, dst: IpAddr, hop_limit: u8, icmp_type: u8, body: &[u8]) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else {
+        panic!("IPv6 only")
+    };
+    let len = 4 + body.len();
+    let mut out = vec![0x60, 0, 0, 0];
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&[proto::ICMPV6, hop_limit]);
+    out.extend_from_slice(&s.octets());
+    out.extend_from_slice(&d.octets());
+    out.extend_from_slice(&[icmp_type, 0, 0, 0]);
+    out.extend_from_slice(body);
+    let sum = Checksum::new()
+        .add_pseudo_header(src, dst, proto::ICMPV6, len as u32)
+        .add(&out[40..])
+        .finish();
+    out[42..44].copy_from_slice(&sum.to_be_bytes());
+    out
+}
+
+#[test]
+fn neighbour_discovery_passes_the_walled_garden_and_opens_nothing_else() {
+    const NEIGHBOR_SOLICITATION: u8 = 135;
+    const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+    const ECHO_REQUEST: u8 = 128;
+    let mut run = Run::new(LinkType::RawIp);
+    let mut target = [0u8; 20];
+    if let IpAddr::V6(a) = SITE_V6 {
+        target[4..].copy_from_slice(&a.octets());
+    }
+    let solicited: IpAddr = "ff02::1:ff00:7".parse().unwrap();
+    let ns = build_icmpv6(UE2_V6, solicited, 255, NEIGHBOR_SOLICITATION, &target);
+    let (v, _) = run.send(at(0), &ns);
+    assert_eq!(v, Verdict::Forward, "the subscriber's solicitation");
+    // The advertisement answering the network's solicitation, toward the neighbour itself.
+    let na = build_icmpv6(UE2_V6, SITE_V6, 255, NEIGHBOR_ADVERTISEMENT, &target);
+    assert_eq!(run.send(at(0), &na).0, Verdict::Forward);
+    let na_down = build_icmpv6(SITE_V6, UE2_V6, 255, NEIGHBOR_ADVERTISEMENT, &target);
+    assert_eq!(run.send(at(0), &na_down).0, Verdict::Forward);
+    // Between the same two addresses, anything else is still the walled garden's to drop: the
+    // advertisement above left no flow behind.
+    let echo = build_icmpv6(UE2_V6, SITE_V6, 64, ECHO_REQUEST, &[0; 8]);
+    assert_eq!(
+        run.send(at(0), &echo).0,
+        Verdict::Drop(DropReason::WalledGarden)
+    );
+    // A "solicitation" that crossed a router is not neighbour discovery.
+    let routed = build_icmpv6(UE2_V6, SITE_V6, 254, NEIGHBOR_SOLICITATION, &target);
+    assert_eq!(
+        run.send(at(0), &routed).0,
+        Verdict::Drop(DropReason::WalledGarden)
+    );
+    assert_eq!(run.engine.counters().neighbor_discovery, 3);
+    assert_eq!(run.engine.redirect().counters().blocked_other, 2);
+    assert!(
+        run.engine.report().rating_groups.is_empty(),
+        "neighbour discovery is not metered, like ARP"
+    );
+}
+
 #[test]
 fn captive_portal_probes_of_every_os_get_the_302() {
     let probes: [(&str, &[u8]); 5] = [

@@ -11,6 +11,7 @@ pub mod config;
 pub mod report;
 
 mod bridge;
+pub mod resolve;
 mod routed;
 mod worker;
 
@@ -171,6 +172,11 @@ pub fn run(
     let version = policy.version;
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let board = Board::new(mode, n);
+    let portal: resolve::PortalAddresses = Arc::default();
+    let portal_hosts = crate::redirect::Redirector::new(&policy.load())
+        .portal_hosts()
+        .to_vec();
+    let resolvers = policy.load().settings.redirect.dns_resolvers.clone();
     let listener = if dp.report_listen.is_empty() {
         None
     } else {
@@ -184,6 +190,7 @@ pub fn run(
             Engine::new(policy.load_full(), link),
             Arc::clone(&policy),
             Arc::clone(&board),
+            Arc::clone(&portal),
         )
     };
     let mut handles: Vec<JoinHandle<Result<WorkerReport, RunError>>> = Vec::with_capacity(n);
@@ -331,6 +338,19 @@ pub fn run(
         }
         None => None,
     };
+    if !portal_hosts.is_empty() && !resolvers.is_empty() {
+        // Not joined at the end: a query in flight must not hold up a stop, and the thread
+        // holds nothing that needs closing.
+        if let Err(e) = resolve::spawn(
+            portal_hosts,
+            &resolvers,
+            Arc::clone(&portal),
+            sys::stop_requested,
+        ) {
+            // The garden still has portal_addresses and the DNS answers it sees.
+            tracing::warn!(error = %e, "cannot start the portal name resolver");
+        }
+    }
     (options.on_ready)();
 
     let mut next_version = version + 1;

@@ -2,6 +2,7 @@
 //! snapshot, expire idle flows, publish its report.
 
 use super::report::{Board, IoCounters, WorkerReport};
+use super::resolve::PortalAddresses;
 use crate::engine::{Engine, Output};
 use crate::policy::PolicySnapshot;
 use crate::time::Timestamp;
@@ -20,6 +21,9 @@ pub struct Worker {
     pub io: IoCounters,
     policy: Arc<ArcSwap<PolicySnapshot>>,
     board: Arc<Board>,
+    portal: PortalAddresses,
+    /// The resolved portal addresses this engine has learned.
+    portal_seen: Arc<Vec<(std::net::IpAddr, Timestamp)>>,
     answered: u64,
     last_housekeeping: Instant,
 }
@@ -31,6 +35,7 @@ impl Worker {
         engine: Engine,
         policy: Arc<ArcSwap<PolicySnapshot>>,
         board: Arc<Board>,
+        portal: PortalAddresses,
     ) -> Worker {
         let mut engine = engine;
         // A live gateway's SYN cookies must not be predictable from the configuration file.
@@ -53,6 +58,8 @@ impl Worker {
             io: IoCounters::default(),
             policy,
             board,
+            portal,
+            portal_seen: Arc::default(),
             answered: 0,
             last_housekeeping: Instant::now(),
         }
@@ -66,6 +73,19 @@ impl Worker {
             if !Arc::ptr_eq(&newest, self.engine.snapshot()) {
                 tracing::debug!(version = newest.version, "worker picked up a new policy");
                 self.engine.set_snapshot(Arc::clone(&newest));
+                // New redirect settings start a new walled garden: hand the addresses in again.
+                self.portal_seen = Arc::default();
+            }
+        }
+        {
+            let resolved = self.portal.load();
+            if !Arc::ptr_eq(&resolved, &self.portal_seen) {
+                for (addr, until) in resolved.iter() {
+                    self.engine
+                        .redirect_mut()
+                        .learn_portal_address(*addr, *until, now);
+                }
+                self.portal_seen = Arc::clone(&resolved);
             }
         }
         // Until recharge successes are reported to the policy engine, they are logged here (the

@@ -73,6 +73,8 @@ pub struct Counters {
     pub dropped: [u64; DropReason::COUNT],
     /// ARP, LLDP and other non-IP frames, passed through.
     pub non_ip: u64,
+    /// IPv6 neighbour discovery, passed through like ARP.
+    pub neighbor_discovery: u64,
     /// Unparseable frames passed through (`malformed = "pass"`), by reason.
     pub malformed_passed: [u64; WireError::ALL.len()],
     /// Forwarded IP traffic with neither end in a UE pool.
@@ -99,6 +101,7 @@ impl Counters {
             *a += b;
         }
         self.non_ip += other.non_ip;
+        self.neighbor_discovery += other.neighbor_discovery;
         for (a, b) in self.malformed_passed.iter_mut().zip(other.malformed_passed) {
             *a += b;
         }
@@ -122,6 +125,7 @@ pub struct VerdictTotals {
     pub drop_reasons: std::collections::BTreeMap<&'static str, u64>,
     pub malformed_passed: u64,
     pub non_ip: u64,
+    pub neighbor_discovery: u64,
     pub non_subscriber_forwarded: u64,
     pub unknown_subscriber_forwarded: u64,
     pub fragments_first: u64,
@@ -144,6 +148,7 @@ impl From<&Counters> for VerdictTotals {
                 .collect(),
             malformed_passed: c.malformed_passed.iter().sum(),
             non_ip: c.non_ip,
+            neighbor_discovery: c.neighbor_discovery,
             non_subscriber_forwarded: c.non_subscriber_forwarded,
             unknown_subscriber_forwarded: c.unknown_subscriber_forwarded,
             fragments_first: c.fragments_first,
@@ -167,6 +172,7 @@ impl VerdictTotals {
         }
         self.malformed_passed += o.malformed_passed;
         self.non_ip += o.non_ip;
+        self.neighbor_discovery += o.neighbor_discovery;
         self.non_subscriber_forwarded += o.non_subscriber_forwarded;
         self.unknown_subscriber_forwarded += o.unknown_subscriber_forwarded;
         self.fragments_first += o.fragments_first;

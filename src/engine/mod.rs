@@ -204,6 +204,14 @@ impl Engine {
             FragmentOutcome::Resolved => self.counters.fragments_resolved += 1,
             FragmentOutcome::Orphan => self.counters.fragments_orphan += 1,
         }
+        // IPv6's ARP: link plumbing, passed like ARP for subscribers and everyone else, never
+        // metered and never a flow. Without it a bridged UE could not reach its next hop — under
+        // redirect neither the portal nor the 302 would arrive; with a dropping default rule
+        // nothing would.
+        if wire::is_neighbor_discovery(&packet, frame) {
+            self.counters.neighbor_discovery += 1;
+            return self.forward();
+        }
 
         let snap = &*self.snapshot;
         let t = packet.tuple;

@@ -469,3 +469,54 @@ fn later_fragments_follow_their_first_fragment() {
     assert_eq!(e.counters().fragments_orphan, 1);
     assert_eq!(usage(&e, 0, 0).uplink_bytes, 28);
 }
+
+#[test]
+fn neighbour_discovery_passes_even_when_the_default_rule_drops() {
+    // A Neighbor Solicitation (ICMPv6 135, hop limit 255) from a subscriber whose session drops
+    // unmatched traffic: without it the UE could not resolve its next hop.
+    let text = CONFIG.replace(
+        "ipv4 = \"10.45.0.3\"",
+        "ipv4 = \"10.45.0.3\"\nipv6 = \"2001:db8:45:3::/64\"",
+    );
+    let mut e = Engine::new(
+        Arc::new(PolicySnapshot::build(&config(&text), 1)),
+        LinkType::RawIp,
+    );
+    let ns = |hop_limit: u8, icmp_type: u8| {
+        let mut f = vec![0x60, 0, 0, 0, 0, 24, 58, hop_limit];
+        f.extend_from_slice(
+            &"2001:db8:45:3::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        f.extend_from_slice(
+            &"ff02::1:ff00:1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        f.extend_from_slice(&[icmp_type, 0, 0, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(&[0; 16]);
+        f
+    };
+    let mut out = Output::default();
+    let now = Timestamp(JUNE_2026 * SEC);
+    assert_eq!(
+        e.handle_frame(now, Port::Capture, &ns(255, 135), &mut out),
+        Verdict::Forward
+    );
+    assert_eq!(e.counters().neighbor_discovery, 1);
+    // Not metered and not a flow.
+    assert_eq!(e.flows().created, 0);
+    assert!(e.report().rating_groups.is_empty());
+    // The same message after crossing a router, or an echo request, is ordinary traffic.
+    assert_eq!(
+        e.handle_frame(now, Port::Capture, &ns(254, 135), &mut out),
+        Verdict::Drop(DropReason::DefaultRule)
+    );
+    assert_eq!(
+        e.handle_frame(now, Port::Capture, &ns(255, 128), &mut out),
+        Verdict::Drop(DropReason::DefaultRule)
+    );
+}

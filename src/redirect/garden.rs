@@ -102,6 +102,14 @@ impl Garden {
 /// At most this many address records of one answer are learned.
 const MAX_RECORDS: usize = 16;
 
+/// The A and AAAA records (address, TTL) of a DNS response whose first question names one of
+/// `hosts` (lower case, no trailing dot); empty for anything else.
+pub fn address_records(msg: &[u8], hosts: &[String]) -> Vec<(IpAddr, u32)> {
+    portal_answers(msg, hosts)
+        .map(|records| records.into_iter().flatten().collect())
+        .unwrap_or_default()
+}
+
 /// The A/AAAA records (address, TTL) of a response whose first question names one of `hosts`.
 fn portal_answers(msg: &[u8], hosts: &[String]) -> Option<[Option<(IpAddr, u32)>; MAX_RECORDS]> {
     let u16_at = |at: usize| {

@@ -25,7 +25,7 @@ mod token;
 mod watch;
 
 pub use cookie::{siphash24, CookieJar, EPOCH_SECS};
-pub use garden::Garden;
+pub use garden::{address_records, Garden};
 pub use http::{
     html_escape, sniff_request, sniff_response, write_302, RequestHead, ResponseSniff, Sniff,
     Template,

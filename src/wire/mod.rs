@@ -138,6 +138,20 @@ pub struct Packet {
     pub tcp_ack: u32,
 }
 
+/// ICMPv6 Router/Neighbor Solicitation and Advertisement and Redirect (types 133-137) with the
+/// hop limit 255 that RFC 4861 requires: a message that crossed a router is not neighbour
+/// discovery, and receivers drop it anyway.
+pub fn is_neighbor_discovery(p: &Packet, frame: &[u8]) -> bool {
+    const ROUTER_SOLICITATION: u8 = 133;
+    const REDIRECT: u8 = 137;
+    let hop_limit = frame.get(usize::from(p.l3_offset) + 7);
+    let icmp_type = frame.get(usize::from(p.l4_offset));
+    p.tuple.src.is_ipv6()
+        && p.l4_offset != 0
+        && hop_limit == Some(&255)
+        && icmp_type.is_some_and(|t| (ROUTER_SOLICITATION..=REDIRECT).contains(t))
+}
+
 pub mod tcp_flags {
     pub const FIN: u8 = 0x01;
     pub const SYN: u8 = 0x02;
