@@ -391,4 +391,44 @@ mod tests {
         assert!(text.contains("Cache-Control: no-store\r\n"));
         assert!(text.contains("Connection: close\r\n"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const REQUEST: &[u8] = b"GET /generate_204?x=1 HTTP/1.1\r\nUser-Agent: Dalvik/2.1.0\r\nHost: connectivitycheck.gstatic.com\r\nConnection: Keep-Alive\r\n\r\n";
+
+        proptest! {
+            /// Whatever arrives on port 80, the sniffers answer and never panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let _ = sniff_request(&bytes);
+                let _ = sniff_response(&bytes);
+            }
+
+            /// A request cut anywhere is either still partial or, only when whole, complete with
+            /// the same path and host; what a prefix already shows never contradicts the whole.
+            #[test]
+            fn every_prefix_of_a_request_agrees_with_the_whole(cut in 0..REQUEST.len()) {
+                match sniff_request(&REQUEST[..cut]) {
+                    Sniff::Partial { path, host } => {
+                        prop_assert!(path.is_none() || path == Some("/generate_204?x=1"));
+                        prop_assert!(host.is_none() || host == Some("connectivitycheck.gstatic.com"));
+                    }
+                    other => prop_assert!(false, "cut {cut}: {other:?}"),
+                }
+            }
+
+            /// Bit flips in a real request head: no panic, and a complete answer still has a
+            /// head length within the buffer.
+            #[test]
+            fn mutated_requests_never_panic(at in 0..REQUEST.len(), bit in 0..8u8) {
+                let mut req = REQUEST.to_vec();
+                req[at] ^= 1 << bit;
+                if let Sniff::Complete(h) = sniff_request(&req) {
+                    prop_assert!(h.head_len <= req.len());
+                }
+            }
+        }
+    }
 }
