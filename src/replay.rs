@@ -184,80 +184,8 @@ pub fn replay(
 /// The human-readable form of a report.
 pub fn render_text(r: &ReplayReport) -> String {
     let mut s = String::new();
-    let t = &r.report.totals;
     let _ = writeln!(s, "capture {} ({})", r.capture, r.link_type);
-    let _ = writeln!(
-        s,
-        "frames {}  bytes {}  forwarded {}  dropped {}  answered {}  injected {}",
-        t.frames, t.bytes, t.forwarded, t.dropped, t.answered, t.injected_frames
-    );
-    for (reason, n) in &t.drop_reasons {
-        let _ = writeln!(s, "  drop {reason:<26} {n}");
-    }
-    let _ = writeln!(
-        s,
-        "non-ip {}  neighbour discovery {}  non-subscriber {}  unknown-subscriber forwarded {}  malformed passed {}",
-        t.non_ip, t.neighbor_discovery, t.non_subscriber_forwarded, t.unknown_subscriber_forwarded, t.malformed_passed
-    );
-    let _ = writeln!(
-        s,
-        "fragments: first {}  resolved {}  orphan {}",
-        t.fragments_first, t.fragments_resolved, t.fragments_orphan
-    );
-    let _ = writeln!(s, "\nusage per session x rating group (IP bytes)");
-    let _ = writeln!(
-        s,
-        "  {:<28} {:>6} {:>12} {:>9} {:>12} {:>9}",
-        "subscriber", "rg", "ul_bytes", "ul_pkts", "dl_bytes", "dl_pkts"
-    );
-    for u in &r.report.rating_groups {
-        let _ = writeln!(
-            s,
-            "  {:<28} {:>6} {:>12} {:>9} {:>12} {:>9}",
-            u.subscriber,
-            u.rating_group,
-            u.usage.uplink_bytes,
-            u.usage.uplink_packets,
-            u.usage.downlink_bytes,
-            u.usage.downlink_packets
-        );
-    }
-    if !r.report.monitoring_keys.is_empty() {
-        let _ = writeln!(s, "\nusage per session x monitoring key (IP bytes)");
-        for u in &r.report.monitoring_keys {
-            let _ = writeln!(
-                s,
-                "  {:<28} {:>12} {:>12} {:>9} {:>12} {:>9}",
-                u.subscriber,
-                u.monitoring_key,
-                u.usage.uplink_bytes,
-                u.usage.uplink_packets,
-                u.usage.downlink_bytes,
-                u.usage.downlink_packets
-            );
-        }
-    }
-    let _ = writeln!(s, "\nrule hits (packets)");
-    for h in &r.report.rules {
-        let _ = writeln!(s, "  {:<28} {:<20} {}", h.subscriber, h.rule, h.packets);
-    }
-    // Only what happened: a capture without redirected subscribers prints nothing here.
-    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&r.report.redirect) {
-        let nonzero: Vec<String> = fields
-            .iter()
-            .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        if !nonzero.is_empty() {
-            let _ = writeln!(s, "\nredirect: {}", nonzero.join("  "));
-        }
-    }
-    let f = &r.report.flows;
-    let _ = writeln!(
-        s,
-        "\nflows: created {}  active {}  expired {}  evicted {}",
-        f.created, f.active, f.expired, f.evicted
-    );
+    let _ = write!(s, "{}", r.report);
     let th = &r.throughput;
     let _ = writeln!(
         s,

@@ -251,19 +251,12 @@ fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
     stream.flush()
 }
 
-/// The human-readable form printed when `weir run` stops.
+/// The human-readable form printed when `weir run` stops: the mode, each worker's I/O, then the
+/// same report `weir replay` prints.
 pub fn render_text(r: &GatewayReport) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let t = &r.report.totals;
-    let _ = writeln!(
-        s,
-        "{} mode: frames {}  forwarded {}  dropped {}  injected {}",
-        r.mode, t.frames, t.forwarded, t.dropped, t.injected_frames
-    );
-    for (reason, n) in &t.drop_reasons {
-        let _ = writeln!(s, "  drop {reason:<26} {n}");
-    }
+    let _ = writeln!(s, "{} mode", r.mode);
     for w in &r.workers {
         let io = &w.io;
         let _ = writeln!(
@@ -273,18 +266,6 @@ pub fn render_text(r: &GatewayReport) -> String {
             io.oversize, io.handoff_sent, io.handoff_received, io.handoff_full
         );
     }
-    let _ = writeln!(s, "usage per session x rating group (IP bytes)");
-    for u in &r.report.rating_groups {
-        let _ = writeln!(
-            s,
-            "  {:<28} {:>6} ul {:>12} B {:>9} pkts  dl {:>12} B {:>9} pkts",
-            u.subscriber,
-            u.rating_group,
-            u.usage.uplink_bytes,
-            u.usage.uplink_packets,
-            u.usage.downlink_bytes,
-            u.usage.downlink_packets
-        );
-    }
+    let _ = write!(s, "{}", r.report);
     s
 }

@@ -6,6 +6,7 @@ use crate::policy::{PolicySnapshot, SessionId};
 use crate::redirect;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RatingGroupUsage {
@@ -186,5 +187,85 @@ impl Report {
             flows,
             redirect,
         }
+    }
+}
+
+/// The human-readable form: totals, drop reasons, usage, rule hits, redirect activity, flows.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.totals;
+        writeln!(
+            f,
+            "frames {}  bytes {}  forwarded {}  dropped {}  answered {}  injected {}",
+            t.frames, t.bytes, t.forwarded, t.dropped, t.answered, t.injected_frames
+        )?;
+        for (reason, n) in &t.drop_reasons {
+            writeln!(f, "  drop {reason:<26} {n}")?;
+        }
+        writeln!(
+            f,
+            "non-ip {}  neighbour discovery {}  non-subscriber {}  unknown-subscriber forwarded {}  malformed passed {}",
+            t.non_ip, t.neighbor_discovery, t.non_subscriber_forwarded, t.unknown_subscriber_forwarded, t.malformed_passed
+        )?;
+        writeln!(
+            f,
+            "fragments: first {}  resolved {}  orphan {}",
+            t.fragments_first, t.fragments_resolved, t.fragments_orphan
+        )?;
+        writeln!(f, "\nusage per session x rating group (IP bytes)")?;
+        writeln!(
+            f,
+            "  {:<28} {:>6} {:>12} {:>9} {:>12} {:>9}",
+            "subscriber", "rg", "ul_bytes", "ul_pkts", "dl_bytes", "dl_pkts"
+        )?;
+        for u in &self.rating_groups {
+            writeln!(
+                f,
+                "  {:<28} {:>6} {:>12} {:>9} {:>12} {:>9}",
+                u.subscriber,
+                u.rating_group,
+                u.usage.uplink_bytes,
+                u.usage.uplink_packets,
+                u.usage.downlink_bytes,
+                u.usage.downlink_packets
+            )?;
+        }
+        if !self.monitoring_keys.is_empty() {
+            writeln!(f, "\nusage per session x monitoring key (IP bytes)")?;
+            for u in &self.monitoring_keys {
+                writeln!(
+                    f,
+                    "  {:<28} {:>12} {:>12} {:>9} {:>12} {:>9}",
+                    u.subscriber,
+                    u.monitoring_key,
+                    u.usage.uplink_bytes,
+                    u.usage.uplink_packets,
+                    u.usage.downlink_bytes,
+                    u.usage.downlink_packets
+                )?;
+            }
+        }
+        writeln!(f, "\nrule hits (packets)")?;
+        for h in &self.rules {
+            writeln!(f, "  {:<28} {:<20} {}", h.subscriber, h.rule, h.packets)?;
+        }
+        // Only what happened: a capture without redirected subscribers prints nothing here.
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&self.redirect) {
+            let nonzero: Vec<String> = fields
+                .iter()
+                .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if !nonzero.is_empty() {
+                writeln!(f, "\nredirect: {}", nonzero.join("  "))?;
+            }
+        }
+        let flows = &self.flows;
+        writeln!(
+            f,
+            "\nflows: created {}  active {}  expired {}  evicted {}",
+            flows.created, flows.active, flows.expired, flows.evicted
+        )?;
+        Ok(())
     }
 }
