@@ -128,12 +128,15 @@ impl Responder {
                 .jar
                 .make(now_secs, &conn, cookie::mss_index(client_mss));
             counters.syn_answered += 1;
-            return self.send(
+            return reply(
                 f,
                 out,
-                cookie,
-                p.tcp_seq.wrapping_add(1),
-                tcp_flags::SYN | tcp_flags::ACK,
+                (
+                    cookie,
+                    p.tcp_seq.wrapping_add(1),
+                    tcp_flags::SYN | tcp_flags::ACK,
+                ),
+                WINDOW,
                 Some(client_mss.map_or(OUR_MSS, |m| m.min(OUR_MSS))),
                 &[],
             );
@@ -167,7 +170,7 @@ impl Responder {
                 tcp_flags::ACK
             };
             counters.fins_acked += 1;
-            return self.send(f, out, our_seq, ack, flags, None, &[]);
+            return reply(f, out, (our_seq, ack, flags), WINDOW, None, &[]);
         }
         Answer::Consumed
     }
@@ -216,7 +219,7 @@ impl Responder {
                         s.buf.extend_from_slice(payload);
                         s.last_seen = now;
                         counters.requests_collecting += 1;
-                        return self.send(f, out, our_seq, end, tcp_flags::ACK, None, &[]);
+                        return reply(f, out, (our_seq, end, tcp_flags::ACK), WINDOW, None, &[]);
                     }
                     // No slot: answer with what we have rather than hold anything.
                     counters.pending_full += 1;
@@ -278,12 +281,12 @@ impl Responder {
         if behind as usize > payload.len() && behind < u32::MAX / 2 {
             // Entirely old data: re-acknowledge what we hold.
             let next = s.next;
-            return self.send(f, out, our_seq, next, tcp_flags::ACK, None, &[]);
+            return reply(f, out, (our_seq, next, tcp_flags::ACK), WINDOW, None, &[]);
         }
         if behind >= u32::MAX / 2 {
             // A gap: ask again for the next byte we miss; the client retransmits in order.
             let next = s.next;
-            return self.send(f, out, our_seq, next, tcp_flags::ACK, None, &[]);
+            return reply(f, out, (our_seq, next, tcp_flags::ACK), WINDOW, None, &[]);
         }
         let new = &payload[behind as usize..];
         let room = MAX_REQUEST - s.buf.len().min(MAX_REQUEST);
@@ -303,7 +306,7 @@ impl Responder {
             }
         };
         if !complete && !full {
-            return self.send(f, out, our_seq, next, tcp_flags::ACK, None, &[]);
+            return reply(f, out, (our_seq, next, tcp_flags::ACK), WINDOW, None, &[]);
         }
         self.orig.clear();
         original_url(
@@ -391,49 +394,47 @@ impl Responder {
             if i == last {
                 flags |= tcp_flags::PSH | tcp_flags::FIN;
             }
-            self.send(f, out, seq, ack, flags, None, chunk);
+            reply(f, out, (seq, ack, flags), WINDOW, None, chunk);
             seq = seq.wrapping_add(chunk.len() as u32);
         }
         self.response = response;
         Answer::Sent
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        f: &Frame<'_>,
-        out: &mut Output,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        mss: Option<u16>,
-        payload: &[u8],
-    ) -> Answer {
-        let t = f.packet.tuple;
-        emit(out, Toward::Ue, f, |link, buf| {
-            TcpSegment {
-                link,
-                src: t.dst,
-                dst: t.src,
-                src_port: t.dst_port,
-                dst_port: t.src_port,
-                seq,
-                ack,
-                flags,
-                window: WINDOW,
-                mss,
-                payload,
-            }
-            .write(buf)
-        });
-        Answer::Sent
-    }
+/// A segment back to the client on the connection `f` belongs to, with the link header
+/// mirrored. `(seq, ack, flags)` say what the segment is.
+fn reply(
+    f: &Frame<'_>,
+    out: &mut Output,
+    (seq, ack, flags): (u32, u32, u8),
+    window: u16,
+    mss: Option<u16>,
+    payload: &[u8],
+) -> Answer {
+    let t = f.packet.tuple;
+    emit(out, Toward::Ue, f, |link, buf| {
+        TcpSegment {
+            link,
+            src: t.dst,
+            dst: t.src,
+            src_port: t.dst_port,
+            dst_port: t.src_port,
+            seq,
+            ack,
+            flags,
+            window,
+            mss,
+            payload,
+        }
+        .write(buf)
+    });
+    Answer::Sent
 }
 
 /// An RST for a segment, as a host without the connection sends it (RFC 9293 §3.10.7.1).
 fn send_reset(f: &Frame<'_>, out: &mut Output) -> Answer {
     let p = f.packet;
-    let t = p.tuple;
     let (seq, ack, flags) = if p.tcp_flags & tcp_flags::ACK != 0 {
         (p.tcp_ack, 0, tcp_flags::RST)
     } else {
@@ -450,23 +451,7 @@ fn send_reset(f: &Frame<'_>, out: &mut Output) -> Answer {
             tcp_flags::RST | tcp_flags::ACK,
         )
     };
-    emit(out, Toward::Ue, f, |link, buf| {
-        TcpSegment {
-            link,
-            src: t.dst,
-            dst: t.src,
-            src_port: t.dst_port,
-            dst_port: t.src_port,
-            seq,
-            ack,
-            flags,
-            window: 0,
-            mss: None,
-            payload: &[],
-        }
-        .write(buf)
-    });
-    Answer::Sent
+    reply(f, out, (seq, ack, flags), 0, None, &[])
 }
 
 fn payload<'a>(f: &Frame<'a>) -> &'a [u8] {
