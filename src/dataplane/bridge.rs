@@ -28,13 +28,7 @@ impl BridgeWorker {
         loop {
             let stopping = sys::stop_requested();
             if idle && !stopping {
-                let mut ready = [false; 2];
-                if let Err(e) =
-                    sys::poll_readable(&[self.ue_rx.fd(), self.inet_rx.fd()], 100, &mut ready)
-                {
-                    tracing::warn!(error = %e, "poll failed");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+                super::worker::wait_readable([self.ue_rx.fd(), self.inet_rx.fd()]);
             }
             let now = Timestamp::now();
             if self.worker.between_batches(now) {

@@ -91,13 +91,7 @@ impl RoutedWorker {
         loop {
             let stopping = sys::stop_requested();
             if idle && !stopping {
-                let mut ready = [false; 2];
-                if let Err(e) =
-                    sys::poll_readable(&[self.queue.fd(), self.wake.fd()], 100, &mut ready)
-                {
-                    tracing::warn!(error = %e, "poll failed");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+                super::worker::wait_readable([self.queue.fd(), self.wake.fd()]);
             }
             self.wake.reset();
             let now = Timestamp::now();

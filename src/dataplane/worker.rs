@@ -141,3 +141,13 @@ impl Worker {
         self.report()
     }
 }
+
+/// Sleeps until one of two descriptors is readable. The timeout bounds how late an idle worker
+/// notices a stop request or a new policy snapshot.
+pub(super) fn wait_readable(fds: [std::os::fd::BorrowedFd<'_>; 2]) {
+    let mut ready = [false; 2];
+    if let Err(e) = crate::io::sys::poll_readable(&fds, 100, &mut ready) {
+        tracing::warn!(error = %e, "poll failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
