@@ -12,13 +12,14 @@ done
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "missing tools (${need[*]}); run as root to install them, or install them yourself" >&2
-    exit 1
+    # Without root the namespace tests skip anyway; the tests that need a missing tool say which.
+    echo "warning: missing packages (${need[*]}); run as root to install them" >&2
+  else
+    echo "== installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  echo "== installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 if command -v rustup >/dev/null 2>&1; then
