@@ -245,12 +245,13 @@ fn chromium_is_redirected_recharges_and_then_gets_the_real_page() {
                 "--url",
                 SITE,
                 "--timeout",
-                "30",
+                // A first start on a fresh machine builds Chromium's font and profile caches.
+                "90",
                 "--log",
                 log.to_str().unwrap(),
             ],
         ),
-        Duration::from_secs(45),
+        Duration::from_secs(110),
     );
     let story: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("driver output: {e}: {out}"));
