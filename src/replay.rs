@@ -62,7 +62,9 @@ pub struct ReplayReport {
     pub throughput: Throughput,
 }
 
-/// Replays `input` through an engine built from `config`; forwarded frames go to `output`.
+/// Replays `input` through an engine built from `config`. `output` receives what the gateway
+/// would have sent: each forwarded frame, and each frame the engine injected in answer (302s,
+/// SYN-ACKs, resets, ICMP), right after the frame that caused it and with its timestamp.
 pub fn replay(
     config: &Config,
     input: &Path,
@@ -83,7 +85,8 @@ pub fn replay(
     let mut writer: Option<PcapWriter<BufWriter<File>>> = None;
     let mut link: Option<LinkType> = None;
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
-    let mut forwarded: Vec<bool> = Vec::with_capacity(BATCH);
+    // Per record of the batch: forwarded?, and how many of `out.frames` it injected.
+    let mut verdicts: Vec<(bool, usize)> = Vec::with_capacity(BATCH);
     let mut out = Output::default();
     let mut engine_time = std::time::Duration::ZERO;
     let (mut first_ts, mut last_ts) = (None, None);
@@ -129,18 +132,24 @@ pub fn replay(
                 );
             }
         }
-        forwarded.clear();
+        verdicts.clear();
+        // The engine appends injected frames; the batch's are written out after timing it.
+        out.clear();
         let start = Instant::now();
         for r in &batch {
-            out.clear();
+            let before = out.frames.len();
             let v = engine.handle_frame(r.timestamp, Port::Capture, &r.data, &mut out);
-            forwarded.push(v == Verdict::Forward);
+            verdicts.push((v == Verdict::Forward, out.frames.len() - before));
         }
         engine_time += start.elapsed();
         if let Some(w) = writer.as_mut() {
-            for (r, fwd) in batch.iter().zip(&forwarded) {
-                if *fwd {
+            let mut injected = out.frames();
+            for (r, (forward, n)) in batch.iter().zip(&verdicts) {
+                if *forward {
                     w.write(r.timestamp, &r.data).map_err(capture_err)?;
+                }
+                for (_, frame) in injected.by_ref().take(*n) {
+                    w.write(r.timestamp, frame).map_err(capture_err)?;
                 }
             }
         }

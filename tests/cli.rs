@@ -165,3 +165,97 @@ fn replay_names_a_missing_capture() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn replay_writes_the_frames_the_gateway_injects() {
+    use std::net::IpAddr;
+    use weir::io::pcap::PcapWriter;
+    use weir::time::Timestamp;
+    use weir::wire::{tcp_flags, EthernetHeader, LinkHeader, LinkType, TcpSegment};
+
+    // The example's third subscriber is under the recharge redirect: its SYN to a web server is
+    // answered by the gateway, and its SYN to port 443 gets a reset.
+    let ue: IpAddr = "2001:db8:45:3::2".parse().unwrap();
+    let site: IpAddr = "2001:db8:100::10".parse().unwrap();
+    let link = LinkHeader::Ethernet(EthernetHeader {
+        dst: [2, 0, 0, 0, 0, 1],
+        src: [2, 0, 0, 0, 0, 2],
+        vlans: [0; 2],
+        vlan_count: 0,
+    });
+    let syn = |dst_port: u16| {
+        let mut f = Vec::new();
+        TcpSegment {
+            link,
+            src: ue,
+            dst: site,
+            src_port: 40000,
+            dst_port,
+            seq: 7,
+            ack: 0,
+            flags: tcp_flags::SYN,
+            window: 65535,
+            mss: Some(1400),
+            payload: &[],
+        }
+        .write(&mut f)
+        .unwrap();
+        f
+    };
+    let dir = std::env::temp_dir().join(format!("weir-cli-inject-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.pcap");
+    let mut w = PcapWriter::create(&input, LinkType::Ethernet, 65535).unwrap();
+    w.write(Timestamp::from_secs(1_790_000_000), &syn(80))
+        .unwrap();
+    w.write(Timestamp::from_secs(1_790_000_001), &syn(443))
+        .unwrap();
+    w.finish().unwrap();
+    let output = dir.join("out.pcap");
+    let out = weir(&[
+        "replay",
+        "--config",
+        "examples/weir.toml",
+        "--pcap",
+        input.to_str().unwrap(),
+        "--json",
+        "--out",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["totals"]["answered"], 2);
+    assert_eq!(r["totals"]["injected_frames"], 2);
+    assert_eq!(r["redirect"]["syn_answered"], 1);
+    assert_eq!(r["redirect"]["resets_sent"], 1);
+
+    let mut reader = weir::io::pcap::CaptureReader::open(&output).unwrap();
+    let mut frames = Vec::new();
+    while let Some(rec) = reader.next_record().unwrap() {
+        frames.push(rec);
+    }
+    assert_eq!(frames.len(), 2, "nothing forwarded, two answers");
+    let flags: Vec<u8> = frames
+        .iter()
+        .map(
+            |rec| match weir::wire::parse(LinkType::Ethernet, &rec.data).unwrap() {
+                weir::wire::Parsed::Ip(p) => {
+                    // Answers go back to the subscriber, link addresses mirrored.
+                    assert_eq!((p.tuple.src, p.tuple.dst), (site, ue));
+                    assert_eq!(&rec.data[0..6], &[2, 0, 0, 0, 0, 2]);
+                    p.tcp_flags
+                }
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            tcp_flags::SYN | tcp_flags::ACK,
+            tcp_flags::RST | tcp_flags::ACK
+        ]
+    );
+    assert_eq!(frames[0].timestamp, Timestamp::from_secs(1_790_000_000));
+    std::fs::remove_dir_all(&dir).ok();
+}
