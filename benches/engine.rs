@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     let mut engine = Engine::new(snapshot.clone(), link);
     let mut out = Output::default();
     for r in &records {
-        engine.handle_frame(r.timestamp, Port::Capture, &r.data, &mut out);
+        engine.handle_frame(r.timestamp, Port::Any, &r.data, &mut out);
     }
     // Replaying with the last timestamp keeps every flow fresh: all lookups hit the cache.
     let now = records.last().map(|r| r.timestamp).unwrap_or_default();
@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for r in &records {
                 out.clear();
-                std::hint::black_box(engine.handle_frame(now, Port::Capture, &r.data, &mut out));
+                std::hint::black_box(engine.handle_frame(now, Port::Any, &r.data, &mut out));
             }
         })
     });
@@ -51,12 +51,7 @@ fn bench(c: &mut Criterion) {
             |mut e| {
                 let mut out = Output::default();
                 for r in &records {
-                    std::hint::black_box(e.handle_frame(
-                        r.timestamp,
-                        Port::Capture,
-                        &r.data,
-                        &mut out,
-                    ));
+                    std::hint::black_box(e.handle_frame(r.timestamp, Port::Any, &r.data, &mut out));
                 }
                 e
             },
@@ -92,7 +87,7 @@ fn bench(c: &mut Criterion) {
             |mut e| {
                 let mut out = Output::default();
                 for f in &fresh {
-                    std::hint::black_box(e.handle_frame(now, Port::Capture, f, &mut out));
+                    std::hint::black_box(e.handle_frame(now, Port::Any, f, &mut out));
                 }
                 e
             },

@@ -138,7 +138,7 @@ pub fn replay(
         let start = Instant::now();
         for r in &batch {
             let before = out.frames.len();
-            let v = engine.handle_frame(r.timestamp, Port::Capture, &r.data, &mut out);
+            let v = engine.handle_frame(r.timestamp, Port::Any, &r.data, &mut out);
             verdicts.push((v == Verdict::Forward, out.frames.len() - before));
         }
         engine_time += start.elapsed();

@@ -107,7 +107,7 @@ fn mutated_real_frames_never_panic_and_always_get_one_verdict() {
                 let mutated = mutate(&mut rng, frame);
                 out.clear();
                 let now = Timestamp::from_secs(1_790_000_000 + round * 10 + i as u64 / 100);
-                let v = engine.handle_frame(now, Port::Capture, &mutated, &mut out);
+                let v = engine.handle_frame(now, Port::Any, &mutated, &mut out);
                 if v == Verdict::Inject {
                     assert!(!out.frames.is_empty());
                 }

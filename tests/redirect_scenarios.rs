@@ -206,7 +206,7 @@ impl Run {
         self.out.clear();
         let v = self
             .engine
-            .handle_frame(now, Port::Capture, frame, &mut self.out);
+            .handle_frame(now, Port::Any, frame, &mut self.out);
         (v, injected(&self.out, self.link))
     }
 }

@@ -174,7 +174,7 @@ fn process(
     now: Timestamp,
 ) {
     // A routed gateway has one device for both directions: the UE pools alone tell them apart.
-    match engine.handle_frame(now, Port::Capture, packet, out) {
+    match engine.handle_frame(now, Port::Any, packet, out) {
         Verdict::Forward => write(queue, packet, io),
         Verdict::Drop(_) => {}
         Verdict::Inject => {

@@ -19,10 +19,13 @@ pub enum DropReason {
     /// The session is under redirect and the packet is outside the walled garden (the redirect
     /// counters say why).
     WalledGarden,
+    /// A subscriber address on the wrong leg: a UE-pool source arriving from the internet, or
+    /// traffic to a UE pool arriving from the UE side.
+    WrongLeg,
 }
 
 impl DropReason {
-    pub const COUNT: usize = WireError::ALL.len() + 5;
+    pub const COUNT: usize = WireError::ALL.len() + 6;
 
     pub fn index(self) -> usize {
         match self {
@@ -32,6 +35,7 @@ impl DropReason {
             DropReason::UnknownSubscriber => WireError::ALL.len() + 2,
             DropReason::NonSubscriber => WireError::ALL.len() + 3,
             DropReason::WalledGarden => WireError::ALL.len() + 4,
+            DropReason::WrongLeg => WireError::ALL.len() + 5,
         }
     }
 
@@ -45,6 +49,7 @@ impl DropReason {
                 DropReason::UnknownSubscriber,
                 DropReason::NonSubscriber,
                 DropReason::WalledGarden,
+                DropReason::WrongLeg,
             ])
     }
 
@@ -57,6 +62,7 @@ impl DropReason {
             DropReason::UnknownSubscriber => "unknown_subscriber",
             DropReason::NonSubscriber => "non_subscriber",
             DropReason::WalledGarden => "walled_garden",
+            DropReason::WrongLeg => "wrong_leg",
         }
     }
 }

@@ -31,8 +31,9 @@ pub enum Port {
     Ue,
     /// The leg facing the internet.
     Internet,
-    /// A replayed capture: no leg; direction comes from the UE pools alone.
-    Capture,
+    /// No leg: a replayed capture, or a TUN device that carries both directions. Direction
+    /// comes from the UE pools alone.
+    Any,
 }
 
 /// What should happen to a frame.
@@ -179,7 +180,6 @@ impl Engine {
         frame: &[u8],
         out: &mut Output,
     ) -> Verdict {
-        let _ = port;
         self.counters.frames += 1;
         self.counters.bytes += frame.len() as u64;
         let mut packet = match wire::parse(self.link, frame) {
@@ -244,6 +244,15 @@ impl Engine {
         } else {
             return self.drop(DropReason::NonSubscriber);
         };
+
+        // A subscriber's address on the leg it cannot come from — its source arriving from the
+        // internet, or traffic to it arriving from the UE side — is spoofed or looped.
+        if matches!(
+            (port, direction),
+            (Port::Internet, Direction::Uplink) | (Port::Ue, Direction::Downlink)
+        ) {
+            return self.drop(DropReason::WrongLeg);
+        }
 
         // The flow cache: a hit is a flow of this snapshot, not idle, whose rules have not
         // turned on or off since it was classified.

@@ -140,7 +140,7 @@ fn run(e: &mut Engine, secs: u64, frame: &[u8]) -> Verdict {
     let mut out = Output::default();
     e.handle_frame(
         Timestamp(JUNE_2026 * SEC + secs * SEC),
-        Port::Capture,
+        Port::Any,
         frame,
         &mut out,
     )
@@ -450,11 +450,11 @@ fn later_fragments_follow_their_first_fragment() {
     let mut out = Output::default();
     let now = Timestamp(JUNE_2026 * SEC);
     assert_eq!(
-        e.handle_frame(now, Port::Capture, &first, &mut out),
+        e.handle_frame(now, Port::Any, &first, &mut out),
         Verdict::Forward
     );
     assert_eq!(
-        e.handle_frame(now, Port::Capture, &second, &mut out),
+        e.handle_frame(now, Port::Any, &second, &mut out),
         Verdict::Forward
     );
     assert_eq!(usage(&e, 0, 1).uplink_bytes, 36 + 28);
@@ -463,7 +463,7 @@ fn later_fragments_follow_their_first_fragment() {
     let mut orphan = second.clone();
     orphan[4] = 0x99;
     assert_eq!(
-        e.handle_frame(now, Port::Capture, &orphan, &mut out),
+        e.handle_frame(now, Port::Any, &orphan, &mut out),
         Verdict::Forward
     );
     assert_eq!(e.counters().fragments_orphan, 1);
@@ -503,7 +503,7 @@ fn neighbour_discovery_passes_even_when_the_default_rule_drops() {
     let mut out = Output::default();
     let now = Timestamp(JUNE_2026 * SEC);
     assert_eq!(
-        e.handle_frame(now, Port::Capture, &ns(255, 135), &mut out),
+        e.handle_frame(now, Port::Any, &ns(255, 135), &mut out),
         Verdict::Forward
     );
     assert_eq!(e.counters().neighbor_discovery, 1);
@@ -512,11 +512,61 @@ fn neighbour_discovery_passes_even_when_the_default_rule_drops() {
     assert!(e.report().rating_groups.is_empty());
     // The same message after crossing a router, or an echo request, is ordinary traffic.
     assert_eq!(
-        e.handle_frame(now, Port::Capture, &ns(254, 135), &mut out),
+        e.handle_frame(now, Port::Any, &ns(254, 135), &mut out),
         Verdict::Drop(DropReason::DefaultRule)
     );
     assert_eq!(
-        e.handle_frame(now, Port::Capture, &ns(255, 128), &mut out),
+        e.handle_frame(now, Port::Any, &ns(255, 128), &mut out),
         Verdict::Drop(DropReason::DefaultRule)
     );
+}
+
+#[test]
+fn a_subscriber_address_on_the_wrong_leg_is_dropped() {
+    let mut e = engine();
+    let mut out = Output::default();
+    let now = Timestamp(JUNE_2026 * SEC);
+    let up = tcp(UE, 40100, WEB, 80, SYN, b"");
+    let down = tcp(WEB, 80, UE, 40100, SYN | ACK, b"");
+    assert_eq!(
+        e.handle_frame(now, Port::Ue, &up, &mut out),
+        Verdict::Forward
+    );
+    assert_eq!(
+        e.handle_frame(now, Port::Internet, &down, &mut out),
+        Verdict::Forward
+    );
+    // The same frames on the opposite legs: a forged source, or a loop.
+    assert_eq!(
+        e.handle_frame(now, Port::Internet, &up, &mut out),
+        Verdict::Drop(DropReason::WrongLeg)
+    );
+    assert_eq!(
+        e.handle_frame(now, Port::Ue, &down, &mut out),
+        Verdict::Drop(DropReason::WrongLeg)
+    );
+    // Non-subscriber traffic has no wrong leg.
+    let transit = tcp("192.0.2.1", 1, WEB, 80, SYN, b"");
+    assert_eq!(
+        e.handle_frame(now, Port::Internet, &transit, &mut out),
+        Verdict::Forward
+    );
+    assert_eq!(
+        usage(&e, 0, 10).total_bytes(),
+        80,
+        "only the two good frames are metered"
+    );
+}
+
+#[test]
+fn every_drop_reason_has_its_own_counter_and_name() {
+    let reasons: Vec<DropReason> = DropReason::all().collect();
+    assert_eq!(reasons.len(), DropReason::COUNT);
+    let mut indices: Vec<usize> = reasons.iter().map(|r| r.index()).collect();
+    indices.sort();
+    assert_eq!(indices, (0..DropReason::COUNT).collect::<Vec<_>>());
+    let mut names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), DropReason::COUNT);
 }
