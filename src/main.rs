@@ -201,7 +201,7 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
     };
     let reload_path = path.clone();
     let options = RunOptions {
-        reload: Box::new(move |version| {
+        reload: Box::new(move |version, current| {
             let text = match std::fs::read_to_string(&reload_path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -210,7 +210,7 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
                 }
             };
             match policy_from_text(&text, &reload_path) {
-                Ok(c) => Some(PolicySnapshot::build(&c, version)),
+                Ok(c) => Some(PolicySnapshot::rebuild(&c, version, current)),
                 Err(e) => {
                     tracing::error!(errors = %e, "reload: configuration has errors; keeping the current policy");
                     None

@@ -147,10 +147,14 @@ fn check_leg(interface: &str, dp: &DataplaneConfig) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Builds the policy to reload: given the version to give it and the policy in force, the newest
+/// policy, or `None` to keep the current one.
+pub type Reload = Box<dyn FnMut(u64, &PolicySnapshot) -> Option<PolicySnapshot>>;
+
 /// What `weir run` is handed.
 pub struct RunOptions {
-    /// Called on SIGHUP: the newest policy, or `None` to keep the current one.
-    pub reload: Box<dyn FnMut(u64) -> Option<PolicySnapshot>>,
+    /// Called on SIGHUP.
+    pub reload: Reload,
     /// Called once every worker is up (the gateway is forwarding).
     pub on_ready: Box<dyn FnOnce()>,
 }
@@ -358,7 +362,7 @@ pub fn run(
     while !sys::stop_requested() {
         std::thread::sleep(Duration::from_millis(50));
         if sys::take_reload_request() {
-            if let Some(snapshot) = (options.reload)(next_version) {
+            if let Some(snapshot) = (options.reload)(next_version, &policy.load()) {
                 tracing::info!(version = snapshot.version, "policy reloaded");
                 next_version = snapshot.version + 1;
                 policy.store(Arc::new(snapshot));

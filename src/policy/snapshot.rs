@@ -132,6 +132,8 @@ pub struct PolicySnapshot {
     /// IPv6 sessions by (prefix length, masked address); few distinct lengths in practice.
     ipv6_lengths: Vec<u8>,
     by_ipv6: FxHashMap<(u8, u128), u32>,
+    /// No session of this or an earlier snapshot has an id at or above this.
+    next_session_id: u32,
 }
 
 impl PolicySnapshot {
@@ -144,6 +146,33 @@ impl PolicySnapshot {
             .map(|(i, s)| (SessionId(i as u32), s))
             .collect();
         Self::build_from(&config.gateway, &config.predefined, &sessions, version)
+    }
+
+    /// Compiles a new configuration to replace `previous`, keeping each subscriber's session id:
+    /// usage is counted per session id, so a reordered or edited file must not hand one
+    /// subscriber's counters to another. New subscribers get ids never used before.
+    pub fn rebuild(config: &Config, version: u64, previous: &PolicySnapshot) -> PolicySnapshot {
+        let known: FxHashMap<&SubscriberId, SessionId> = previous
+            .sessions
+            .iter()
+            .map(|s| (&s.subscriber, s.id))
+            .collect();
+        let mut next = previous.next_session_id;
+        let sessions: Vec<(SessionId, &SessionConfig)> = config
+            .sessions
+            .iter()
+            .map(|s| {
+                let id = known.get(&s.subscriber).copied().unwrap_or_else(|| {
+                    next += 1;
+                    SessionId(next - 1)
+                });
+                (id, s)
+            })
+            .collect();
+        let mut snapshot =
+            Self::build_from(&config.gateway, &config.predefined, &sessions, version);
+        snapshot.next_session_id = snapshot.next_session_id.max(next);
+        snapshot
     }
 
     /// Compiles sessions with ids chosen by the caller (the session manager keeps them stable).
@@ -255,6 +284,7 @@ impl PolicySnapshot {
             by_ipv4,
             ipv6_lengths,
             by_ipv6,
+            next_session_id: sessions.iter().map(|(id, _)| id.0 + 1).max().unwrap_or(0),
         }
     }
 
@@ -423,6 +453,63 @@ mod tests {
 
     /// A session with more filters than the linear limit uses the tuple-space structure; its
     /// answers must equal a first-match scan of the same rules in precedence order.
+    #[test]
+    fn a_rebuild_keeps_each_subscriber_s_session_id() {
+        let doc = |order: &[(&str, &str)]| {
+            let mut text = String::from("[gateway]\nue_pools = [\"10.45.0.0/16\"]\n");
+            for (sub, addr) in order {
+                text.push_str(&format!(
+                    "[[session]]\nsubscriber = \"{sub}\"\nipv4 = \"{addr}\"\n"
+                ));
+            }
+            Config::from_toml_str(&text, "t.toml").unwrap()
+        };
+        let first = PolicySnapshot::build(
+            &doc(&[
+                ("imsi-1", "10.45.0.1"),
+                ("imsi-2", "10.45.0.2"),
+                ("imsi-3", "10.45.0.3"),
+            ]),
+            1,
+        );
+        let ids = |s: &PolicySnapshot| -> Vec<(String, u32)> {
+            let mut v: Vec<_> = s
+                .sessions
+                .iter()
+                .map(|x| (x.subscriber.to_string(), x.id.0))
+                .collect();
+            v.sort();
+            v
+        };
+        // Reordered, one removed, one added: the survivors keep their ids, the newcomer gets
+        // one nobody had.
+        let second = PolicySnapshot::rebuild(
+            &doc(&[
+                ("imsi-4", "10.45.0.4"),
+                ("imsi-3", "10.45.0.3"),
+                ("imsi-1", "10.45.0.1"),
+            ]),
+            2,
+            &first,
+        );
+        assert_eq!(
+            ids(&second),
+            [
+                ("imsi-1".into(), 0),
+                ("imsi-3".into(), 2),
+                ("imsi-4".into(), 3)
+            ]
+        );
+        // imsi-2 comes back after being gone: a new id, so its old counters are not resumed by
+        // mistake under a different session.
+        let third = PolicySnapshot::rebuild(
+            &doc(&[("imsi-2", "10.45.0.2"), ("imsi-4", "10.45.0.4")]),
+            3,
+            &second,
+        );
+        assert_eq!(ids(&third), [("imsi-2".into(), 4), ("imsi-4".into(), 3)]);
+    }
+
     #[test]
     fn large_sessions_classify_like_a_first_match_scan() {
         let mut text = String::from("[gateway]\nue_pools = [\"10.45.0.0/16\"]\n");
