@@ -21,22 +21,26 @@ struct Cli {
 enum Command {
     /// Run a capture through the engine and report verdicts, usage and throughput.
     Replay {
+        /// The configuration (UE pools, PCC rules, sessions).
         #[arg(long)]
         config: PathBuf,
-        /// pcap or pcapng, Ethernet or raw IP.
+        /// pcap or pcapng: Ethernet, raw IP or BSD loopback.
         #[arg(long)]
         pcap: PathBuf,
-        /// Write the forwarded frames here (pcap).
+        /// Write what the gateway would send here (pcap): forwarded and injected frames.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the report as one JSON document.
         #[arg(long)]
         json: bool,
     },
-    /// Forward live traffic through the engine: bridge mode between two interfaces, or routed
-    /// mode on a TUN device, as the [dataplane] table of the configuration says. Runs until
-    /// SIGINT or SIGTERM, then prints the usage report; SIGHUP re-reads the policy.
+    /// Forward live traffic through the engine (needs root).
+    ///
+    /// Bridge mode between two interfaces, or routed mode on a TUN device, as the [dataplane]
+    /// table of the configuration says. Runs until SIGINT or SIGTERM, then prints the usage
+    /// report; SIGHUP re-reads the policy.
     Run {
+        /// The configuration, with its [dataplane] table.
         #[arg(long)]
         config: PathBuf,
         /// Also write the final report here, as JSON.
@@ -48,8 +52,10 @@ enum Command {
     },
     /// Validate a configuration file and print every error with its location.
     CheckConfig { file: PathBuf },
-    /// Serve the recharge portal: the recharge page, the payment form, and the success URL with
-    /// a token signed with the [redirect] token_key of the same configuration.
+    /// Serve the recharge portal.
+    ///
+    /// The recharge page, the payment form, and the success URL with a token signed with the
+    /// [redirect] token_key of the same configuration.
     Portal {
         #[arg(long)]
         config: PathBuf,
