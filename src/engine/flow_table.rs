@@ -4,7 +4,7 @@
 use crate::charging::Slot;
 use crate::policy::{RuleId, SessionId};
 use crate::time::Timestamp;
-use crate::wire::proto;
+use crate::wire::{proto, Direction};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 use std::time::Duration;
@@ -54,6 +54,14 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// The decision for one direction of the flow.
+    pub fn decision_mut(&mut self, direction: Direction) -> &mut Decision {
+        match direction {
+            Direction::Uplink => &mut self.uplink,
+            Direction::Downlink => &mut self.downlink,
+        }
+    }
+
     pub fn new(
         version: u64,
         session: u32,

@@ -255,91 +255,116 @@ impl Engine {
         }
 
         // The flow cache: a hit is a flow of this snapshot, not idle, whose rules have not
-        // turned on or off since it was classified.
-        let fresh = match self.flows.get_mut(&key) {
-            Some(e) => {
-                e.version == snap.version
+        // turned on or off since it was classified. A hit costs one table lookup; what the rest
+        // of the path needs is copied out of it.
+        let idle_limit = self.flows.timeouts.for_protocol(key.protocol);
+        let cached = match self.flows.get_mut(&key) {
+            Some(e)
+                if e.version == snap.version
                     && now < e.valid_until
-                    && now.saturating_since(e.last_seen)
-                        <= self.flows.timeouts.for_protocol(key.protocol)
+                    && now.saturating_since(e.last_seen) <= idle_limit =>
+            {
+                e.last_seen = now;
+                e.packets += 1;
+                e.bytes += u64::from(packet.ip_len);
+                Some((e.session, e.session_id, e.watch, *e.decision_mut(direction)))
             }
-            None => false,
+            _ => None,
         };
-        if !fresh {
-            let Some(index) = snap.session_index(key.ue) else {
-                return if snap.settings.forward_unknown_subscriber {
-                    self.counters.unknown_subscriber_forwarded += 1;
-                    self.forward()
-                } else {
-                    self.drop(DropReason::UnknownSubscriber)
-                };
-            };
-            // The redirect stage runs before the normal rules. What it answers or blocks leaves
-            // no flow state behind, so a flood of new connections cannot fill the table.
-            let before = out.frames.len();
-            let f = redirect::Frame {
-                link: self.link,
-                bytes: frame,
-                packet: &packet,
-            };
-            let stage = self
-                .redirect
-                .enforce(snap, index, direction, &key, &f, now, out);
-            let session = snap.session(index);
-            let mut entry = FlowEntry::new(
-                snap.version,
-                index,
-                session.id,
-                session.next_boundary(now),
-                now,
-            );
-            match stage {
-                Stage::Pass { watch } => entry.watch = watch,
-                Stage::Garden {
-                    rating_group,
-                    watch,
-                } => {
-                    entry.watch = watch;
-                    let allowed = Decision::Decided {
-                        rule: None,
-                        forward: true,
-                        rating_group: rating_group
-                            .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
-                        monitoring_key: None,
-                        hits: None,
+        let (session_index, session_id, watch, mut decision) = match cached {
+            Some(hit) => hit,
+            None => {
+                let Some(index) = snap.session_index(key.ue) else {
+                    return if snap.settings.forward_unknown_subscriber {
+                        self.counters.unknown_subscriber_forwarded += 1;
+                        self.forward()
+                    } else {
+                        self.drop(DropReason::UnknownSubscriber)
                     };
-                    entry.uplink = allowed;
-                    entry.downlink = allowed;
+                };
+                // The redirect stage runs before the normal rules. What it answers or blocks
+                // leaves no flow state behind, so a flood of new connections cannot fill the
+                // table.
+                let before = out.frames.len();
+                let f = redirect::Frame {
+                    link: self.link,
+                    bytes: frame,
+                    packet: &packet,
+                };
+                let stage = self
+                    .redirect
+                    .enforce(snap, index, direction, &key, &f, now, out);
+                let session = snap.session(index);
+                let mut entry = FlowEntry::new(
+                    snap.version,
+                    index,
+                    session.id,
+                    session.next_boundary(now),
+                    now,
+                );
+                match stage {
+                    Stage::Pass { watch } => entry.watch = watch,
+                    Stage::Garden {
+                        rating_group,
+                        watch,
+                    } => {
+                        entry.watch = watch;
+                        let allowed = Decision::Decided {
+                            rule: None,
+                            forward: true,
+                            rating_group: rating_group
+                                .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
+                            monitoring_key: None,
+                            hits: None,
+                        };
+                        entry.uplink = allowed;
+                        entry.downlink = allowed;
+                    }
+                    Stage::Answered(_) | Stage::Blocked => {
+                        return self.redirected(stage, out.frames.len() - before)
+                    }
                 }
-                Stage::Answered(_) | Stage::Blocked => {
-                    return self.redirected(stage, out.frames.len() - before)
+                entry.packets = 1;
+                entry.bytes = u64::from(packet.ip_len);
+                // Decided before the insert, so a new flow costs no second lookup either.
+                if *entry.decision_mut(direction) == Decision::Undecided {
+                    *entry.decision_mut(direction) = decide(
+                        snap,
+                        &mut self.meter,
+                        &mut self.hit_index,
+                        &mut self.hits,
+                        index,
+                        direction,
+                        &key,
+                        now,
+                    );
                 }
+                let hit = (
+                    index,
+                    session.id,
+                    entry.watch,
+                    *entry.decision_mut(direction),
+                );
+                self.flows.insert(key, entry, now);
+                hit
             }
-            self.flows.insert(key, entry, now);
-        }
-        let Some(entry) = self.flows.get_mut(&key) else {
-            // Inserted just above when not fresh.
-            return self.forward();
         };
-        let (session_index, session_id, watch) = (entry.session, entry.session_id, entry.watch);
-        entry.last_seen = now;
-        entry.packets += 1;
-        entry.bytes += u64::from(packet.ip_len);
-        let slot = match direction {
-            Direction::Uplink => &mut entry.uplink,
-            Direction::Downlink => &mut entry.downlink,
-        };
-        if *slot == Decision::Undecided {
-            *slot = decide(
+        if decision == Decision::Undecided {
+            // The first packet of this direction on a flow the other direction opened: classify
+            // once and remember it.
+            decision = decide(
                 snap,
                 &mut self.meter,
                 &mut self.hit_index,
                 &mut self.hits,
-                entry.session,
+                session_index,
                 direction,
                 &key,
                 now,
             );
+            if let Some(e) = self.flows.get_mut(&key) {
+                *e.decision_mut(direction) = decision;
+            }
         }
         let Decision::Decided {
             rule,
@@ -347,7 +372,7 @@ impl Engine {
             rating_group,
             monitoring_key,
             hits,
-        } = *slot
+        } = decision
         else {
             return self.forward();
         };
