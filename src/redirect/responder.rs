@@ -196,58 +196,49 @@ impl Responder {
             .position(|s| s.in_use && s.conn == *conn)
         else {
             // The common case: the whole request in one segment, answered without state.
-            match sniff_request(payload) {
-                Sniff::Complete(h) => {
-                    self.orig.clear();
-                    original_url(
-                        h.path,
-                        h.host,
-                        f.packet.tuple.dst,
-                        f.packet.tuple.dst_port,
-                        &mut self.orig,
-                    );
-                }
-                Sniff::Partial { path, host } if payload.len() < MAX_REQUEST => {
-                    if let Some(i) = self.take_slot(now) {
-                        let s = &mut self.pending[i];
-                        s.conn = *conn;
-                        s.in_use = true;
-                        s.answered = false;
-                        s.base = seq;
-                        s.next = end;
-                        s.buf.clear();
-                        s.buf.extend_from_slice(payload);
-                        s.last_seen = now;
-                        counters.requests_collecting += 1;
-                        return reply(f, out, (our_seq, end, tcp_flags::ACK), WINDOW, None, &[]);
-                    }
-                    // No slot: answer with what we have rather than hold anything.
-                    counters.pending_full += 1;
-                    self.orig.clear();
-                    original_url(
-                        path.unwrap_or("/"),
-                        host,
-                        f.packet.tuple.dst,
-                        f.packet.tuple.dst_port,
-                        &mut self.orig,
-                    );
-                }
+            let (path, host) = match sniff_request(payload) {
+                Sniff::Complete(h) => (h.path, h.host),
                 Sniff::Partial { path, host } => {
-                    self.orig.clear();
-                    original_url(
-                        path.unwrap_or("/"),
-                        host,
-                        f.packet.tuple.dst,
-                        f.packet.tuple.dst_port,
-                        &mut self.orig,
-                    );
+                    if payload.len() < MAX_REQUEST {
+                        if let Some(i) = self.take_slot(now) {
+                            let s = &mut self.pending[i];
+                            s.conn = *conn;
+                            s.in_use = true;
+                            s.answered = false;
+                            s.base = seq;
+                            s.next = end;
+                            s.buf.clear();
+                            s.buf.extend_from_slice(payload);
+                            s.last_seen = now;
+                            counters.requests_collecting += 1;
+                            return reply(
+                                f,
+                                out,
+                                (our_seq, end, tcp_flags::ACK),
+                                WINDOW,
+                                None,
+                                &[],
+                            );
+                        }
+                        // No slot: answer with what we have rather than hold anything.
+                        counters.pending_full += 1;
+                    }
+                    (path.unwrap_or("/"), host)
                 }
                 Sniff::Invalid => {
                     counters.not_http += 1;
                     counters.resets_sent += 1;
                     return send_reset(f, out);
                 }
-            }
+            };
+            self.orig.clear();
+            original_url(
+                path,
+                host,
+                f.packet.tuple.dst,
+                f.packet.tuple.dst_port,
+                &mut self.orig,
+            );
             return self.answer(f, target, our_seq, end, mss, out, counters);
         };
 
