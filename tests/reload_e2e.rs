@@ -68,21 +68,24 @@ fn a_reload_with_reordered_sessions_keeps_usage_with_its_subscriber() {
         serde_json::from_str(&text).expect("report JSON")
     };
 
-    ok(
-        &mut netns(
-            &ue,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "10",
-                "-o",
-                "/dev/null",
-                "http://198.51.100.10/file.bin",
-            ],
-        ),
-        Duration::from_secs(20),
-    );
+    let download = || {
+        ok(
+            &mut netns(
+                &ue,
+                &[
+                    "curl",
+                    "-s",
+                    "-m",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "http://198.51.100.10/file.bin",
+                ],
+            ),
+            Duration::from_secs(20),
+        )
+    };
+    download();
     let before = rg10(&live());
     assert_eq!(before.len(), 1, "{before:?}");
     let (name, id, bytes) = before[0].clone();
@@ -105,21 +108,7 @@ fn a_reload_with_reordered_sessions_keeps_usage_with_its_subscriber() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    ok(
-        &mut netns(
-            &ue,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "10",
-                "-o",
-                "/dev/null",
-                "http://198.51.100.10/file.bin",
-            ],
-        ),
-        Duration::from_secs(20),
-    );
+    download();
     let after = rg10(&live());
     // One row still: the same subscriber, the same session id, both downloads.
     assert_eq!(after.len(), 1, "{after:?}");
