@@ -1,7 +1,7 @@
 //! Weir: a userspace policy and charging enforcement gateway (3GPP PCEF / TDF).
 //!
 //! The packet path is sans-IO: [`engine::Engine::handle_frame`] takes bytes and the time and
-//! returns a [`engine::Verdict`]. Sockets, threads and clocks live at the edges (`io`, and the
+//! returns a [`packet::Verdict`]. Sockets, threads and clocks live at the edges (`io`, and the
 //! binary). Only `io` may use `unsafe`.
 #![deny(unsafe_code)]
 
@@ -10,9 +10,11 @@ pub mod classify;
 pub mod dataplane;
 pub mod engine;
 pub mod io;
+pub mod packet;
 pub mod peers;
 pub mod policy;
 pub mod redirect;
 pub mod replay;
 pub mod time;
+pub mod token;
 pub mod wire;

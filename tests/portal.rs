@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::time::Duration;
 use weir::peers::portal::{serve, Portal};
 use weir::policy::Config;
-use weir::redirect::{parse_hex_key, Token, TokenKey};
+use weir::token::{parse_hex_key, Token, TokenKey};
 
 const CONFIG: &str = r#"
 [gateway]

@@ -4,9 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use weir::engine::{DropReason, Engine, Output, Port, Toward, Verdict};
+use weir::packet::Event;
 use weir::policy::{Config, PolicySnapshot, RedirectAddressType, RedirectInformation, SessionId};
-use weir::redirect::{Event, FinalUnitRedirect, TokenKey, PENDING_SLOTS};
+use weir::redirect::{FinalUnitRedirect, PENDING_SLOTS};
 use weir::time::Timestamp;
+use weir::token::TokenKey;
 use weir::wire::{
     self, proto, tcp_flags, Checksum, EthernetHeader, LinkHeader, LinkType, Packet, Parsed,
     TcpSegment,
@@ -733,7 +735,7 @@ fn dns_answer(name: &str, addr: IpAddr, ttl: u32) -> Vec<u8> {
 }
 
 fn key() -> TokenKey {
-    TokenKey::new(&weir::redirect::parse_hex_key(KEY_HEX).unwrap()).unwrap()
+    TokenKey::new(&weir::token::parse_hex_key(KEY_HEX).unwrap()).unwrap()
 }
 
 fn success_request(query: &str) -> Vec<u8> {

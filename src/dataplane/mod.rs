@@ -177,9 +177,7 @@ pub fn run(
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let board = Board::new(mode, n);
     let portal: resolve::PortalAddresses = Arc::default();
-    let portal_hosts = crate::redirect::Redirector::new(&policy.load())
-        .portal_hosts()
-        .to_vec();
+    let portal_hosts = policy.load().portal_hosts().to_vec();
     let resolvers = policy.load().settings.redirect.dns_resolvers.clone();
     let listener = if dp.report_listen.is_empty() {
         None

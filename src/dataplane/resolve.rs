@@ -8,8 +8,8 @@
 //! `portal_addresses`, which needs none of it. A refresh that fails keeps the last answer until
 //! it expires and is retried sooner.
 
-use crate::redirect::address_records;
 use crate::time::Timestamp;
+use crate::wire::dns::address_records;
 use arc_swap::ArcSwap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;

@@ -1,71 +1,8 @@
 //! Typed per-worker counters: what the engine did with every frame.
 
+use crate::packet::DropReason;
 use crate::wire::WireError;
 use serde::Serialize;
-
-/// Why a frame was dropped. Small and `Copy`: it is a counter index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// The frame could not be parsed (and `malformed = "drop"`).
-    Malformed(WireError),
-    /// The matching PCC rule's Flow-Status closes the gate for this direction.
-    GateClosed,
-    /// No PCC rule matched and the session's default rule drops.
-    DefaultRule,
-    /// An address of a UE pool without a session (and `unknown_subscriber = "drop"`).
-    UnknownSubscriber,
-    /// Neither end in a UE pool (and `non_subscriber = "drop"`).
-    NonSubscriber,
-    /// The session is under redirect and the packet is outside the walled garden (the redirect
-    /// counters say why).
-    WalledGarden,
-    /// A subscriber address on the wrong leg: a UE-pool source arriving from the internet, or
-    /// traffic to a UE pool arriving from the UE side.
-    WrongLeg,
-}
-
-impl DropReason {
-    pub const COUNT: usize = WireError::ALL.len() + 6;
-
-    pub fn index(self) -> usize {
-        match self {
-            DropReason::Malformed(e) => e as usize,
-            DropReason::GateClosed => WireError::ALL.len(),
-            DropReason::DefaultRule => WireError::ALL.len() + 1,
-            DropReason::UnknownSubscriber => WireError::ALL.len() + 2,
-            DropReason::NonSubscriber => WireError::ALL.len() + 3,
-            DropReason::WalledGarden => WireError::ALL.len() + 4,
-            DropReason::WrongLeg => WireError::ALL.len() + 5,
-        }
-    }
-
-    pub fn all() -> impl Iterator<Item = DropReason> {
-        WireError::ALL
-            .into_iter()
-            .map(DropReason::Malformed)
-            .chain([
-                DropReason::GateClosed,
-                DropReason::DefaultRule,
-                DropReason::UnknownSubscriber,
-                DropReason::NonSubscriber,
-                DropReason::WalledGarden,
-                DropReason::WrongLeg,
-            ])
-    }
-
-    /// Stable snake_case name used in counters and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Malformed(e) => e.as_str(),
-            DropReason::GateClosed => "gate_closed",
-            DropReason::DefaultRule => "default_rule",
-            DropReason::UnknownSubscriber => "unknown_subscriber",
-            DropReason::NonSubscriber => "non_subscriber",
-            DropReason::WalledGarden => "walled_garden",
-            DropReason::WrongLeg => "wrong_leg",
-        }
-    }
-}
 
 /// Counters of one engine (one worker).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

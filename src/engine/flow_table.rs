@@ -2,22 +2,13 @@
 //! counters. Bounded; idle flows expire per protocol.
 
 use crate::charging::Slot;
+use crate::packet::FlowKey;
 use crate::policy::{RuleId, SessionId};
 use crate::time::Timestamp;
 use crate::wire::{proto, Direction};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 use std::time::Duration;
-
-/// A flow in subscriber orientation, so both directions share one entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub ue: u128,
-    pub remote: u128,
-    pub ue_port: u16,
-    pub remote_port: u16,
-    pub protocol: u8,
-}
 
 /// What to do with one direction of a flow, decided once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,71 +9,23 @@ mod counters;
 mod flow_table;
 mod report;
 
-pub use counters::{Counters, DropReason, VerdictTotals};
-pub use flow_table::{Decision, FlowEntry, FlowKey, FlowTable, IdleTimeouts};
+pub use counters::{Counters, VerdictTotals};
+pub use flow_table::{Decision, FlowEntry, FlowTable, IdleTimeouts};
 pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits};
+// The engine's vocabulary, defined below every stage so that the stages need not import the
+// engine.
+pub use crate::packet::{DropReason, Event, FlowKey, Frame, Output, Port, Toward, Verdict};
 
 use crate::charging::{Meter, Metered};
-use crate::classify::ip_key;
-use crate::policy::{subscriber_key, DefaultRule, MalformedAction, PolicySnapshot, SessionId};
-use crate::redirect::{self, Event, FinalUnitRedirect, Redirector, Stage};
+use crate::packet::ip_key;
+use crate::policy::{DefaultRule, MalformedAction, PolicySnapshot, SessionId};
+use crate::redirect::{FinalUnitRedirect, Redirector, Stage};
 use crate::time::Timestamp;
 use crate::wire::{
     self, Direction, FragmentOutcome, FragmentTable, FragmentTableConfig, LinkType, Parsed,
 };
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
-
-/// Where a frame came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Port {
-    /// The leg facing the UEs.
-    Ue,
-    /// The leg facing the internet.
-    Internet,
-    /// No leg: a replayed capture, or a TUN device that carries both directions. Direction
-    /// comes from the UE pools alone.
-    Any,
-}
-
-/// What should happen to a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send it on, unchanged, out of the other leg.
-    Forward,
-    Drop(DropReason),
-    /// The engine answered the frame itself: the frames in [`Output`] go out, the original does
-    /// not.
-    Inject,
-}
-
-/// Which leg an injected frame leaves by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Toward {
-    Ue,
-    Internet,
-}
-
-/// Caller-owned buffer for frames the engine injects; cleared by the caller between frames.
-#[derive(Default)]
-pub struct Output {
-    pub bytes: Vec<u8>,
-    /// (leg, start, length) into `bytes`.
-    pub frames: Vec<(Toward, usize, usize)>,
-}
-
-impl Output {
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.frames.clear();
-    }
-
-    pub fn frames(&self) -> impl Iterator<Item = (Toward, &[u8])> {
-        self.frames
-            .iter()
-            .map(|(t, start, len)| (*t, &self.bytes[*start..*start + *len]))
-    }
-}
 
 /// One worker's engine.
 pub struct Engine {
@@ -216,34 +168,18 @@ impl Engine {
         let snap = &*self.snapshot;
         let t = packet.tuple;
         let (src, dst) = (ip_key(t.src), ip_key(t.dst));
-        let (direction, key) = if snap.in_ue_pool(src) {
-            (
-                Direction::Uplink,
-                FlowKey {
-                    ue: src,
-                    remote: dst,
-                    ue_port: t.src_port,
-                    remote_port: t.dst_port,
-                    protocol: t.protocol,
-                },
-            )
+        let direction = if snap.in_ue_pool(src) {
+            Direction::Uplink
         } else if snap.in_ue_pool(dst) {
-            (
-                Direction::Downlink,
-                FlowKey {
-                    ue: dst,
-                    remote: src,
-                    ue_port: t.dst_port,
-                    remote_port: t.src_port,
-                    protocol: t.protocol,
-                },
-            )
+            Direction::Downlink
         } else if snap.settings.forward_non_subscriber {
             self.counters.non_subscriber_forwarded += 1;
             return self.forward();
         } else {
             return self.drop(DropReason::NonSubscriber);
         };
+
+        let key = FlowKey::new(&t, direction);
 
         // A subscriber's address on the leg it cannot come from — its source arriving from the
         // internet, or traffic to it arriving from the UE side — is spoofed or looped.
@@ -286,7 +222,7 @@ impl Engine {
                 // leaves no flow state behind, so a flood of new connections cannot fill the
                 // table.
                 let before = out.frames.len();
-                let f = redirect::Frame {
+                let f = Frame {
                     link: self.link,
                     bytes: frame,
                     packet: &packet,
@@ -386,7 +322,7 @@ impl Engine {
             };
             if let Some(rg) = rg {
                 let before = out.frames.len();
-                let f = redirect::Frame {
+                let f = Frame {
                     link: self.link,
                     bytes: frame,
                     packet: &packet,
@@ -425,7 +361,7 @@ impl Engine {
             self.meter.add(s, direction, packet.ip_len, now);
         }
         if watch {
-            let f = redirect::Frame {
+            let f = Frame {
                 link: self.link,
                 bytes: frame,
                 packet: &packet,
@@ -490,14 +426,7 @@ fn decide(
     now: Timestamp,
 ) -> Decision {
     let session = snap.session(session_index);
-    let ckey = subscriber_key(
-        key.ue,
-        key.ue_port,
-        key.remote,
-        key.remote_port,
-        key.protocol,
-    );
-    match snap.classify(session, direction, &ckey, now) {
+    match snap.classify(session, direction, &key.subscriber_key(), now) {
         Some(id) => {
             let compiled = snap.rule(id);
             let rule = &compiled.rule;

@@ -9,7 +9,8 @@
 //! shows the success page with a link back to the page the subscriber first asked for.
 
 use crate::policy::Config;
-use crate::redirect::{html_escape, TokenKey};
+use crate::redirect::html_escape;
+use crate::token::{KeyTooShort, TokenKey};
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -27,7 +28,7 @@ pub enum PortalError {
     #[error("the configuration has no [redirect] success_url; the portal needs it to send subscribers back")]
     NoSuccessUrl,
     #[error("the configuration has no usable [redirect] token_key: {0}")]
-    Key(#[from] crate::redirect::KeyTooShort),
+    Key(#[from] KeyTooShort),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -63,7 +64,8 @@ impl Portal {
             }
         }
         Ok(Portal {
-            key: TokenKey::new(&r.token_key)?,
+            // The configuration validated the key; without one there is nothing to sign with.
+            key: r.token_key.clone().ok_or(KeyTooShort(0))?,
             success_path: success.path.clone(),
             max_age: r.token_max_age,
             sessions,

@@ -8,6 +8,7 @@ mod config;
 mod flow;
 mod model;
 mod snapshot;
+mod template;
 
 pub use config::{
     split_http_url, Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction,
@@ -18,3 +19,4 @@ pub use flow::{
 };
 pub use model::*;
 pub use snapshot::*;
+pub use template::{Template, DEFAULT_LOCATION};

@@ -4,9 +4,12 @@
 //! Built once per policy change by the single writer, then shared read-only (`Arc`) with every
 //! worker. Building never fails on a valid [`Config`]; all validation happened there.
 
-use super::config::{Config, GatewaySettings};
+use super::config::{split_http_url, Config, GatewaySettings};
 use super::flow::{AddressMatch, FilterDirection, FlowDescription, PortRange};
-use super::model::{DefaultRule, FlowDirection, FlowStatus, PccRule, SessionConfig, SubscriberId};
+use super::model::{
+    DefaultRule, FlowDirection, FlowStatus, PccRule, RedirectAddressType, RedirectInformation,
+    SessionConfig, SubscriberId,
+};
 use crate::classify::{self, Classifier, Key, Linear, Ports, Prefix, Rule, TupleSpace};
 use crate::time::Timestamp;
 use crate::wire::Direction;
@@ -134,6 +137,44 @@ pub struct PolicySnapshot {
     by_ipv6: FxHashMap<(u8, u128), u32>,
     /// No session of this or an earlier snapshot has an id at or above this.
     next_session_id: u32,
+    /// The portal's host names (configured, and those of redirect rules' URLs), each once.
+    portal_hosts: Vec<String>,
+    /// The portal's addresses known without resolving (configured, and redirect rules' literal
+    /// addresses), each once.
+    portal_addresses: Vec<IpAddr>,
+}
+
+/// Where a redirect sends the subscriber, as the walled garden needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortalHost {
+    /// A host name: lower case, without a trailing dot.
+    Name(String),
+    Address(IpAddr),
+}
+
+impl PortalHost {
+    /// A host as written in a URL or the configuration.
+    pub fn parse(host: &str) -> PortalHost {
+        let host = host.trim_end_matches('.');
+        match host.parse::<IpAddr>() {
+            Ok(addr) => PortalHost::Address(addr),
+            Err(_) => PortalHost::Name(host.to_ascii_lowercase()),
+        }
+    }
+
+    /// The portal a Redirect-Information points at; `None` for a SIP URI (no web portal) or an
+    /// address that is not a URL with a host.
+    pub fn of(info: &RedirectInformation) -> Option<PortalHost> {
+        match info.address_type {
+            RedirectAddressType::Url => {
+                split_http_url(&info.server_address).map(|(host, _)| PortalHost::parse(&host))
+            }
+            RedirectAddressType::Ipv4 | RedirectAddressType::Ipv6 => {
+                Some(PortalHost::parse(&info.server_address))
+            }
+            RedirectAddressType::SipUri => None,
+        }
+    }
 }
 
 impl PolicySnapshot {
@@ -271,6 +312,7 @@ impl PolicySnapshot {
         }
         // Longest prefixes first, so the most specific session wins.
         ipv6_lengths.sort_by(|a, b| b.cmp(a));
+        let (portal_hosts, portal_addresses) = portals(settings, &rules);
         PolicySnapshot {
             version,
             settings: settings.clone(),
@@ -285,7 +327,21 @@ impl PolicySnapshot {
             ipv6_lengths,
             by_ipv6,
             next_session_id: sessions.iter().map(|(id, _)| id.0 + 1).max().unwrap_or(0),
+            portal_hosts,
+            portal_addresses,
         }
+    }
+
+    /// Host names whose addresses belong in the walled garden: the configured `portal_hosts`
+    /// and the hosts of redirect rules' URLs, for whoever resolves them at the edge.
+    pub fn portal_hosts(&self) -> &[String] {
+        &self.portal_hosts
+    }
+
+    /// Portal addresses known without resolving: the configured `portal_addresses` and redirect
+    /// rules' literal addresses.
+    pub fn portal_addresses(&self) -> &[IpAddr] {
+        &self.portal_addresses
     }
 
     /// Whether an address (in classifier form) belongs to a UE pool.
@@ -315,8 +371,8 @@ impl PolicySnapshot {
         &self.rules[id.0 as usize]
     }
 
-    /// The rule that applies to a packet of `session`, given its key in subscriber orientation
-    /// (see [`subscriber_key`]).
+    /// The rule that applies to a packet of `session`, given its key in subscriber orientation:
+    /// source = the remote end, destination = the UE, as a `permit out` filter reads.
     pub fn classify(
         &self,
         session: &Session,
@@ -332,17 +388,31 @@ impl PolicySnapshot {
     }
 }
 
-/// The classifier key of a packet in subscriber orientation, the orientation of a `permit out`
-/// filter: source = the remote end, destination = the UE.
-#[inline]
-pub fn subscriber_key(ue: u128, ue_port: u16, remote: u128, remote_port: u16, protocol: u8) -> Key {
-    Key {
-        src: remote,
-        dst: ue,
-        src_port: remote_port,
-        dst_port: ue_port,
-        protocol,
+/// The walled garden's portal, from the settings and every rule carrying Redirect-Information.
+fn portals(settings: &GatewaySettings, rules: &[CompiledRule]) -> (Vec<String>, Vec<IpAddr>) {
+    let mut hosts: Vec<String> = Vec::new();
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    let configured = settings
+        .redirect
+        .portal_hosts
+        .iter()
+        .map(|h| PortalHost::parse(h));
+    let addressed = settings
+        .redirect
+        .portal_addresses
+        .iter()
+        .map(|a| PortalHost::Address(*a));
+    let of_rules = rules
+        .iter()
+        .filter_map(|r| r.rule.redirect.as_ref().and_then(PortalHost::of));
+    for portal in configured.chain(addressed).chain(of_rules) {
+        match portal {
+            PortalHost::Name(n) if !hosts.contains(&n) => hosts.push(n),
+            PortalHost::Address(a) if !addresses.contains(&a) => addresses.push(a),
+            _ => {}
+        }
     }
+    (hosts, addresses)
 }
 
 fn compile_session(
@@ -451,6 +521,47 @@ mod tests {
     use super::*;
     use crate::classify::ip_key;
 
+    #[test]
+    fn portal_hosts_and_addresses_come_from_the_settings_and_the_redirect_rules() {
+        let text = r#"
+[redirect]
+portal_hosts = ["portal.example"]
+portal_addresses = ["192.0.2.80"]
+
+[[predefined_rule]]
+name = "by-url"
+precedence = 1
+redirect = { address_type = "URL", server_address = "http://Top-Up.Example:8080/pay" }
+flow = [{ description = "permit out ip from any to assigned" }]
+
+[[predefined_rule]]
+name = "by-address"
+precedence = 2
+redirect = { address_type = "IPV6_ADDRESS", server_address = "2001:db8::80" }
+flow = [{ description = "permit out ip from any to assigned" }]
+
+[[predefined_rule]]
+name = "same-portal"
+precedence = 3
+redirect = { address_type = "URL", server_address = "http://portal.example/again" }
+flow = [{ description = "permit out ip from any to assigned" }]
+
+[[predefined_rule]]
+name = "literal-url"
+precedence = 4
+redirect = { address_type = "URL", server_address = "http://192.0.2.81/pay" }
+flow = [{ description = "permit out ip from any to assigned" }]
+"#;
+        let snap = PolicySnapshot::build(&Config::from_toml_str(text, "t").unwrap(), 1);
+        assert_eq!(snap.portal_hosts(), ["portal.example", "top-up.example"]);
+        let addrs: Vec<String> = snap
+            .portal_addresses()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(addrs, ["192.0.2.80", "2001:db8::80", "192.0.2.81"]);
+    }
+
     /// A session with more filters than the linear limit uses the tuple-space structure; its
     /// answers must equal a first-match scan of the same rules in precedence order.
     #[test]
@@ -542,7 +653,13 @@ mod tests {
         for net in 0..5u32 {
             for port in 7998..8010u16 {
                 let remote = ip_key(format!("198.51.{net}.9").parse().unwrap());
-                let key = subscriber_key(ue, 50000, remote, port, 6);
+                let key = Key {
+                    src: remote,
+                    dst: ue,
+                    src_port: port,
+                    dst_port: 50000,
+                    protocol: 6,
+                };
                 let got = snap
                     .classify(session, Direction::Downlink, &key, Timestamp(0))
                     .map(|id| snap.rule(id).rule.name.clone());

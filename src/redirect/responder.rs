@@ -8,10 +8,10 @@
 //! an RST.
 
 use super::cookie::{self, Conn, CookieJar, MSS_TABLE};
-use super::http::{original_url, sniff_request, write_302, Sniff, Template};
-use super::{emit, Counters, Frame, Target};
-use crate::classify::ip_key;
-use crate::engine::{Output, Toward};
+use super::http::{original_url, sniff_request, write_302, Sniff};
+use super::{Counters, Target};
+use crate::packet::{ip_key, Frame, Output, Toward};
+use crate::policy::Template;
 use crate::time::Timestamp;
 use crate::wire::{tcp_flags, TcpSegment};
 use std::time::Duration;
@@ -149,7 +149,7 @@ impl Responder {
             counters.resets_sent += 1;
             return send_reset(f, out);
         };
-        let payload = payload(f);
+        let payload = f.payload();
         let our_seq = p.tcp_ack;
         if !payload.is_empty() {
             if offset >= MSS_TABLE.len() as u32 {
@@ -404,7 +404,7 @@ fn reply(
     payload: &[u8],
 ) -> Answer {
     let t = f.packet.tuple;
-    emit(out, Toward::Ue, f, |link, buf| {
+    out.reply(Toward::Ue, f, |link, buf| {
         TcpSegment {
             link,
             src: t.dst,
@@ -445,16 +445,9 @@ fn send_reset(f: &Frame<'_>, out: &mut Output) -> Answer {
     reply(f, out, (seq, ack, flags), 0, None, &[])
 }
 
-fn payload<'a>(f: &Frame<'a>) -> &'a [u8] {
-    let start = usize::from(f.packet.payload_offset);
-    let len = usize::from(f.packet.payload_len);
-    f.bytes.get(start..start + len).unwrap_or(&[])
-}
-
 /// The MSS option of a SYN, if it has one.
 fn syn_mss(f: &Frame<'_>) -> Option<u16> {
-    let l4 = usize::from(f.packet.l4_offset);
-    let header = f.bytes.get(l4..)?;
+    let header = f.l4();
     let data_offset = usize::from(header.get(12)? >> 4) * 4;
     let mut options = header.get(20..data_offset)?;
     while let Some((&kind, rest)) = options.split_first() {

@@ -7,7 +7,7 @@
 //! new message.
 
 use super::http::{sniff_request, sniff_response, ResponseSniff, Sniff};
-use crate::engine::FlowKey;
+use crate::packet::FlowKey;
 use crate::policy::SuccessUrl;
 use crate::time::Timestamp;
 use crate::wire::{tcp_flags, Direction};

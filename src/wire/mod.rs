@@ -1,5 +1,6 @@
 //! Frame parsing and building: Ethernet II, 802.1Q/QinQ, raw IP, IPv4/IPv6 (options, extension
-//! headers, fragments), TCP, UDP, ICMP/ICMPv6; the [`FiveTuple`]; checksums.
+//! headers, fragments), TCP, UDP, ICMP/ICMPv6; the [`FiveTuple`]; checksums; the address
+//! records of DNS answers ([`dns`]).
 //!
 //! Lengths are checked once, in [`parse`]; a [`Packet`] is trusted afterwards. Nothing here
 //! allocates or panics on any input: bad bytes become a [`WireError`], which the engine counts as
@@ -8,6 +9,7 @@
 use std::net::IpAddr;
 
 mod build;
+pub mod dns;
 mod fragment;
 mod parse;
 

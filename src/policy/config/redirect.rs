@@ -2,7 +2,8 @@
 //! what stays reachable (the walled garden), and how it recognises a recharge success.
 
 use super::reader::{as_str, Ctx, Fields, Value};
-use crate::redirect::{parse_hex_key, Template, TokenKey};
+use crate::policy::template::Template;
+use crate::token::{parse_hex_key, TokenKey};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -35,11 +36,11 @@ pub struct SuccessUrl {
 pub struct RedirectSettings {
     /// TCP ports the 302 responder answers on; other TCP ports get an RST.
     pub http_ports: Vec<u16>,
-    /// The `Location` template (see [`Template`]).
-    pub location: String,
+    /// The `Location` template, parsed.
+    pub location: Template,
     pub success_url: Option<SuccessUrl>,
-    /// Shared with the portal; signs and verifies success tokens.
-    pub token_key: Vec<u8>,
+    /// Shared with the portal; signs and verifies success tokens. Validated: at least 16 bytes.
+    pub token_key: Option<TokenKey>,
     pub token_max_age: Duration,
     /// Host names of the portal: their addresses, learned from DNS answers, stay reachable.
     pub portal_hosts: Vec<String>,
@@ -56,15 +57,13 @@ pub struct RedirectSettings {
     pub cookie_secret: Vec<u8>,
 }
 
-pub const DEFAULT_LOCATION: &str = "{url}{q}orig={orig}&sub={sub}";
-
 impl Default for RedirectSettings {
     fn default() -> Self {
         RedirectSettings {
             http_ports: vec![80],
-            location: DEFAULT_LOCATION.to_string(),
+            location: Template::default(),
             success_url: None,
-            token_key: Vec::new(),
+            token_key: None,
             token_max_age: Duration::from_secs(600),
             portal_hosts: Vec::new(),
             portal_addresses: Vec::new(),
@@ -148,7 +147,7 @@ pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Redi
     }
     if let Some((t, span)) = f.str(ctx, "location") {
         match Template::parse(t) {
-            Ok(_) => r.location = t.to_string(),
+            Ok(template) => r.location = template,
             Err(m) => ctx.error(span.start, &f.path("location"), m),
         }
     }
@@ -163,11 +162,8 @@ pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Redi
         }
     }
     if let Some((k, span)) = f.str(ctx, "token_key") {
-        match parse_hex_key(k).and_then(|key| {
-            TokenKey::new(&key).map_err(|e| e.to_string())?;
-            Ok(key)
-        }) {
-            Ok(key) => r.token_key = key,
+        match TokenKey::from_hex(k) {
+            Ok(key) => r.token_key = Some(key),
             Err(m) => ctx.error(span.start, &f.path("token_key"), m),
         }
     }
@@ -182,7 +178,7 @@ pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Redi
             Err(m) => ctx.error(span.start, &f.path("cookie_secret"), m),
         }
     }
-    if r.success_url.is_some() && r.token_key.is_empty() && f.get("token_key").is_none() {
+    if r.success_url.is_some() && r.token_key.is_none() && f.get("token_key").is_none() {
         ctx.error(
             f.span.start,
             &f.path,

@@ -2,6 +2,9 @@
 //! verifies): HMAC-SHA256 with a key both hold, over the subscriber id, the UE address, an expiry
 //! and a nonce.
 //!
+//! A leaf below `policy`: the configuration validates the key once, into a [`TokenKey`], and
+//! everything after it holds that value; nothing here knows the configuration.
+//!
 //! The token travels as query parameters of the success URL, each percent-encoded:
 //! `?sub=imsi-001010000000001&ue=10.45.0.3&exp=1767225600&nonce=9f2c…&sig=<64 hex digits>`.
 //! Keeping the fields readable lets an operator see from a log line whose token it was; only the
@@ -24,6 +27,9 @@ pub const MAX_NONCE_LEN: usize = 32;
 /// The key shared with the portal. At least 16 bytes.
 #[derive(Clone)]
 pub struct TokenKey {
+    /// The key itself: compared when a reload decides whether the key changed, and the seed of
+    /// the SYN-cookie secret when none is configured.
+    bytes: std::sync::Arc<[u8]>,
     mac: HmacSha256,
 }
 
@@ -32,6 +38,14 @@ impl std::fmt::Debug for TokenKey {
         f.write_str("TokenKey(..)")
     }
 }
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &TokenKey) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for TokenKey {}
 
 /// The key is shorter than 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +61,30 @@ impl TokenKey {
         }
         // HMAC takes keys of any length; only the length check above can refuse one.
         let mac = HmacSha256::new_from_slice(key).map_err(|_| KeyTooShort(key.len()))?;
-        Ok(TokenKey { mac })
+        Ok(TokenKey {
+            bytes: key.into(),
+            mac,
+        })
+    }
+
+    /// A key written in hex, as the configuration holds it; the message says what is wrong.
+    pub fn from_hex(text: &str) -> Result<TokenKey, String> {
+        TokenKey::new(&parse_hex_key(text)?).map_err(|e| e.to_string())
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Never true: a key has at least [`TokenKey::MIN_LEN`] bytes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     fn signer(&self, subscriber: &str, ue: IpAddr, expires: u64, nonce: &str) -> HmacSha256 {

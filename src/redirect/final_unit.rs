@@ -1,0 +1,113 @@
+//! Final-Unit-Action REDIRECT as online charging applies it: to a whole session or to one of its
+//! rating groups, with the Restriction-Filter-Rules and Filter-Ids that stay reachable compiled
+//! once, when it is applied.
+
+use super::Redirector;
+use crate::classify::Rule;
+use crate::policy::{
+    expand_filter, FlowDescription, PolicySnapshot, RedirectInformation, SessionConfig, SessionId,
+};
+
+/// Final-Unit-Indication with Final-Unit-Action REDIRECT, as online charging applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalUnitRedirect {
+    /// The rating group it applies to; `None` for the whole session.
+    pub rating_group: Option<u32>,
+    pub redirect: RedirectInformation,
+    /// Restriction-Filter-Rules: traffic that stays allowed.
+    pub restriction_filters: Vec<FlowDescription>,
+    /// Filter-Ids: names of predefined rules whose SDF filters stay allowed.
+    pub filter_ids: Vec<String>,
+}
+
+pub(super) struct FinalUnitState {
+    pub(super) fu: FinalUnitRedirect,
+    /// Restriction filters and Filter-Id rules compiled for the session's addresses.
+    pub(super) allowed: Vec<Rule>,
+}
+
+impl Redirector {
+    /// Applies Final-Unit-Action REDIRECT. Applying the same one again changes nothing. Returns
+    /// whether anything changed (the caller then re-decides the session's flows).
+    pub fn apply_final_unit(
+        &mut self,
+        snap: &PolicySnapshot,
+        session: SessionId,
+        fu: FinalUnitRedirect,
+    ) -> bool {
+        let Some(s) = snap.sessions.iter().find(|s| s.id == session) else {
+            return false;
+        };
+        let state = self.sessions.entry(session).or_default();
+        if let Some(existing) = state
+            .final_units
+            .iter_mut()
+            .find(|f| f.fu.rating_group == fu.rating_group)
+        {
+            if existing.fu == fu {
+                return false;
+            }
+        }
+        let addresses = SessionConfig {
+            subscriber: s.subscriber.clone(),
+            ipv4: s.ipv4,
+            ipv6: s.ipv6,
+            rules: Vec::new(),
+            predefined: Vec::new(),
+            default_rule: s.default_rule,
+        };
+        let mut allowed: Vec<Rule> = fu
+            .restriction_filters
+            .iter()
+            .flat_map(|f| expand_filter(f, &addresses))
+            .collect();
+        for name in &fu.filter_ids {
+            for r in snap
+                .rules
+                .iter()
+                .filter(|r| r.session.is_none() && r.rule.name == *name)
+            {
+                for filter in &r.rule.filters {
+                    allowed.extend(expand_filter(&filter.flow, &addresses));
+                }
+            }
+        }
+        let info = fu.redirect.clone();
+        state
+            .final_units
+            .retain(|f| f.fu.rating_group != fu.rating_group);
+        state.final_units.push(FinalUnitState { fu, allowed });
+        self.add_portal(&info);
+        self.recount();
+        true
+    }
+
+    /// Removes a Final-Unit REDIRECT (new credit was granted). Returns whether one was removed.
+    pub fn remove_final_unit(&mut self, session: SessionId, rating_group: Option<u32>) -> bool {
+        let Some(state) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        let before = state.final_units.len();
+        state
+            .final_units
+            .retain(|f| f.fu.rating_group != rating_group);
+        let changed = state.final_units.len() != before;
+        self.recount();
+        changed
+    }
+
+    /// Whether any Final-Unit REDIRECT applies to a rating group only.
+    #[inline]
+    pub fn has_rating_group_redirects(&self) -> bool {
+        self.rating_group_redirects > 0
+    }
+
+    pub(super) fn recount(&mut self) {
+        self.rating_group_redirects = self
+            .sessions
+            .values()
+            .flat_map(|s| &s.final_units)
+            .filter(|f| f.fu.rating_group.is_some())
+            .count();
+    }
+}

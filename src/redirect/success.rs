@@ -1,0 +1,196 @@
+//! What the success watch's sightings lead to: a token verified (signature, expiry, owner, and
+//! a nonce never used before), the event for the control plane, and — with the local success
+//! action — the redirect lifted in this worker at once.
+
+use super::{Redirector, DNS_PORT};
+use crate::packet::{Event, FlowKey, Frame};
+use crate::policy::{PolicySnapshot, SessionId};
+use crate::time::Timestamp;
+use crate::token::{Token, TokenError, MAX_NONCE_LEN};
+use crate::wire::{proto, Direction};
+use rustc_hash::FxHashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Events waiting for the control plane, at most; later ones are counted and dropped.
+const MAX_EVENTS: usize = 1024;
+/// Nonces of accepted tokens remembered (until their token expires), at most.
+const MAX_NONCES: usize = 4096;
+
+type Nonce = ([u8; MAX_NONCE_LEN], u8);
+
+/// Nonces of accepted tokens, each with its session and its token's expiry. Only tokens signed
+/// with our key reach it, so its keys are the portal's, not an attacker's.
+#[derive(Default)]
+pub(super) struct Nonces {
+    seen: FxHashMap<Nonce, (SessionId, Timestamp)>,
+}
+
+impl Nonces {
+    /// Takes the nonce of a verified token presented for `session` at wall-clock time `wall`.
+    /// `Ok(false)`: the session's own token seen again once it is no longer redirected (the
+    /// success page reloaded) — harmless, but it lifts nothing.
+    fn admit(
+        &mut self,
+        t: &Token<'_>,
+        session: SessionId,
+        redirected: bool,
+        wall: Timestamp,
+    ) -> Result<bool, TokenError> {
+        let mut nonce: Nonce = ([0; MAX_NONCE_LEN], t.nonce.len() as u8);
+        nonce.0[..t.nonce.len()].copy_from_slice(t.nonce.as_bytes());
+        match self.seen.get(&nonce) {
+            Some((owner, _)) if *owner == session && !redirected => return Ok(false),
+            Some(_) => return Err(TokenError::Replayed),
+            None => {}
+        }
+        if self.seen.len() >= MAX_NONCES {
+            self.seen.retain(|_, (_, until)| wall < *until);
+        }
+        if self.seen.len() >= MAX_NONCES {
+            // Only tokens signed with our key get here, so the table fills only if the portal
+            // mints that many; refusing is the safe side.
+            return Err(TokenError::Replayed);
+        }
+        self.seen
+            .insert(nonce, (session, Timestamp::from_secs(t.expires)));
+        Ok(true)
+    }
+}
+
+impl Redirector {
+    /// Whether a flow of a session that is not (or no longer) redirected should still be shown
+    /// to the watch: a portal web flow during the grace window after a lift.
+    pub(super) fn watch_wanted(&self, session: SessionId, key: &FlowKey, now: Timestamp) -> bool {
+        key.protocol == proto::TCP
+            && self.settings.http_ports.contains(&key.remote_port)
+            && self
+                .sessions
+                .get(&session)
+                .is_some_and(|s| now < s.grace_until)
+            && self.garden.is_portal(key.remote, now)
+    }
+
+    /// Shows a packet of a watched flow (portal web flow, or DNS from a resolver) to the watch
+    /// and the DNS snooper. Returns true when it lifted the session's redirect: the caller must
+    /// re-decide the session's flows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &mut self,
+        snap: &PolicySnapshot,
+        index: u32,
+        direction: Direction,
+        key: &FlowKey,
+        f: &Frame<'_>,
+        now: Timestamp,
+    ) -> bool {
+        let payload = f.payload();
+        if key.protocol == proto::UDP {
+            if direction == Direction::Downlink && key.remote_port == DNS_PORT {
+                self.counters.dns_learned += self.garden.snoop_dns(payload, now) as u64;
+            }
+            return false;
+        }
+        if key.protocol != proto::TCP {
+            return false;
+        }
+        let session = snap.session(index);
+        let ue = f.ue(direction);
+        let redirected = self.session_redirect(snap, index, now).is_some()
+            || (self.rating_group_redirects > 0
+                && self
+                    .sessions
+                    .get(&session.id)
+                    .is_some_and(|s| !s.final_units.is_empty()));
+        let Redirector {
+            settings,
+            watch,
+            nonces,
+            counters,
+            subscriber,
+            ..
+        } = self;
+        let (Some(success), Some(token_key)) = (&settings.success_url, &settings.token_key) else {
+            return false;
+        };
+        let now_secs = now.as_nanos() / 1_000_000_000;
+        let max_age = settings.token_max_age.as_secs();
+        subscriber.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(subscriber, "{}", session.subscriber);
+        let p = f.packet;
+        let mut verified = false;
+        watch.segment(
+            key,
+            direction,
+            p.tcp_flags,
+            p.tcp_seq,
+            payload,
+            success,
+            now,
+            |sighting| {
+                let result = Token::from_query(sighting.query).and_then(|t| {
+                    t.verify(token_key, subscriber, ue, now_secs, max_age)?;
+                    nonces.admit(&t, session.id, redirected, now)
+                });
+                match result {
+                    Ok(true) => {
+                        counters.successes += 1;
+                        verified = true;
+                    }
+                    Ok(false) => counters.tokens_duplicate += 1,
+                    Err(e) => {
+                        match e {
+                            TokenError::Malformed => counters.tokens_malformed += 1,
+                            TokenError::Forged => counters.tokens_forged += 1,
+                            TokenError::Expired => counters.tokens_expired += 1,
+                            TokenError::OtherSubscriber => counters.tokens_other_subscriber += 1,
+                            TokenError::Replayed => counters.tokens_replayed += 1,
+                        }
+                        tracing::warn!(
+                            subscriber = %session.subscriber,
+                            ue = %ue,
+                            reason = e.as_str(),
+                            ?direction,
+                            "recharge-success token rejected"
+                        );
+                    }
+                }
+            },
+        );
+        if !verified || !redirected {
+            return false;
+        }
+        self.lift(snap, index, ue, now);
+        true
+    }
+
+    /// A verified recharge success: raise the event and, with the local action, lift the
+    /// session's redirect now.
+    fn lift(&mut self, snap: &PolicySnapshot, index: u32, ue: IpAddr, now: Timestamp) {
+        let session = snap.session(index);
+        tracing::info!(subscriber = %session.subscriber, ue = %ue, "recharge success: redirect lifted");
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(Event::RechargeSuccess {
+                session: session.id,
+                subscriber: session.subscriber.clone(),
+                ue,
+                at: now,
+            });
+        } else {
+            self.counters.events_dropped += 1;
+        }
+        // The only success action today is `local`: the data path lifts the redirect itself.
+        let state = self.sessions.entry(session.id).or_default();
+        for id in &session.redirect_rules {
+            let name = &snap.rule(*id).rule.name;
+            if !state.lifted_rules.contains(name) {
+                state.lifted_rules.push(name.clone());
+            }
+        }
+        state.final_units.clear();
+        state.grace_until = now.saturating_add(self.settings.grace);
+        self.counters.lifts += 1;
+        self.recount();
+    }
+}
