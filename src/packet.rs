@@ -260,6 +260,16 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// One packet on its way through the stages: when it arrived, which way it goes, the flow it
+/// belongs to and its bytes. Built once per packet, after orientation; every stage reads it.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub now: Timestamp,
+    pub direction: Direction,
+    pub key: FlowKey,
+    pub frame: Frame<'a>,
+}
+
 /// What the data path reports to the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {

@@ -167,6 +167,13 @@ impl TokenError {
     }
 }
 
+/// Who presents a token: the subscriber and the UE address it must have been signed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder<'a> {
+    pub subscriber: &'a str,
+    pub ue: IpAddr,
+}
+
 /// A token read from a query string. Fields borrow from the query where no decoding was needed.
 #[derive(Debug, Default)]
 pub struct Token<'q> {
@@ -221,11 +228,11 @@ impl<'q> Token<'q> {
     pub fn verify(
         &self,
         key: &TokenKey,
-        subscriber: &str,
-        ue: IpAddr,
+        holder: Holder<'_>,
         now: u64,
         max_age: u64,
     ) -> Result<(), TokenError> {
+        let Holder { subscriber, ue } = holder;
         if !key.signature_ok(self) {
             return Err(TokenError::Forged);
         }
@@ -285,21 +292,25 @@ mod tests {
     }
     const UE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 3));
 
+    fn holder(subscriber: &str, ue: IpAddr) -> Holder<'_> {
+        Holder { subscriber, ue }
+    }
+
     #[test]
     fn signed_token_verifies_for_its_owner_only() {
         let q = key().sign("imsi-001010000000003", UE, 1_000, "n1");
         let t = Token::from_query(&q).unwrap();
         assert_eq!(
-            t.verify(&key(), "imsi-001010000000003", UE, 900, 300),
+            t.verify(&key(), holder("imsi-001010000000003", UE), 900, 300),
             Ok(())
         );
         assert_eq!(
-            t.verify(&key(), "imsi-001010000000004", UE, 900, 300),
+            t.verify(&key(), holder("imsi-001010000000004", UE), 900, 300),
             Err(TokenError::OtherSubscriber)
         );
         let other_ue = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 4));
         assert_eq!(
-            t.verify(&key(), "imsi-001010000000003", other_ue, 900, 300),
+            t.verify(&key(), holder("imsi-001010000000003", other_ue), 900, 300),
             Err(TokenError::OtherSubscriber)
         );
     }
@@ -309,11 +320,11 @@ mod tests {
         let q = key().sign("imsi-1", UE, 1_000, "n1");
         let t = Token::from_query(&q).unwrap();
         assert_eq!(
-            t.verify(&key(), "imsi-1", UE, 1_000, 300),
+            t.verify(&key(), holder("imsi-1", UE), 1_000, 300),
             Err(TokenError::Expired)
         );
         assert_eq!(
-            t.verify(&key(), "imsi-1", UE, 600, 300),
+            t.verify(&key(), holder("imsi-1", UE), 600, 300),
             Err(TokenError::Expired)
         );
     }
@@ -325,7 +336,7 @@ mod tests {
             let changed = q.replace(from, to);
             let t = Token::from_query(&changed).unwrap();
             assert_eq!(
-                t.verify(&key(), &t.subscriber, UE, 900, 300),
+                t.verify(&key(), holder(&t.subscriber, UE), 900, 300),
                 Err(TokenError::Forged),
                 "{from}"
             );
@@ -333,7 +344,7 @@ mod tests {
         let other = TokenKey::new(b"another key of 16+ bytes").unwrap();
         let t = Token::from_query(&q).unwrap();
         assert_eq!(
-            t.verify(&other, "nai-alice@example.net", UE, 900, 300),
+            t.verify(&other, holder("nai-alice@example.net", UE), 900, 300),
             Err(TokenError::Forged)
         );
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::time::Duration;
 use weir::peers::portal::{serve, Portal};
 use weir::policy::Config;
-use weir::token::{parse_hex_key, Token, TokenKey};
+use weir::token::{parse_hex_key, Holder, Token, TokenKey};
 
 const CONFIG: &str = r#"
 [gateway]
@@ -110,7 +110,15 @@ fn recharge_page_payment_and_success() {
         .as_secs();
     let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
     assert_eq!(
-        token.verify(&key, "imsi-001010000000003", client, now, 600),
+        token.verify(
+            &key,
+            Holder {
+                subscriber: "imsi-001010000000003",
+                ue: client
+            },
+            now,
+            600
+        ),
         Ok(())
     );
 

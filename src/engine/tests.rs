@@ -2,7 +2,10 @@
 //! and usage to the byte.
 
 use super::*;
-use crate::policy::Config;
+use crate::charging::Metered;
+use crate::policy::{Config, PolicySnapshot, SessionId};
+use crate::time::Timestamp;
+use crate::wire::LinkType;
 use crate::wire::tcp_flags::{ACK, PSH, SYN};
 use crate::wire::{EthernetHeader, LinkHeader, TcpSegment};
 use std::net::IpAddr;

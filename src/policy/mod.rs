@@ -19,4 +19,4 @@ pub use flow::{
 };
 pub use model::*;
 pub use snapshot::*;
-pub use template::{Template, DEFAULT_LOCATION};
+pub use template::{Fill, Template, DEFAULT_LOCATION};

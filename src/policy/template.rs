@@ -36,6 +36,18 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// What one rendered `Location` names.
+#[derive(Clone, Copy, Debug)]
+pub struct Fill<'a> {
+    /// The redirect address, as the policy gave it.
+    pub url: &'a str,
+    /// The URL the subscriber asked for.
+    pub orig: &'a str,
+    /// The subscriber id.
+    pub sub: &'a str,
+    pub ue: IpAddr,
+}
+
 /// The template used when the configuration names none.
 pub const DEFAULT_LOCATION: &str = "{url}{q}orig={orig}&sub={sub}";
 
@@ -111,7 +123,8 @@ impl Template {
     }
 
     /// Appends the Location for one request to `out`.
-    pub fn render(&self, url: &str, orig: &str, sub: &str, ue: IpAddr, out: &mut Vec<u8>) {
+    pub fn render(&self, fill: &Fill<'_>, out: &mut Vec<u8>) {
+        let Fill { url, orig, sub, ue } = *fill;
         for part in &self.parts {
             // Writes into a Vec cannot fail.
             let _ = match part {
@@ -144,19 +157,25 @@ mod tests {
         let t = Template::parse("{url}{q}orig={orig}&sub={sub}&ue={ue}").unwrap();
         let mut out = Vec::new();
         let ue = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 3));
-        t.render(
-            "http://portal.example/recharge",
-            "http://site.example/a?b=c d",
-            "imsi-001",
+        let fill = Fill {
+            url: "http://portal.example/recharge",
+            orig: "http://site.example/a?b=c d",
+            sub: "imsi-001",
             ue,
-            &mut out,
-        );
+        };
+        t.render(&fill, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "http://portal.example/recharge?orig=http%3A%2F%2Fsite.example%2Fa%3Fb%3Dc%20d&sub=imsi-001&ue=10.45.0.3"
         );
         let mut out = Vec::new();
-        t.render("http://p/r?x=1", "o", "s", ue, &mut out);
+        let fill = Fill {
+            url: "http://p/r?x=1",
+            orig: "o",
+            sub: "s",
+            ue,
+        };
+        t.render(&fill, &mut out);
         assert!(out.starts_with(b"http://p/r?x=1&orig=o"));
     }
 

@@ -2,7 +2,7 @@
 //! allocation: headers go into a stack array), and writing the 302 around a rendered `Location`.
 
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Header slots on the stack; a request with more headers is answered as if it had none we
 /// care about (the 302 still goes out).
@@ -151,7 +151,8 @@ pub fn html_escape(text: &[u8], out: &mut Vec<u8>) {
 
 /// Appends the original URL of a request: absolute-form targets as they are, else
 /// `http://host` + target, with the destination address when there is no Host header.
-pub fn original_url(path: &str, host: Option<&str>, dst: IpAddr, port: u16, out: &mut Vec<u8>) {
+pub fn original_url(path: &str, host: Option<&str>, server: SocketAddr, out: &mut Vec<u8>) {
+    let (dst, port) = (server.ip(), server.port());
     if path.starts_with("http://") || path.starts_with("https://") {
         out.extend_from_slice(path.as_bytes());
         return;
@@ -235,13 +236,18 @@ mod tests {
     fn original_url_forms() {
         let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         let mut out = Vec::new();
-        original_url("/x", Some("site.example"), dst, 80, &mut out);
+        original_url("/x", Some("site.example"), (dst, 80).into(), &mut out);
         assert_eq!(out, b"http://site.example/x");
         out.clear();
-        original_url("/x", None, dst, 8080, &mut out);
+        original_url("/x", None, (dst, 8080).into(), &mut out);
         assert_eq!(out, b"http://192.0.2.1:8080/x");
         out.clear();
-        original_url("http://abs.example/y", Some("h"), dst, 80, &mut out);
+        original_url(
+            "http://abs.example/y",
+            Some("h"),
+            (dst, 80).into(),
+            &mut out,
+        );
         assert_eq!(out, b"http://abs.example/y");
     }
 

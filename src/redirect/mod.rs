@@ -36,13 +36,13 @@ pub use http::{
     html_escape, sniff_request, sniff_response, write_302, RequestHead, ResponseSniff, Sniff,
 };
 pub use responder::{Answer, Responder, MAX_REQUEST, PENDING_SLOTS};
-pub use watch::{Sighting, Watch};
+pub use watch::{Segment, Sighting, Watch};
 // Raised here, defined below every stage; named here too for the callers that drain them.
 pub use crate::packet::Event;
 pub use crate::token::{parse_hex_key, KeyTooShort, Token, TokenError, TokenKey};
 
 use crate::classify::Rule;
-use crate::packet::{ip_key, FlowKey, Frame, Output, Toward};
+use crate::packet::{ip_key, Context, FlowKey, Output, Toward};
 use crate::policy::{
     PolicySnapshot, PortalHost, QuicAction, RedirectAddressType, RedirectInformation,
     RedirectSettings, RuleId, SessionId,
@@ -82,10 +82,19 @@ pub enum Stage {
 }
 
 /// Which redirect holds a flow.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Active {
     Rule(RuleId),
     FinalUnit(usize),
+}
+
+/// A redirect holding a flow of one session: found by [`Redirector::rating_group_hold`] (or
+/// inside [`Redirector::enforce`]) and handed to [`Redirector::enforce_hold`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// The session's index in the snapshot.
+    session: u32,
+    active: Active,
 }
 
 #[derive(Default)]
@@ -213,95 +222,76 @@ impl Redirector {
         self.events.drain(..)
     }
 
-    /// The redirect holding the whole session, if any.
-    fn session_redirect(
-        &self,
-        snap: &PolicySnapshot,
-        index: u32,
-        now: Timestamp,
-    ) -> Option<Active> {
+    /// The redirect holding the whole session `index`, if any.
+    fn session_hold(&self, snap: &PolicySnapshot, index: u32, now: Timestamp) -> Option<Hold> {
         let session = snap.session(index);
         let state = self.sessions.get(&session.id);
         for id in &session.redirect_rules {
             let rule = &snap.rule(*id).rule;
             if rule.active_at(now) && !state.is_some_and(|s| s.lifted_rules.contains(&rule.name)) {
-                return Some(Active::Rule(*id));
+                return Some(Hold {
+                    session: index,
+                    active: Active::Rule(*id),
+                });
             }
         }
-        state?
+        let i = state?
             .final_units
             .iter()
-            .position(|f| f.fu.rating_group.is_none())
-            .map(Active::FinalUnit)
+            .position(|f| f.fu.rating_group.is_none())?;
+        Some(Hold {
+            session: index,
+            active: Active::FinalUnit(i),
+        })
     }
 
-    /// The redirect stage for a packet of a new flow of session `index`, before the normal
-    /// rules.
-    #[allow(clippy::too_many_arguments)]
-    pub fn enforce(
-        &mut self,
-        snap: &PolicySnapshot,
-        index: u32,
-        direction: Direction,
-        key: &FlowKey,
-        f: &Frame<'_>,
-        now: Timestamp,
-        out: &mut Output,
-    ) -> Stage {
-        match self.session_redirect(snap, index, now) {
-            Some(active) => self.enforce_active(snap, index, active, direction, key, f, now, out),
-            None => Stage::Pass {
-                watch: self.watch_wanted(snap.session(index).id, key, now),
-            },
-        }
-    }
-
-    /// The redirect stage for a flow whose normal rules metered it under `rating_group`, when
-    /// Final-Unit REDIRECT applies to that rating group only.
-    #[allow(clippy::too_many_arguments)]
-    pub fn enforce_rating_group(
-        &mut self,
+    /// The Final-Unit REDIRECT holding `rating_group` of session `index` alone, if any.
+    pub fn rating_group_hold(
+        &self,
         snap: &PolicySnapshot,
         index: u32,
         rating_group: u32,
-        direction: Direction,
-        key: &FlowKey,
-        f: &Frame<'_>,
-        now: Timestamp,
-        out: &mut Output,
-    ) -> Option<Stage> {
+    ) -> Option<Hold> {
         let state = self.sessions.get(&snap.session(index).id)?;
         let i = state
             .final_units
             .iter()
             .position(|u| u.fu.rating_group == Some(rating_group))?;
-        Some(self.enforce_active(
-            snap,
-            index,
-            Active::FinalUnit(i),
-            direction,
-            key,
-            f,
-            now,
-            out,
-        ))
+        Some(Hold {
+            session: index,
+            active: Active::FinalUnit(i),
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn enforce_active(
+    /// The redirect stage for a packet of a new flow of session `index`, before the normal
+    /// rules.
+    pub fn enforce(
         &mut self,
         snap: &PolicySnapshot,
         index: u32,
-        active: Active,
-        direction: Direction,
-        key: &FlowKey,
-        f: &Frame<'_>,
-        now: Timestamp,
+        cx: &Context<'_>,
         out: &mut Output,
     ) -> Stage {
-        let session = snap.session(index);
+        match self.session_hold(snap, index, cx.now) {
+            Some(hold) => self.enforce_hold(snap, hold, cx, out),
+            None => Stage::Pass {
+                watch: self.watch_wanted(snap.session(index).id, &cx.key, cx.now),
+            },
+        }
+    }
+
+    /// A packet of a flow that a redirect holds: through the walled garden, answered, or
+    /// blocked.
+    pub fn enforce_hold(
+        &mut self,
+        snap: &PolicySnapshot,
+        hold: Hold,
+        cx: &Context<'_>,
+        out: &mut Output,
+    ) -> Stage {
+        let session = snap.session(hold.session);
         let (info, rating_group, allowed): (&RedirectInformation, Option<u32>, &[Rule]) =
-            match active {
+            match hold.active {
                 Active::Rule(id) => {
                     let rule = &snap.rule(id).rule;
                     match &rule.redirect {
@@ -320,53 +310,63 @@ impl Redirector {
                     (&u.fu.redirect, u.fu.rating_group, &u.allowed)
                 }
             };
-        let http_port = self.settings.http_ports.contains(&key.remote_port);
-        if self.garden.is_portal(key.remote, now) {
-            self.counters.garden_portal += 1;
+        let restricted = allowed.iter().any(|r| r.matches(&cx.key.subscriber_key()));
+        if self.is_web(&cx.key) && cx.direction == Direction::Uplink {
+            // Whom the 302 names, written while the redirect is at hand.
+            self.url.clear();
+            write_redirect_url(info, &mut self.url);
+            self.subscriber.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(self.subscriber, "{}", session.subscriber);
+        }
+        if let Some(watch) = self.garden_admits(&cx.key, restricted, cx.now) {
             return Stage::Garden {
                 rating_group,
-                watch: key.protocol == proto::TCP && http_port,
+                watch,
             };
         }
-        let dns = key.remote_port == DNS_PORT && matches!(key.protocol, proto::UDP | proto::TCP);
-        if dns && self.garden.is_resolver(key.remote) {
-            self.counters.garden_dns += 1;
-            return Stage::Garden {
-                rating_group,
-                watch: key.protocol == proto::UDP,
-            };
-        }
-        let ckey = key.subscriber_key();
-        if allowed.iter().any(|r| r.matches(&ckey)) {
-            self.counters.garden_restriction += 1;
-            return Stage::Garden {
-                rating_group,
-                watch: false,
-            };
-        }
-        if direction == Direction::Downlink {
+        if cx.direction == Direction::Downlink {
             self.counters.blocked_downlink += 1;
             return Stage::Blocked;
         }
+        self.answer(cx, out)
+    }
+
+    /// Whether the walled garden lets a flow through (counted by what let it: the portal, a
+    /// resolver, or — `restricted` — a restriction filter), and if so whether the watch should
+    /// see it: portal web flows and DNS answers.
+    fn garden_admits(&mut self, key: &FlowKey, restricted: bool, now: Timestamp) -> Option<bool> {
+        if self.garden.is_portal(key.remote, now) {
+            self.counters.garden_portal += 1;
+            return Some(self.is_web(key));
+        }
+        if is_dns(key) && self.garden.is_resolver(key.remote) {
+            self.counters.garden_dns += 1;
+            return Some(key.protocol == proto::UDP);
+        }
+        if restricted {
+            self.counters.garden_restriction += 1;
+            return Some(false);
+        }
+        None
+    }
+
+    /// An uplink packet outside the walled garden: a web request gets the 302 (to the address
+    /// in `self.url`, naming `self.subscriber`), other TCP an RST, QUIC an ICMP unreachable,
+    /// the rest nothing.
+    fn answer(&mut self, cx: &Context<'_>, out: &mut Output) -> Stage {
+        let (key, f) = (&cx.key, &cx.frame);
         match key.protocol {
-            proto::TCP if http_port => {
-                self.url.clear();
-                write_redirect_url(info, &mut self.url);
-                self.subscriber.clear();
-                // Writing to a String cannot fail.
-                let _ = write!(self.subscriber, "{}", session.subscriber);
+            proto::TCP if self.is_web(key) => {
                 let target = Target {
                     url: &self.url,
                     subscriber: &self.subscriber,
                     ue: f.packet.tuple.src,
                 };
-                Stage::Answered(
-                    self.responder
-                        .http(f, &target, now, out, &mut self.counters),
-                )
+                Stage::Answered(self.responder.http(cx, &target, out, &mut self.counters))
             }
             proto::TCP => Stage::Answered(self.responder.reset(f, out, &mut self.counters)),
-            proto::UDP if dns => {
+            proto::UDP if is_dns(key) => {
                 self.counters.blocked_dns += 1;
                 Stage::Blocked
             }
@@ -401,6 +401,18 @@ impl Redirector {
             }
         }
     }
+}
+
+impl Redirector {
+    /// TCP to one of the ports the 302 responder answers.
+    fn is_web(&self, key: &FlowKey) -> bool {
+        key.protocol == proto::TCP && self.settings.http_ports.contains(&key.remote_port)
+    }
+}
+
+/// DNS, over UDP or TCP.
+fn is_dns(key: &FlowKey) -> bool {
+    key.remote_port == DNS_PORT && matches!(key.protocol, proto::UDP | proto::TCP)
 }
 
 /// The redirect address as a URL: IPv4 and IPv6 addresses become `http://address/`.

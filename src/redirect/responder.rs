@@ -10,10 +10,11 @@
 use super::cookie::{self, Conn, CookieJar, MSS_TABLE};
 use super::http::{original_url, sniff_request, write_302, Sniff};
 use super::{Counters, Target};
-use crate::packet::{ip_key, Frame, Output, Toward};
-use crate::policy::Template;
+use crate::packet::{Context, Frame, Output, Toward};
+use crate::policy::{Fill, Template};
 use crate::time::Timestamp;
 use crate::wire::{tcp_flags, TcpSegment};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A request head longer than this is answered with what has arrived.
@@ -98,21 +99,21 @@ impl Responder {
     /// Handles an uplink TCP segment to an HTTP port of a redirected subscriber.
     pub fn http(
         &mut self,
-        f: &Frame<'_>,
+        cx: &Context<'_>,
         target: &Target<'_>,
-        now: Timestamp,
         out: &mut Output,
         counters: &mut Counters,
     ) -> Answer {
+        let f = &cx.frame;
         let p = f.packet;
-        let t = p.tuple;
+        // Uplink: the UE is the client.
         let conn = Conn {
-            client: ip_key(t.src),
-            server: ip_key(t.dst),
-            client_port: t.src_port,
-            server_port: t.dst_port,
+            client: cx.key.ue,
+            server: cx.key.remote,
+            client_port: cx.key.ue_port,
+            server_port: cx.key.remote_port,
         };
-        let now_secs = now.as_nanos() / 1_000_000_000;
+        let now_secs = cx.now.as_nanos() / 1_000_000_000;
         let flags = p.tcp_flags;
         if flags & tcp_flags::RST != 0 {
             self.free(&conn);
@@ -131,14 +132,14 @@ impl Responder {
             return reply(
                 f,
                 out,
-                (
-                    cookie,
-                    p.tcp_seq.wrapping_add(1),
-                    tcp_flags::SYN | tcp_flags::ACK,
-                ),
-                WINDOW,
-                Some(client_mss.map_or(OUR_MSS, |m| m.min(OUR_MSS))),
-                &[],
+                Seg {
+                    mss: Some(client_mss.map_or(OUR_MSS, |m| m.min(OUR_MSS))),
+                    ..Seg::control(
+                        cookie,
+                        p.tcp_seq.wrapping_add(1),
+                        tcp_flags::SYN | tcp_flags::ACK,
+                    )
+                },
             );
         }
         if flags & tcp_flags::ACK == 0 {
@@ -157,8 +158,18 @@ impl Responder {
                 counters.resets_sent += 1;
                 return send_reset(f, out);
             }
-            let mss = MSS_TABLE[offset as usize];
-            return self.request(f, target, &conn, our_seq, mss, payload, now, out, counters);
+            let mut turn = Turn {
+                f,
+                target,
+                now: cx.now,
+                out,
+                counters,
+            };
+            let answer = Place {
+                our_seq,
+                mss: MSS_TABLE[offset as usize],
+            };
+            return self.request(&mut turn, &conn, answer, payload);
         }
         if flags & tcp_flags::FIN != 0 {
             self.free(&conn);
@@ -170,24 +181,15 @@ impl Responder {
                 tcp_flags::ACK
             };
             counters.fins_acked += 1;
-            return reply(f, out, (our_seq, ack, flags), WINDOW, None, &[]);
+            return reply(f, out, Seg::control(our_seq, ack, flags));
         }
         Answer::Consumed
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &mut self,
-        f: &Frame<'_>,
-        target: &Target<'_>,
-        conn: &Conn,
-        our_seq: u32,
-        mss: u16,
-        payload: &[u8],
-        now: Timestamp,
-        out: &mut Output,
-        counters: &mut Counters,
-    ) -> Answer {
+    /// A segment carrying (part of) the request.
+    fn request(&mut self, t: &mut Turn<'_, '_>, conn: &Conn, at: Place, payload: &[u8]) -> Answer {
+        let (f, now) = (t.f, t.now);
+        let our_seq = at.our_seq;
         let seq = f.packet.tcp_seq;
         let end = seq.wrapping_add(payload.len() as u32);
         let Some(slot) = self
@@ -210,36 +212,23 @@ impl Responder {
                             s.buf.clear();
                             s.buf.extend_from_slice(payload);
                             s.last_seen = now;
-                            counters.requests_collecting += 1;
-                            return reply(
-                                f,
-                                out,
-                                (our_seq, end, tcp_flags::ACK),
-                                WINDOW,
-                                None,
-                                &[],
-                            );
+                            t.counters.requests_collecting += 1;
+                            return reply(f, t.out, Seg::control(our_seq, end, tcp_flags::ACK));
                         }
                         // No slot: answer with what we have rather than hold anything.
-                        counters.pending_full += 1;
+                        t.counters.pending_full += 1;
                     }
                     (path.unwrap_or("/"), host)
                 }
                 Sniff::Invalid => {
-                    counters.not_http += 1;
-                    counters.resets_sent += 1;
-                    return send_reset(f, out);
+                    t.counters.not_http += 1;
+                    t.counters.resets_sent += 1;
+                    return send_reset(f, t.out);
                 }
             };
             self.orig.clear();
-            original_url(
-                path,
-                host,
-                f.packet.tuple.dst,
-                f.packet.tuple.dst_port,
-                &mut self.orig,
-            );
-            return self.answer(f, target, our_seq, end, mss, out, counters);
+            original_url(path, host, server(f), &mut self.orig);
+            return self.answer(t, at, end);
         };
 
         let s = &mut self.pending[slot];
@@ -256,28 +245,22 @@ impl Responder {
                     Sniff::Invalid => ("/", None),
                 };
                 self.orig.clear();
-                original_url(
-                    path,
-                    host,
-                    f.packet.tuple.dst,
-                    f.packet.tuple.dst_port,
-                    &mut self.orig,
-                );
-                counters.retransmissions += 1;
-                return self.answer(f, target, our_seq, next, mss, out, counters);
+                original_url(path, host, server(f), &mut self.orig);
+                t.counters.retransmissions += 1;
+                return self.answer(t, at, next);
             }
-            counters.resets_sent += 1;
-            return send_reset(f, out);
+            t.counters.resets_sent += 1;
+            return send_reset(f, t.out);
         }
         if behind as usize > payload.len() && behind < u32::MAX / 2 {
             // Entirely old data: re-acknowledge what we hold.
             let next = s.next;
-            return reply(f, out, (our_seq, next, tcp_flags::ACK), WINDOW, None, &[]);
+            return reply(f, t.out, Seg::control(our_seq, next, tcp_flags::ACK));
         }
         if behind >= u32::MAX / 2 {
             // A gap: ask again for the next byte we miss; the client retransmits in order.
             let next = s.next;
-            return reply(f, out, (our_seq, next, tcp_flags::ACK), WINDOW, None, &[]);
+            return reply(f, t.out, Seg::control(our_seq, next, tcp_flags::ACK));
         }
         let new = &payload[behind as usize..];
         let room = MAX_REQUEST - s.buf.len().min(MAX_REQUEST);
@@ -291,24 +274,18 @@ impl Responder {
             Sniff::Partial { path, host } => (path.unwrap_or("/"), host, false),
             Sniff::Invalid => {
                 s.in_use = false;
-                counters.not_http += 1;
-                counters.resets_sent += 1;
-                return send_reset(f, out);
+                t.counters.not_http += 1;
+                t.counters.resets_sent += 1;
+                return send_reset(f, t.out);
             }
         };
         if !complete && !full {
-            return reply(f, out, (our_seq, next, tcp_flags::ACK), WINDOW, None, &[]);
+            return reply(f, t.out, Seg::control(our_seq, next, tcp_flags::ACK));
         }
         self.orig.clear();
-        original_url(
-            path,
-            host,
-            f.packet.tuple.dst,
-            f.packet.tuple.dst_port,
-            &mut self.orig,
-        );
+        original_url(path, host, server(f), &mut self.orig);
         self.pending[slot].answered = true;
-        self.answer(f, target, our_seq, next, mss, out, counters)
+        self.answer(t, at, next)
     }
 
     fn take_slot(&mut self, now: Timestamp) -> Option<usize> {
@@ -347,45 +324,40 @@ impl Responder {
         }
     }
 
-    /// Sends the 302 for the original URL in `self.orig`, in segments of at most `mss`, the
-    /// last one carrying FIN.
-    #[allow(clippy::too_many_arguments)]
-    fn answer(
-        &mut self,
-        f: &Frame<'_>,
-        target: &Target<'_>,
-        our_seq: u32,
-        ack: u32,
-        mss: u16,
-        out: &mut Output,
-        counters: &mut Counters,
-    ) -> Answer {
+    /// Sends the 302 for the original URL in `self.orig` from `at`, acknowledging `ack`, in
+    /// segments of at most the class's MSS, the last one carrying FIN.
+    fn answer(&mut self, t: &mut Turn<'_, '_>, at: Place, ack: u32) -> Answer {
+        let target = t.target;
         let mut cut = self.orig.len().min(MAX_ORIGINAL_URL);
         while cut > 0 && std::str::from_utf8(&self.orig[..cut]).is_err() {
             cut -= 1;
         }
         let orig = std::str::from_utf8(&self.orig[..cut]).unwrap_or("");
         self.location.clear();
-        self.template.render(
-            target.url,
+        let fill = Fill {
+            url: target.url,
             orig,
-            target.subscriber,
-            target.ue,
-            &mut self.location,
-        );
+            sub: target.subscriber,
+            ue: target.ue,
+        };
+        self.template.render(&fill, &mut self.location);
         self.response.clear();
         write_302(&self.location, &mut self.response, &mut self.body);
-        counters.redirects_sent += 1;
+        t.counters.redirects_sent += 1;
         let response = std::mem::take(&mut self.response);
-        let mut seq = our_seq;
-        let chunks = response.chunks(usize::from(mss.max(1)));
+        let mut seq = at.our_seq;
+        let chunks = response.chunks(usize::from(at.mss.max(1)));
         let last = chunks.len().saturating_sub(1);
         for (i, chunk) in chunks.enumerate() {
             let mut flags = tcp_flags::ACK;
             if i == last {
                 flags |= tcp_flags::PSH | tcp_flags::FIN;
             }
-            reply(f, out, (seq, ack, flags), WINDOW, None, chunk);
+            let seg = Seg {
+                payload: chunk,
+                ..Seg::control(seq, ack, flags)
+            };
+            reply(t.f, t.out, seg);
             seq = seq.wrapping_add(chunk.len() as u32);
         }
         self.response = response;
@@ -393,16 +365,50 @@ impl Responder {
     }
 }
 
-/// A segment back to the client on the connection `f` belongs to, with the link header
-/// mirrored. `(seq, ack, flags)` say what the segment is.
-fn reply(
-    f: &Frame<'_>,
-    out: &mut Output,
-    (seq, ack, flags): (u32, u32, u8),
+/// One segment being answered: the frame, whom its 302 names, and where answers and counts go.
+struct Turn<'t, 'a> {
+    f: &'t Frame<'a>,
+    target: &'t Target<'t>,
+    now: Timestamp,
+    out: &'t mut Output,
+    counters: &'t mut Counters,
+}
+
+/// Where our answer on a connection starts: our next sequence number (the cookie's successor)
+/// and the MSS class the cookie carries.
+#[derive(Clone, Copy)]
+struct Place {
+    our_seq: u32,
+    mss: u16,
+}
+
+/// What a segment back to the client says.
+struct Seg<'p> {
+    seq: u32,
+    ack: u32,
+    flags: u8,
     window: u16,
     mss: Option<u16>,
-    payload: &[u8],
-) -> Answer {
+    payload: &'p [u8],
+}
+
+impl Seg<'static> {
+    /// A segment without data or options.
+    fn control(seq: u32, ack: u32, flags: u8) -> Seg<'static> {
+        Seg {
+            seq,
+            ack,
+            flags,
+            window: WINDOW,
+            mss: None,
+            payload: &[],
+        }
+    }
+}
+
+/// A segment back to the client on the connection `f` belongs to, with the link header
+/// mirrored.
+fn reply(f: &Frame<'_>, out: &mut Output, seg: Seg<'_>) -> Answer {
     let t = f.packet.tuple;
     out.reply(Toward::Ue, f, |link, buf| {
         TcpSegment {
@@ -411,16 +417,21 @@ fn reply(
             dst: t.src,
             src_port: t.dst_port,
             dst_port: t.src_port,
-            seq,
-            ack,
-            flags,
-            window,
-            mss,
-            payload,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            window: seg.window,
+            mss: seg.mss,
+            payload: seg.payload,
         }
         .write(buf)
     });
     Answer::Sent
+}
+
+/// The server the client asked for: where the original URL points when it names no host.
+fn server(f: &Frame<'_>) -> SocketAddr {
+    SocketAddr::new(f.packet.tuple.dst, f.packet.tuple.dst_port)
 }
 
 /// An RST for a segment, as a host without the connection sends it (RFC 9293 §3.10.7.1).
@@ -442,7 +453,11 @@ fn send_reset(f: &Frame<'_>, out: &mut Output) -> Answer {
             tcp_flags::RST | tcp_flags::ACK,
         )
     };
-    reply(f, out, (seq, ack, flags), 0, None, &[])
+    let seg = Seg {
+        window: 0,
+        ..Seg::control(seq, ack, flags)
+    };
+    reply(f, out, seg)
 }
 
 /// The MSS option of a SYN, if it has one.

@@ -2,11 +2,11 @@
 //! a nonce never used before), the event for the control plane, and — with the local success
 //! action — the redirect lifted in this worker at once.
 
-use super::{Redirector, DNS_PORT};
-use crate::packet::{Event, FlowKey, Frame};
+use super::{Redirector, Segment, DNS_PORT};
+use crate::packet::{Context, Event, FlowKey};
 use crate::policy::{PolicySnapshot, SessionId};
 use crate::time::Timestamp;
-use crate::token::{Token, TokenError, MAX_NONCE_LEN};
+use crate::token::{Holder, Token, TokenError, MAX_NONCE_LEN};
 use crate::wire::{proto, Direction};
 use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
@@ -74,17 +74,9 @@ impl Redirector {
     /// Shows a packet of a watched flow (portal web flow, or DNS from a resolver) to the watch
     /// and the DNS snooper. Returns true when it lifted the session's redirect: the caller must
     /// re-decide the session's flows.
-    #[allow(clippy::too_many_arguments)]
-    pub fn observe(
-        &mut self,
-        snap: &PolicySnapshot,
-        index: u32,
-        direction: Direction,
-        key: &FlowKey,
-        f: &Frame<'_>,
-        now: Timestamp,
-    ) -> bool {
-        let payload = f.payload();
+    pub fn observe(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>) -> bool {
+        let (key, direction, now) = (&cx.key, cx.direction, cx.now);
+        let payload = cx.frame.payload();
         if key.protocol == proto::UDP {
             if direction == Direction::Downlink && key.remote_port == DNS_PORT {
                 self.counters.dns_learned += self.garden.snoop_dns(payload, now) as u64;
@@ -95,8 +87,8 @@ impl Redirector {
             return false;
         }
         let session = snap.session(index);
-        let ue = f.ue(direction);
-        let redirected = self.session_redirect(snap, index, now).is_some()
+        let ue = cx.frame.ue(direction);
+        let redirected = self.session_hold(snap, index, now).is_some()
             || (self.rating_group_redirects > 0
                 && self
                     .sessions
@@ -118,46 +110,37 @@ impl Redirector {
         subscriber.clear();
         // Writing to a String cannot fail.
         let _ = write!(subscriber, "{}", session.subscriber);
-        let p = f.packet;
+        let holder = Holder { subscriber, ue };
         let mut verified = false;
-        watch.segment(
-            key,
-            direction,
-            p.tcp_flags,
-            p.tcp_seq,
-            payload,
-            success,
-            now,
-            |sighting| {
-                let result = Token::from_query(sighting.query).and_then(|t| {
-                    t.verify(token_key, subscriber, ue, now_secs, max_age)?;
-                    nonces.admit(&t, session.id, redirected, now)
-                });
-                match result {
-                    Ok(true) => {
-                        counters.successes += 1;
-                        verified = true;
-                    }
-                    Ok(false) => counters.tokens_duplicate += 1,
-                    Err(e) => {
-                        match e {
-                            TokenError::Malformed => counters.tokens_malformed += 1,
-                            TokenError::Forged => counters.tokens_forged += 1,
-                            TokenError::Expired => counters.tokens_expired += 1,
-                            TokenError::OtherSubscriber => counters.tokens_other_subscriber += 1,
-                            TokenError::Replayed => counters.tokens_replayed += 1,
-                        }
-                        tracing::warn!(
-                            subscriber = %session.subscriber,
-                            ue = %ue,
-                            reason = e.as_str(),
-                            ?direction,
-                            "recharge-success token rejected"
-                        );
-                    }
+        watch.segment(Segment::of(cx), success, |sighting| {
+            let result = Token::from_query(sighting.query).and_then(|t| {
+                t.verify(token_key, holder, now_secs, max_age)?;
+                nonces.admit(&t, session.id, redirected, now)
+            });
+            match result {
+                Ok(true) => {
+                    counters.successes += 1;
+                    verified = true;
                 }
-            },
-        );
+                Ok(false) => counters.tokens_duplicate += 1,
+                Err(e) => {
+                    match e {
+                        TokenError::Malformed => counters.tokens_malformed += 1,
+                        TokenError::Forged => counters.tokens_forged += 1,
+                        TokenError::Expired => counters.tokens_expired += 1,
+                        TokenError::OtherSubscriber => counters.tokens_other_subscriber += 1,
+                        TokenError::Replayed => counters.tokens_replayed += 1,
+                    }
+                    tracing::warn!(
+                        subscriber = %session.subscriber,
+                        ue = %ue,
+                        reason = e.as_str(),
+                        ?direction,
+                        "recharge-success token rejected"
+                    );
+                }
+            }
+        });
         if !verified || !redirected {
             return false;
         }

@@ -7,7 +7,7 @@
 //! new message.
 
 use super::http::{sniff_request, sniff_response, ResponseSniff, Sniff};
-use crate::packet::FlowKey;
+use crate::packet::{Context, FlowKey};
 use crate::policy::SuccessUrl;
 use crate::time::Timestamp;
 use crate::wire::{tcp_flags, Direction};
@@ -41,6 +41,31 @@ struct Watched {
     up: Stream,
     down: Stream,
     last_seen: Timestamp,
+}
+
+/// One TCP segment of a watched flow, as the watch reads it.
+#[derive(Clone, Copy)]
+pub struct Segment<'a> {
+    pub key: &'a FlowKey,
+    pub direction: Direction,
+    pub flags: u8,
+    pub seq: u32,
+    pub payload: &'a [u8],
+    pub now: Timestamp,
+}
+
+impl<'a> Segment<'a> {
+    /// The segment a packet carries.
+    pub fn of(cx: &'a Context<'a>) -> Segment<'a> {
+        Segment {
+            key: &cx.key,
+            direction: cx.direction,
+            flags: cx.frame.packet.tcp_flags,
+            seq: cx.frame.packet.tcp_seq,
+            payload: cx.frame.payload(),
+            now: cx.now,
+        }
+    }
 }
 
 /// A success URL found in a flow; the query holds the token.
@@ -92,18 +117,20 @@ impl Watch {
 
     /// Feeds one TCP segment of a watched flow; `on_success` is called for each success URL
     /// found (at most once per message head).
-    #[allow(clippy::too_many_arguments)]
     pub fn segment(
         &mut self,
-        key: &FlowKey,
-        direction: Direction,
-        flags: u8,
-        seq: u32,
-        payload: &[u8],
+        seg: Segment<'_>,
         success: &SuccessUrl,
-        now: Timestamp,
         mut on_success: impl FnMut(Sighting<'_>),
     ) {
+        let Segment {
+            key,
+            direction,
+            flags,
+            seq,
+            payload,
+            now,
+        } = seg;
         if flags & tcp_flags::RST != 0 {
             self.forget(key);
             return;
@@ -403,16 +430,15 @@ mod tests {
     fn run(w: &mut Watch, dir: Direction, segs: &[(u32, &[u8])]) -> Vec<String> {
         let mut found = Vec::new();
         for (seq, data) in segs {
-            w.segment(
-                &key(),
-                dir,
-                tcp_flags::ACK,
-                *seq,
-                data,
-                &success(),
-                Timestamp::ZERO,
-                |s| found.push(s.query.to_string()),
-            );
+            let seg = Segment {
+                key: &key(),
+                direction: dir,
+                flags: tcp_flags::ACK,
+                seq: *seq,
+                payload: data,
+                now: Timestamp::ZERO,
+            };
+            w.segment(seg, &success(), |s| found.push(s.query.to_string()));
         }
         found
     }
@@ -530,16 +556,15 @@ mod tests {
                 ue_port: port,
                 ..key()
             };
-            w.segment(
-                &k,
-                Direction::Uplink,
-                tcp_flags::SYN,
-                0,
-                &[],
-                &success(),
-                Timestamp::ZERO,
-                |_| {},
-            );
+            let seg = Segment {
+                key: &k,
+                direction: Direction::Uplink,
+                flags: tcp_flags::SYN,
+                seq: 0,
+                payload: &[],
+                now: Timestamp::ZERO,
+            };
+            w.segment(seg, &success(), |_| {});
         }
         assert_eq!(w.len(), MAX_FLOWS);
     }

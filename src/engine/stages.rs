@@ -1,0 +1,389 @@
+//! The stages a frame goes through, in order. Each is a short method of the engine's state that
+//! either finishes with a verdict (`Break`) or hands on what the next stage needs (`Continue`);
+//! [`Engine::handle_frame`] is the list of them.
+
+use super::{Decision, DropReason, Engine, FlowEntry, Frame, Output, Port, State, Verdict};
+use crate::charging::Metered;
+use crate::packet::{ip_key, Context, FlowKey};
+use crate::policy::{DefaultRule, MalformedAction, PolicySnapshot, SessionId};
+use crate::redirect::Stage;
+use crate::time::Timestamp;
+use crate::wire::{self, Direction, FragmentOutcome, Packet, Parsed, WireError};
+use std::ops::ControlFlow::{self, Break, Continue};
+
+/// A stage's outcome: the frame's verdict, or what the next stage works on.
+type Step<T> = ControlFlow<Verdict, T>;
+
+/// The flow a packet belongs to, as the stages after the cache need it: copied out of its
+/// entry, so they hold no borrow of the table.
+#[derive(Clone, Copy)]
+struct Flow {
+    /// The session's index in the snapshot in force.
+    session: u32,
+    session_id: SessionId,
+    watch: bool,
+    /// The decision for this packet's direction.
+    decision: Decision,
+}
+
+impl Engine {
+    /// Runs one frame through the pipeline.
+    pub fn handle_frame(
+        &mut self,
+        now: Timestamp,
+        port: Port,
+        bytes: &[u8],
+        out: &mut Output,
+    ) -> Verdict {
+        let (snap, st) = (&*self.snapshot, &mut self.state);
+        let mut stages = || -> Step<Verdict> {
+            let packet = st.parse(snap, now, bytes)?;
+            let frame = Frame {
+                link: st.link,
+                bytes,
+                packet: &packet,
+            };
+            let cx = st.orient(snap, now, port, frame)?;
+            let mut flow = match st.cached(snap, &cx) {
+                Some(flow) => flow,
+                None => st.admit(snap, &cx, out)?,
+            };
+            st.decide_reverse(snap, &cx, &mut flow);
+            st.rating_group_redirect(snap, &cx, &flow, out)?;
+            st.gate(&flow)?;
+            st.meter(&cx, &flow);
+            st.watch(snap, &cx, &flow);
+            Continue(st.forward())
+        };
+        match stages() {
+            Break(verdict) | Continue(verdict) => verdict,
+        }
+    }
+}
+
+impl State {
+    /// Counts the frame and parses it; reassembles the ports of fragments; passes what is not
+    /// subscriber traffic at all (non-IP, IPv6 neighbour discovery).
+    fn parse(&mut self, snap: &PolicySnapshot, now: Timestamp, bytes: &[u8]) -> Step<Packet> {
+        self.counters.frames += 1;
+        self.counters.bytes += bytes.len() as u64;
+        let mut packet = match wire::parse(self.link, bytes) {
+            Ok(Parsed::Ip(p)) => p,
+            Ok(Parsed::NonIp { .. }) => {
+                self.counters.non_ip += 1;
+                return Break(self.forward());
+            }
+            Err(e) => return Break(self.malformed(snap, e)),
+        };
+        match self.fragments.resolve(now, &mut packet) {
+            FragmentOutcome::NotFragment => {}
+            FragmentOutcome::First => self.counters.fragments_first += 1,
+            FragmentOutcome::Resolved => self.counters.fragments_resolved += 1,
+            FragmentOutcome::Orphan => self.counters.fragments_orphan += 1,
+        }
+        // IPv6's ARP: link plumbing, passed like ARP for subscribers and everyone else, never
+        // metered and never a flow. Without it a bridged UE could not reach its next hop — under
+        // redirect neither the portal nor the 302 would arrive; with a dropping default rule
+        // nothing would.
+        if wire::is_neighbor_discovery(&packet, bytes) {
+            self.counters.neighbor_discovery += 1;
+            return Break(self.forward());
+        }
+        Continue(packet)
+    }
+
+    fn malformed(&mut self, snap: &PolicySnapshot, e: WireError) -> Verdict {
+        match snap.settings.malformed {
+            MalformedAction::Drop => self.drop(DropReason::Malformed(e)),
+            MalformedAction::Pass => {
+                self.counters.malformed_passed[e as usize] += 1;
+                self.forward()
+            }
+        }
+    }
+
+    /// Which way the packet goes, from the UE pools, and the flow it belongs to. Traffic with
+    /// no subscriber end, or a subscriber's address on the leg it cannot come from (spoofed or
+    /// looped), goes no further.
+    fn orient<'a>(
+        &mut self,
+        snap: &PolicySnapshot,
+        now: Timestamp,
+        port: Port,
+        frame: Frame<'a>,
+    ) -> Step<Context<'a>> {
+        let t = &frame.packet.tuple;
+        let direction = if snap.in_ue_pool(ip_key(t.src)) {
+            Direction::Uplink
+        } else if snap.in_ue_pool(ip_key(t.dst)) {
+            Direction::Downlink
+        } else if snap.settings.forward_non_subscriber {
+            self.counters.non_subscriber_forwarded += 1;
+            return Break(self.forward());
+        } else {
+            return Break(self.drop(DropReason::NonSubscriber));
+        };
+        if matches!(
+            (port, direction),
+            (Port::Internet, Direction::Uplink) | (Port::Ue, Direction::Downlink)
+        ) {
+            return Break(self.drop(DropReason::WrongLeg));
+        }
+        Continue(Context {
+            now,
+            direction,
+            key: FlowKey::new(t, direction),
+            frame,
+        })
+    }
+
+    /// The flow cache: a hit is a flow of this snapshot, not idle, whose rules have not turned
+    /// on or off since it was classified. A hit costs one table lookup; what the rest of the
+    /// path needs is copied out of it.
+    #[inline]
+    fn cached(&mut self, snap: &PolicySnapshot, cx: &Context<'_>) -> Option<Flow> {
+        let idle_limit = self.flows.timeouts.for_protocol(cx.key.protocol);
+        let e = self.flows.get_mut(&cx.key)?;
+        if e.version != snap.version
+            || cx.now >= e.valid_until
+            || cx.now.saturating_since(e.last_seen) > idle_limit
+        {
+            return None;
+        }
+        e.last_seen = cx.now;
+        e.packets += 1;
+        e.bytes += u64::from(cx.frame.packet.ip_len);
+        Some(Flow {
+            session: e.session,
+            session_id: e.session_id,
+            watch: e.watch,
+            decision: *e.decision_mut(cx.direction),
+        })
+    }
+
+    /// A packet the cache does not know: find its session, let the redirect stage see it first,
+    /// and remember the flow decided for this direction. What the redirect stage answers or
+    /// blocks leaves no flow state behind, so a flood of new connections cannot fill the table.
+    fn admit(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, out: &mut Output) -> Step<Flow> {
+        let Some(index) = snap.session_index(cx.key.ue) else {
+            return Break(if snap.settings.forward_unknown_subscriber {
+                self.counters.unknown_subscriber_forwarded += 1;
+                self.forward()
+            } else {
+                self.drop(DropReason::UnknownSubscriber)
+            });
+        };
+        let before = out.frames.len();
+        let stage = self.redirect.enforce(snap, index, cx, out);
+        let session = snap.session(index);
+        let mut entry = FlowEntry::new(
+            snap.version,
+            index,
+            session.id,
+            session.next_boundary(cx.now),
+            cx.now,
+        );
+        match stage {
+            Stage::Pass { watch } => entry.watch = watch,
+            Stage::Garden {
+                rating_group,
+                watch,
+            } => {
+                entry.watch = watch;
+                let allowed = self.garden_decision(session.id, rating_group);
+                entry.uplink = allowed;
+                entry.downlink = allowed;
+            }
+            Stage::Answered(_) | Stage::Blocked => {
+                return Break(self.redirected(stage, out.frames.len() - before))
+            }
+        }
+        entry.packets = 1;
+        entry.bytes = u64::from(cx.frame.packet.ip_len);
+        // Decided before the insert, so a new flow costs no second lookup either.
+        let decision = entry.decision_mut(cx.direction);
+        if *decision == Decision::Undecided {
+            *decision = self.decide(snap, cx, index);
+        }
+        let flow = Flow {
+            session: index,
+            session_id: session.id,
+            watch: entry.watch,
+            decision: *entry.decision_mut(cx.direction),
+        };
+        self.flows.insert(cx.key, entry, cx.now);
+        Continue(flow)
+    }
+
+    /// The first packet of this direction on a flow the other direction opened: classify once
+    /// and remember it.
+    fn decide_reverse(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &mut Flow) {
+        if flow.decision != Decision::Undecided {
+            return;
+        }
+        flow.decision = self.decide(snap, cx, flow.session);
+        if let Some(e) = self.flows.get_mut(&cx.key) {
+            *e.decision_mut(cx.direction) = flow.decision;
+        }
+    }
+
+    /// A Final-Unit REDIRECT of the rating group the normal rules metered the flow under.
+    fn rating_group_redirect(
+        &mut self,
+        snap: &PolicySnapshot,
+        cx: &Context<'_>,
+        flow: &Flow,
+        out: &mut Output,
+    ) -> Step<()> {
+        if !self.redirect.has_rating_group_redirects() {
+            return Continue(());
+        }
+        let Some(hold) = rating_group_of(snap, flow)
+            .and_then(|rg| self.redirect.rating_group_hold(snap, flow.session, rg))
+        else {
+            return Continue(());
+        };
+        let before = out.frames.len();
+        match self.redirect.enforce_hold(snap, hold, cx, out) {
+            stage @ (Stage::Answered(_) | Stage::Blocked) => {
+                // Not cached: the flow is decided afresh each packet while redirected.
+                self.flows.remove(&cx.key);
+                Break(self.redirected(stage, out.frames.len() - before))
+            }
+            Stage::Pass { .. } | Stage::Garden { .. } => Continue(()),
+        }
+    }
+
+    /// The gate of the rule that matched (or the default rule); counts the rule's hit.
+    #[inline]
+    fn gate(&mut self, flow: &Flow) -> Step<()> {
+        let Decision::Decided {
+            rule,
+            forward,
+            hits,
+            ..
+        } = flow.decision
+        else {
+            return Break(self.forward());
+        };
+        if let Some(h) = hits {
+            self.hits.hit(h);
+        }
+        if forward {
+            Continue(())
+        } else if rule.is_some() {
+            Break(self.drop(DropReason::GateClosed))
+        } else {
+            Break(self.drop(DropReason::DefaultRule))
+        }
+    }
+
+    /// Usage under the flow's rating group and monitoring key.
+    #[inline]
+    fn meter(&mut self, cx: &Context<'_>, flow: &Flow) {
+        let Decision::Decided {
+            rating_group,
+            monitoring_key,
+            ..
+        } = flow.decision
+        else {
+            return;
+        };
+        let len = cx.frame.packet.ip_len;
+        for slot in [rating_group, monitoring_key].into_iter().flatten() {
+            self.meter.add(slot, cx.direction, len, cx.now);
+        }
+    }
+
+    /// Shows a watched flow's packet to the success watch; a lift re-decides the session.
+    #[inline]
+    fn watch(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow) {
+        if flow.watch && self.redirect.observe(snap, flow.session, cx) {
+            self.flows.invalidate_session(flow.session_id);
+        }
+    }
+
+    /// Classifies one direction of a flow and resolves its counter slots. Runs once per flow
+    /// and direction, not per packet.
+    fn decide(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, index: u32) -> Decision {
+        let session = snap.session(index);
+        match snap.classify(session, cx.direction, &cx.key.subscriber_key(), cx.now) {
+            Some(id) => {
+                let compiled = snap.rule(id);
+                let rule = &compiled.rule;
+                Decision::Decided {
+                    rule: Some(id),
+                    forward: compiled.gate_open(cx.direction),
+                    rating_group: rule
+                        .rating_group
+                        .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
+                    monitoring_key: rule.monitoring_key.as_ref().map(|mk| {
+                        self.meter
+                            .slot(Metered::MonitoringKey(session.id, mk.as_str().into()))
+                    }),
+                    hits: Some(self.hits.slot(session.id, id, &rule.name)),
+                }
+            }
+            None => match session.default_rule {
+                DefaultRule::Forward { rating_group } => {
+                    self.garden_decision(session.id, Some(rating_group))
+                }
+                DefaultRule::Drop => Decision::Decided {
+                    rule: None,
+                    forward: false,
+                    rating_group: None,
+                    monitoring_key: None,
+                    hits: None,
+                },
+            },
+        }
+    }
+
+    /// Forwarded under no rule, metered under `rating_group`: a flow the walled garden let
+    /// through, or the default rule's.
+    fn garden_decision(&mut self, session: SessionId, rating_group: Option<u32>) -> Decision {
+        Decision::Decided {
+            rule: None,
+            forward: true,
+            rating_group: rating_group.map(|rg| self.meter.slot(Metered::RatingGroup(session, rg))),
+            monitoring_key: None,
+            hits: None,
+        }
+    }
+
+    /// Counts what the redirect stage did with a packet it kept from the normal rules.
+    fn redirected(&mut self, stage: Stage, injected: usize) -> Verdict {
+        match stage {
+            Stage::Blocked => self.drop(DropReason::WalledGarden),
+            _ => {
+                self.counters.answered += 1;
+                self.counters.injected_frames += injected as u64;
+                Verdict::Inject
+            }
+        }
+    }
+
+    #[inline]
+    fn forward(&mut self) -> Verdict {
+        self.counters.forwarded += 1;
+        Verdict::Forward
+    }
+
+    #[inline]
+    fn drop(&mut self, reason: DropReason) -> Verdict {
+        self.counters.dropped[reason.index()] += 1;
+        Verdict::Drop(reason)
+    }
+}
+
+/// The rating group a flow's decision meters it under, by number.
+fn rating_group_of(snap: &PolicySnapshot, flow: &Flow) -> Option<u32> {
+    match flow.decision {
+        Decision::Decided { rule: Some(id), .. } => snap.rule(id).rule.rating_group,
+        Decision::Decided { rule: None, .. } => match snap.session(flow.session).default_rule {
+            DefaultRule::Forward { rating_group } => Some(rating_group),
+            DefaultRule::Drop => None,
+        },
+        Decision::Undecided => None,
+    }
+}
