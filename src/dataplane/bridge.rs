@@ -37,29 +37,28 @@ impl BridgeWorker {
             let Worker {
                 engine, out, io, ..
             } = &mut self.worker;
-            let n = leg(
-                &mut self.ue_rx,
-                Port::Ue,
-                &mut self.ue_tx,
-                &mut self.inet_tx,
+            let mut batch = Batch {
                 engine,
                 out,
                 io,
-                &mut scratch,
+                scratch: &mut scratch,
                 now,
-                self.batch,
-            ) + leg(
-                &mut self.inet_rx,
-                Port::Internet,
-                &mut self.inet_tx,
-                &mut self.ue_tx,
-                engine,
-                out,
-                io,
-                &mut scratch,
-                now,
-                self.batch,
-            );
+                max: self.batch,
+            };
+            let from_ue = Leg {
+                rx: &mut self.ue_rx,
+                port: Port::Ue,
+                same: &mut self.ue_tx,
+                other: &mut self.inet_tx,
+            };
+            let n = leg(from_ue, &mut batch);
+            let from_internet = Leg {
+                rx: &mut self.inet_rx,
+                port: Port::Internet,
+                same: &mut self.inet_tx,
+                other: &mut self.ue_tx,
+            };
+            let n = n + leg(from_internet, &mut batch);
             for tx in [&mut self.ue_tx, &mut self.inet_tx] {
                 if let Err(u) = tx.flush() {
                     io.tx_ring_full += u.full as u64;
@@ -96,22 +95,45 @@ impl BridgeWorker {
     }
 }
 
-/// One batch from one leg: every frame through the engine, forwarded frames out of `other`,
-/// injected frames out of the leg they are meant for.
-#[allow(clippy::too_many_arguments)]
-fn leg(
-    rx: &mut RxRing,
+/// The leg a batch is received from, with the transmitters back out of it (`same`) and out of
+/// the other leg.
+struct Leg<'a> {
+    rx: &'a mut RxRing,
     port: Port,
-    same: &mut Transmitter,
-    other: &mut Transmitter,
-    engine: &mut Engine,
-    out: &mut Output,
-    io: &mut IoCounters,
-    scratch: &mut Vec<u8>,
+    same: &'a mut Transmitter,
+    other: &'a mut Transmitter,
+}
+
+/// What the batches of both legs share: the engine, its buffers and counters, the time and the
+/// most frames to take.
+struct Batch<'a> {
+    engine: &'a mut Engine,
+    out: &'a mut Output,
+    io: &'a mut IoCounters,
+    scratch: &'a mut Vec<u8>,
     now: Timestamp,
-    batch: usize,
-) -> usize {
-    rx.recv_batch(batch, |data, meta: RxMeta| {
+    max: usize,
+}
+
+/// One batch from one leg: every frame through the engine, forwarded frames out of the other
+/// leg, injected frames out of the leg they are meant for.
+fn leg(leg: Leg<'_>, b: &mut Batch<'_>) -> usize {
+    let Leg {
+        rx,
+        port,
+        same,
+        other,
+    } = leg;
+    let Batch {
+        engine,
+        out,
+        io,
+        scratch,
+        now,
+        max,
+    } = b;
+    let (now, max) = (*now, *max);
+    rx.recv_batch(max, |data, meta: RxMeta| {
         io.rx_frames += 1;
         if meta.truncated {
             io.oversize += 1;

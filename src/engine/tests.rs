@@ -5,8 +5,8 @@ use super::*;
 use crate::charging::Metered;
 use crate::policy::{Config, PolicySnapshot, SessionId};
 use crate::time::Timestamp;
-use crate::wire::LinkType;
 use crate::wire::tcp_flags::{ACK, PSH, SYN};
+use crate::wire::LinkType;
 use crate::wire::{EthernetHeader, LinkHeader, TcpSegment};
 use std::net::IpAddr;
 
