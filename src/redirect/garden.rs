@@ -37,6 +37,19 @@ impl Garden {
         }
     }
 
+    /// Takes new settings (a policy reload) without forgetting what was learned: learned
+    /// addresses stay unless a host name they may have been learned for is gone.
+    pub fn reconfigure(&mut self, fixed: &[IpAddr], resolvers: &[IpAddr], hosts: &[String]) {
+        if self.hosts.iter().any(|h| !hosts.contains(h)) {
+            // Addresses are not kept with the name they answered, so none can be kept safely;
+            // whoever resolves at the edge hands the live ones in again.
+            self.learned.clear();
+        }
+        self.fixed = fixed.iter().map(|a| ip_key(*a)).collect();
+        self.resolvers = resolvers.iter().map(|a| ip_key(*a)).collect();
+        self.hosts = hosts.to_vec();
+    }
+
     /// Adds a portal host name (from a redirect URL); its DNS answers will be learned.
     pub fn add_host(&mut self, host: &str) {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -120,6 +133,22 @@ mod tests {
         assert!(g.is_portal(ip_key(v4), now));
         assert!(g.is_portal(ip_key(v6), Timestamp::from_secs(1299)));
         assert!(!g.is_portal(ip_key(v6), Timestamp::from_secs(1300)));
+    }
+
+    #[test]
+    fn a_reconfiguration_keeps_learned_addresses_unless_their_name_is_gone() {
+        let hosts = ["portal.example".to_string()];
+        let mut g = Garden::new(&[], &[], &hosts);
+        let learned = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80));
+        let fixed = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 81));
+        let now = Timestamp::from_secs(1);
+        assert!(g.learn(ip_key(learned), Timestamp::from_secs(100), now));
+        let more = ["portal.example".to_string(), "pay.example".to_string()];
+        g.reconfigure(&[fixed], &[], &more);
+        assert!(g.is_portal(ip_key(learned), now) && g.is_portal(ip_key(fixed), now));
+        g.reconfigure(&[], &[], &more[1..]);
+        assert!(!g.is_portal(ip_key(learned), now) && !g.is_portal(ip_key(fixed), now));
+        assert_eq!(g.hosts(), ["pay.example"]);
     }
 
     #[test]

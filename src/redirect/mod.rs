@@ -109,6 +109,8 @@ struct SessionState {
 pub struct Redirector {
     settings: RedirectSettings,
     responder: Responder,
+    /// The cookie secret was set by the caller, not derived from the settings.
+    live_secret: bool,
     garden: Garden,
     watch: Watch,
     sessions: FxHashMap<SessionId, SessionState>,
@@ -128,6 +130,7 @@ impl Redirector {
         let secret = cookie_secret(&settings);
         Redirector {
             responder: Responder::new(&secret, settings.location.clone()),
+            live_secret: false,
             garden: Garden::new(
                 snap.portal_addresses(),
                 &settings.dns_resolvers,
@@ -145,28 +148,19 @@ impl Redirector {
         }
     }
 
-    /// Takes a newer snapshot: new settings (keeping learned portal addresses when the garden's
-    /// settings did not change), new portal hosts, and lifts that no longer apply forgotten.
+    /// Takes a newer snapshot, rebuilding only what a changed setting touches: the live SYN-cookie
+    /// secret, the watch, the nonces and the learned portal addresses stay (a reload must not
+    /// reset handshakes in flight or forget a success being read); lifts that no longer apply
+    /// are forgotten.
     pub fn set_snapshot(&mut self, snap: &PolicySnapshot) {
-        if snap.settings.redirect != self.settings {
-            let counters = std::mem::take(&mut self.counters);
-            let sessions = std::mem::take(&mut self.sessions);
-            let nonces = std::mem::take(&mut self.nonces);
-            let events = std::mem::take(&mut self.events);
-            let rg = self.rating_group_redirects;
-            *self = Redirector::new(snap);
-            self.counters = counters;
-            self.sessions = sessions;
-            self.nonces = nonces;
-            self.events = events;
-            self.rating_group_redirects = rg;
+        let new = &snap.settings.redirect;
+        if new.location != self.settings.location {
+            self.responder.set_template(new.location.clone());
         }
-        for host in snap.portal_hosts() {
-            self.garden.add_host(host);
+        if !self.live_secret && cookie_secret(new) != cookie_secret(&self.settings) {
+            self.responder.set_secret(&cookie_secret(new));
         }
-        for addr in snap.portal_addresses() {
-            self.garden.add_address(*addr);
-        }
+        self.settings = new.clone();
         // A lift holds while the session still has the rule it lifted; once the policy engine
         // removes that rule, a later redirect rule of the same name applies afresh.
         for s in &snap.sessions {
@@ -181,6 +175,19 @@ impl Redirector {
         let live: rustc_hash::FxHashSet<SessionId> = snap.sessions.iter().map(|s| s.id).collect();
         self.sessions.retain(|id, _| live.contains(id));
         self.recount();
+        // The garden of the new policy, with the portals of the Final-Unit redirects in force.
+        let mut hosts = snap.portal_hosts().to_vec();
+        let mut addresses = snap.portal_addresses().to_vec();
+        let final_units = self.sessions.values().flat_map(|s| &s.final_units);
+        for portal in final_units.filter_map(|f| PortalHost::of(&f.fu.redirect)) {
+            match portal {
+                PortalHost::Name(n) if !hosts.contains(&n) => hosts.push(n),
+                PortalHost::Address(a) if !addresses.contains(&a) => addresses.push(a),
+                _ => {}
+            }
+        }
+        self.garden
+            .reconfigure(&addresses, &self.settings.dns_resolvers, &hosts);
     }
 
     fn add_portal(&mut self, info: &RedirectInformation) {
@@ -195,8 +202,11 @@ impl Redirector {
         &self.counters
     }
 
+    /// Replaces the SYN-cookie secret with one the caller chose (the live data path: random
+    /// bytes); from then on reloads keep it.
     pub fn set_cookie_secret(&mut self, secret: &[u8]) {
         self.responder.set_secret(secret);
+        self.live_secret = true;
     }
 
     /// Host names whose addresses belong in the walled garden: for whoever resolves them at the

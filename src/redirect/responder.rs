@@ -80,6 +80,10 @@ impl Responder {
         self.jar = CookieJar::new(secret);
     }
 
+    pub fn set_template(&mut self, template: Template) {
+        self.template = template;
+    }
+
     /// Connections being collected (for tests and metrics).
     pub fn pending(&self) -> usize {
         self.pending.iter().filter(|p| p.in_use).count()
