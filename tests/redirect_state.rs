@@ -4,8 +4,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use weir::charging::Metered;
 use weir::engine::{Engine, Output, Port, Verdict};
-use weir::policy::{Config, PolicySnapshot};
+use weir::policy::{Config, PolicySnapshot, RedirectAddressType, RedirectInformation, SessionId};
+use weir::redirect::FinalUnitRedirect;
 use weir::time::Timestamp;
 use weir::token::TokenKey;
 use weir::wire::{self, tcp_flags, LinkHeader, LinkType, Packet, Parsed, TcpSegment};
@@ -16,6 +18,8 @@ const UE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 3));
 const SITE: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
 const PORTAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80));
 const SUBSCRIBER: &str = "imsi-001010000000003";
+const UE_RG: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 4));
+const SUBSCRIBER_RG: &str = "imsi-001010000000004";
 
 /// The scenario's configuration with `redirect_extra` added to its `[redirect]` table.
 fn config(redirect_extra: &str) -> Config {
@@ -46,10 +50,23 @@ rating_group = 99
 redirect = {{ address_type = "URL", server_address = "http://portal.example/recharge" }}
 flow = [{{ description = "permit out ip from any to assigned" }}]
 
+[[predefined_rule]]
+name = "alt"
+precedence = 50
+rating_group = 20
+monitoring_key = "mk-alt"
+flow = [{{ description = "permit out 6 from any 8080 to assigned" }}]
+
 [[session]]
 subscriber = "{SUBSCRIBER}"
 ipv4 = "10.45.0.3"
 predefined = ["web", "recharge-redirect"]
+
+# In credit, until online charging redirects one of its rating groups.
+[[session]]
+subscriber = "{SUBSCRIBER_RG}"
+ipv4 = "10.45.0.4"
+predefined = ["web", "alt"]
 "#
     );
     Config::from_toml_str(&text, "scenario").unwrap_or_else(|e| panic!("{:#?}", e.0))
@@ -76,8 +93,12 @@ const ISN: u32 = 1_000_000;
 
 impl Client {
     fn new(dst: IpAddr, sport: u16, dport: u16) -> Client {
+        Client::of(UE, dst, sport, dport)
+    }
+
+    fn of(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Client {
         Client {
-            src: UE,
+            src,
             dst,
             sport,
             dport,
@@ -281,4 +302,146 @@ fn a_changed_configured_cookie_secret_takes_effect() {
     assert_eq!(v, Verdict::Inject);
     assert_eq!(frames[0].0.tcp_flags, tcp_flags::RST);
     assert_eq!(run.engine.redirect().counters().bad_cookies, 1);
+}
+
+// ---- A rating-group Final-Unit REDIRECT ----
+
+/// Online charging redirects rating group 20 (the `alt` rule, TCP 8080) of the second session.
+fn rating_group_redirect() -> FinalUnitRedirect {
+    FinalUnitRedirect {
+        rating_group: Some(20),
+        redirect: RedirectInformation {
+            enabled: true,
+            address_type: RedirectAddressType::Url,
+            server_address: "http://portal.example/topup".into(),
+        },
+        restriction_filters: Vec::new(),
+        filter_ids: Vec::new(),
+    }
+}
+
+fn redirected_run() -> Run {
+    let mut run = Run::new(snapshot("", 1));
+    run.engine
+        .apply_final_unit_redirect(SessionId(1), rating_group_redirect());
+    run
+}
+
+/// Whether a new 8080 connection of the redirected rating group is forwarded (true) or
+/// answered (false).
+fn rating_group_free(run: &mut Run, port: u16, now: Timestamp) -> bool {
+    match run.send(now, &Client::of(UE_RG, SITE, port, 8080).syn()).0 {
+        Verdict::Forward => true,
+        Verdict::Inject => false,
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn a_success_on_a_portal_flow_of_the_redirected_rating_group_lifts_it() {
+    let mut run = redirected_run();
+    assert!(!rating_group_free(&mut run, 42000, at(0)));
+    let portal = Client::of(UE_RG, PORTAL, 42001, 8080);
+    assert_eq!(run.send(at(1), &portal.syn()).0, Verdict::Forward);
+    let q = key().sign(SUBSCRIBER_RG, UE_RG, T0 + 300, "rg-1");
+    assert_eq!(
+        run.send(at(2), &portal.data(0, 1, &success_request(&q))).0,
+        Verdict::Forward
+    );
+    let c = run.engine.redirect().counters();
+    assert_eq!((c.successes, c.lifts), (1, 1));
+    assert_eq!(run.engine.drain_events().count(), 1);
+    assert!(rating_group_free(&mut run, 42002, at(3)));
+}
+
+/// The portal reached under another rating group (port 80, the `web` rule) is watched too: the
+/// subscriber pays wherever the portal is.
+#[test]
+fn a_success_on_a_portal_flow_of_another_rating_group_lifts_it() {
+    let mut run = redirected_run();
+    let portal = Client::of(UE_RG, PORTAL, 42100, 80);
+    assert_eq!(run.send(at(1), &portal.syn()).0, Verdict::Forward);
+    let q = key().sign(SUBSCRIBER_RG, UE_RG, T0 + 300, "rg-2");
+    assert_eq!(
+        run.send(at(2), &portal.data(0, 1, &success_request(&q))).0,
+        Verdict::Forward
+    );
+    assert_eq!(run.engine.redirect().counters().lifts, 1);
+    assert!(rating_group_free(&mut run, 42101, at(3)));
+}
+
+/// Garden traffic of the redirected rating group is metered under the redirect's rating group
+/// alone: not under the rule's monitoring key, and not as a hit of the rule it no longer follows.
+#[test]
+fn garden_traffic_of_a_rating_group_redirect_is_metered_under_it_alone() {
+    let mut run = redirected_run();
+    let portal = Client::of(UE_RG, PORTAL, 42200, 8080);
+    let frames = [
+        portal.syn(),
+        portal.seg(ISN + 1, 1, tcp_flags::ACK, &[]),
+        portal.data(0, 1, GET),
+    ];
+    let mut bytes = 0;
+    for f in &frames {
+        assert_eq!(run.send(at(1), f).0, Verdict::Forward);
+        bytes += f.len() as u64;
+    }
+    let meter = run.engine.meter();
+    let rg = meter
+        .usage(&Metered::RatingGroup(SessionId(1), 20))
+        .expect("metered under rating group 20");
+    assert_eq!((rg.uplink_packets, rg.uplink_bytes), (3, bytes));
+    assert!(meter
+        .usage(&Metered::MonitoringKey(SessionId(1), "mk-alt".into()))
+        .is_none_or(|u| u.total_bytes() == 0));
+    let report = run.engine.report();
+    assert!(
+        report
+            .rules
+            .iter()
+            .all(|r| r.rule != "alt" || r.packets == 0),
+        "{:?}",
+        report.rules
+    );
+}
+
+/// The decision is cached like any flow's: `garden_portal` counts the portal flow once, and a
+/// redirected connection answered packet by packet is one flow, decided once.
+#[test]
+fn a_rating_group_redirect_decides_each_flow_once() {
+    let mut run = redirected_run();
+    let portal = Client::of(UE_RG, PORTAL, 42300, 8080);
+    for f in [
+        portal.syn(),
+        portal.seg(ISN + 1, 1, tcp_flags::ACK, &[]),
+        portal.data(0, 1, GET),
+    ] {
+        assert_eq!(run.send(at(1), &f).0, Verdict::Forward);
+    }
+    assert_eq!(run.engine.redirect().counters().garden_portal, 1);
+
+    let created = run.engine.flows().created;
+    let c = Client::of(UE_RG, SITE, 42301, 8080);
+    let (v, frames) = run.send(at(2), &c.syn());
+    assert_eq!(v, Verdict::Inject);
+    let cookie = frames[0].0.tcp_seq;
+    let (v, _) = run.send(at(2), &c.seg(ISN + 1, cookie + 1, tcp_flags::ACK, &[]));
+    assert_eq!(v, Verdict::Inject);
+    let (v, frames) = run.send(at(2), &c.data(0, cookie + 1, GET));
+    assert_eq!(v, Verdict::Inject);
+    let text = payload(&frames[0].0, &frames[0].1);
+    assert!(
+        text.contains("Location: http://portal.example/topup?orig="),
+        "{text}"
+    );
+    assert_eq!(run.engine.flows().created, created + 1);
+    assert_eq!(run.engine.counters().answered, 3);
+
+    // Credit granted again: the same flow is decided afresh and forwarded.
+    run.engine
+        .remove_final_unit_redirect(SessionId(1), Some(20));
+    assert_eq!(
+        run.send(at(3), &c.data(0, cookie + 1, GET)).0,
+        Verdict::Forward
+    );
 }

@@ -23,6 +23,11 @@ pub enum Decision {
         /// Index into the engine's rule-hit counters.
         hits: Option<u32>,
     },
+    /// Held by a Final-Unit REDIRECT of this rating group: each packet goes to the redirect
+    /// stage, until the redirect is lifted and the flow decided again.
+    Redirected {
+        rating_group: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -49,7 +49,7 @@ impl Engine {
                 None => st.admit(snap, &cx, out)?,
             };
             st.decide_reverse(snap, &cx, &mut flow);
-            st.rating_group_redirect(snap, &cx, &flow, out)?;
+            st.held(snap, &cx, &mut flow, out)?;
             st.gate(&flow)?;
             st.meter(&cx, &flow);
             st.watch(snap, &cx, &flow);
@@ -163,7 +163,8 @@ impl State {
 
     /// A packet the cache does not know: find its session, let the redirect stage see it first,
     /// and remember the flow decided for this direction. What the redirect stage answers or
-    /// blocks leaves no flow state behind, so a flood of new connections cannot fill the table.
+    /// blocks leaves no flow state behind, so a flood of new connections cannot fill the table
+    /// (a flow held by a rating-group redirect is classified first, and cached like any other).
     fn admit(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, out: &mut Output) -> Step<Flow> {
         let Some(index) = snap.session_index(cx.key.ue) else {
             return Break(if snap.settings.forward_unknown_subscriber {
@@ -227,31 +228,50 @@ impl State {
         }
     }
 
-    /// A Final-Unit REDIRECT of the rating group the normal rules metered the flow under.
-    fn rating_group_redirect(
+    /// A flow held by a Final-Unit REDIRECT of its rating group: the redirect stage answers or
+    /// blocks each packet, or lets the flow through the walled garden — from then on it is
+    /// cached as a garden flow, metered under the redirect's rating group and watched.
+    fn held(
         &mut self,
         snap: &PolicySnapshot,
         cx: &Context<'_>,
-        flow: &Flow,
+        flow: &mut Flow,
         out: &mut Output,
     ) -> Step<()> {
-        if !self.redirect.has_rating_group_redirects() {
-            return Continue(());
-        }
-        let Some(hold) = rating_group_of(snap, flow)
-            .and_then(|rg| self.redirect.rating_group_hold(snap, flow.session, rg))
-        else {
+        let Decision::Redirected { rating_group } = flow.decision else {
             return Continue(());
         };
         let before = out.frames.len();
-        match self.redirect.enforce_hold(snap, hold, cx, out) {
-            stage @ (Stage::Answered(_) | Stage::Blocked) => {
-                // Not cached: the flow is decided afresh each packet while redirected.
-                self.flows.remove(&cx.key);
-                Break(self.redirected(stage, out.frames.len() - before))
+        let stage = match self
+            .redirect
+            .rating_group_hold(snap, flow.session, rating_group)
+        {
+            Some(hold) => self.redirect.enforce_hold(snap, hold, cx, out),
+            None => Stage::Pass { watch: false },
+        };
+        match stage {
+            Stage::Answered(_) | Stage::Blocked => {
+                return Break(self.redirected(stage, out.frames.len() - before))
             }
-            Stage::Pass { .. } | Stage::Garden { .. } => Continue(()),
+            Stage::Garden {
+                rating_group,
+                watch,
+            } => {
+                flow.decision = self.garden_decision(flow.session_id, rating_group);
+                flow.watch |= watch;
+            }
+            // The redirect is gone (lifting it re-decides the session's flows, so only as a
+            // safeguard): the normal rules decide.
+            Stage::Pass { watch } => {
+                flow.decision = self.classify(snap, cx, flow.session);
+                flow.watch |= watch;
+            }
         }
+        if let Some(e) = self.flows.get_mut(&cx.key) {
+            *e.decision_mut(cx.direction) = flow.decision;
+            e.watch = flow.watch;
+        }
+        Continue(())
     }
 
     /// The gate of the rule that matched (or the default rule); counts the rule's hit.
@@ -303,9 +323,27 @@ impl State {
         }
     }
 
-    /// Classifies one direction of a flow and resolves its counter slots. Runs once per flow
-    /// and direction, not per packet.
+    /// Decides one direction of a flow: its rules, unless a Final-Unit REDIRECT holds the
+    /// rating group they meter it under. Runs once per flow and direction, not per packet.
     fn decide(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, index: u32) -> Decision {
+        let decision = self.classify(snap, cx, index);
+        if self.redirect.has_rating_group_redirects() {
+            if let Some(rating_group) = rating_group_of(snap, index, &decision) {
+                if self
+                    .redirect
+                    .rating_group_hold(snap, index, rating_group)
+                    .is_some()
+                {
+                    return Decision::Redirected { rating_group };
+                }
+            }
+        }
+        decision
+    }
+
+    /// Classifies one direction of a flow under the session's rules and resolves its counter
+    /// slots.
+    fn classify(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, index: u32) -> Decision {
         let session = snap.session(index);
         match snap.classify(session, cx.direction, &cx.key.subscriber_key(), cx.now) {
             Some(id) => {
@@ -376,14 +414,15 @@ impl State {
     }
 }
 
-/// The rating group a flow's decision meters it under, by number.
-fn rating_group_of(snap: &PolicySnapshot, flow: &Flow) -> Option<u32> {
-    match flow.decision {
+/// The rating group a decision of session `index` meters under, by number.
+fn rating_group_of(snap: &PolicySnapshot, index: u32, decision: &Decision) -> Option<u32> {
+    match *decision {
         Decision::Decided { rule: Some(id), .. } => snap.rule(id).rule.rating_group,
-        Decision::Decided { rule: None, .. } => match snap.session(flow.session).default_rule {
+        Decision::Decided { rule: None, .. } => match snap.session(index).default_rule {
             DefaultRule::Forward { rating_group } => Some(rating_group),
             DefaultRule::Drop => None,
         },
+        Decision::Redirected { rating_group } => Some(rating_group),
         Decision::Undecided => None,
     }
 }

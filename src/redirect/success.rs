@@ -59,15 +59,15 @@ impl Nonces {
 }
 
 impl Redirector {
-    /// Whether a flow of a session that is not (or no longer) redirected should still be shown
-    /// to the watch: a portal web flow during the grace window after a lift.
+    /// Whether a portal web flow of a session that the redirect stage does not hold as a whole
+    /// should be shown to the watch: while one of its rating groups is redirected (the portal
+    /// may be reached under another), and in the grace window after a lift.
     pub(super) fn watch_wanted(&self, session: SessionId, key: &FlowKey, now: Timestamp) -> bool {
-        key.protocol == proto::TCP
-            && self.settings.http_ports.contains(&key.remote_port)
+        self.is_web(key)
             && self
                 .sessions
                 .get(&session)
-                .is_some_and(|s| now < s.grace_until)
+                .is_some_and(|s| now < s.grace_until || !s.final_units.is_empty())
             && self.garden.is_portal(key.remote, now)
     }
 
