@@ -264,7 +264,12 @@ impl<'a> Frame<'a> {
 /// belongs to and its bytes. Built once per packet, after orientation; every stage reads it.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
+    /// Monotonic time (a replay: the capture's clock): everything that measures an interval —
+    /// idle timeouts, cookie epochs, TTLs, grace windows.
     pub now: Timestamp,
+    /// `now` on the wall clock: what is compared with a date (token and nonce expiry, rule
+    /// activation) or shown (usage first and last seen, events).
+    pub wall: Timestamp,
     pub direction: Direction,
     pub key: FlowKey,
     pub frame: Frame<'a>,

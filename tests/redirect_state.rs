@@ -445,3 +445,53 @@ fn a_rating_group_redirect_decides_each_flow_once() {
         Verdict::Forward
     );
 }
+
+// ---- Which clock judges what ----
+
+/// A live run hands the engine monotonic time and tells it the wall clock now and then: a
+/// token's expiry is a date, judged on the wall clock; flows still expire by monotonic time, and
+/// the event carries the wall-clock time of the success.
+#[test]
+fn a_token_is_judged_by_wall_time_while_flows_expire_by_monotonic_time() {
+    let mono = |secs: u64| Timestamp::from_secs(5_000 + secs);
+    let mut run = Run::new(snapshot("", 1));
+    run.engine.set_wall_clock(mono(0), at(0));
+    let portal = Client::new(PORTAL, 43000, 80);
+    assert_eq!(run.send(mono(1), &portal.syn()).0, Verdict::Forward);
+    // Valid for five minutes of wall-clock time from T0: far in the future of `mono`, and far
+    // past its token_max_age, if it were judged by the monotonic clock.
+    let q = key().sign(SUBSCRIBER, UE, T0 + 300, "wall-1");
+    assert_eq!(
+        run.send(mono(2), &portal.data(0, 1, &success_request(&q)))
+            .0,
+        Verdict::Forward
+    );
+    let c = run.engine.redirect().counters();
+    assert_eq!((c.successes, c.tokens_expired), (1, 0));
+    let events: Vec<_> = run.engine.drain_events().collect();
+    assert_eq!(
+        events,
+        [weir::packet::Event::RechargeSuccess {
+            session: SessionId(0),
+            subscriber: weir::policy::SubscriberId::parse(SUBSCRIBER).unwrap(),
+            ue: UE,
+            at: at(2),
+        }]
+    );
+    assert!(browses_freely(&mut run, 43001, mono(3)));
+    let flows = run.engine.flows().len();
+    assert!(flows >= 2);
+    // TCP flows idle for 300 s (monotonic) are gone, whatever the wall clock says.
+    run.engine.set_wall_clock(mono(10), at(0));
+    run.engine.handle_timeout(mono(3 + 301));
+    assert_eq!(run.engine.flows().len(), 0);
+
+    // Once the wall clock is past the token's expiry, the same kind of token is refused.
+    let mut late = Run::new(snapshot("", 1));
+    late.engine.set_wall_clock(mono(0), at(301));
+    let q = key().sign(SUBSCRIBER, UE, T0 + 300, "wall-2");
+    late.send(mono(1), &portal.syn());
+    late.send(mono(2), &portal.data(0, 1, &success_request(&q)));
+    let c = late.engine.redirect().counters();
+    assert_eq!((c.successes, c.tokens_expired), (0, 1));
+}

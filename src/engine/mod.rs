@@ -5,6 +5,11 @@
 //! No sockets, threads or clocks in here: every behaviour can be replayed from bytes. Nothing on
 //! the packet path allocates once a flow is known.
 //!
+//! Time comes in as `now`, a monotonic clock (a replay: the capture's), which runs idle
+//! timeouts, cookie epochs and TTLs. What is a date — a token's expiry, a rule's activation,
+//! the usage timestamps a report shows — is judged on the wall clock, `now` plus the offset the
+//! caller last gave [`Engine::set_wall_clock`] (none for a replay).
+//!
 //! The engine is the policy snapshot in force plus the worker's own [`State`] (flows, counters,
 //! the redirect stage); the stages in `stages` are methods of the state that read the snapshot,
 //! so a stage can never hold the snapshot it is also replacing.
@@ -39,6 +44,7 @@ pub struct Engine {
 /// What a worker's engine keeps from packet to packet, apart from the policy it enforces.
 struct State {
     link: LinkType,
+    clock: WallClock,
     flows: FlowTable,
     fragments: FragmentTable,
     meter: Meter,
@@ -61,6 +67,7 @@ impl Engine {
         );
         let state = State {
             link,
+            clock: WallClock::default(),
             flows,
             fragments: FragmentTable::new(FragmentTableConfig::default()),
             meter: Meter::new(),
@@ -127,6 +134,14 @@ impl Engine {
         &self.state.flows
     }
 
+    /// Tells the engine what the wall clock reads at monotonic time `now`; a live run calls it
+    /// now and then (e.g. once a second), so a clock step moves only what is compared with a
+    /// date — never an idle timeout or a cookie epoch. A replay never calls it: its wall clock
+    /// is the capture's.
+    pub fn set_wall_clock(&mut self, now: Timestamp, wall: Timestamp) {
+        self.state.clock = WallClock::at(now, wall);
+    }
+
     /// Housekeeping the caller runs now and then (e.g. once a second): expires idle flows.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.state.flows.expire(now);
@@ -139,6 +154,28 @@ impl Engine {
 
     pub(crate) fn rule_hits(&self) -> impl Iterator<Item = (&(SessionId, Arc<str>), u64)> {
         self.state.hits.iter()
+    }
+}
+
+/// Wall-clock time as an offset from the engine's monotonic time; zero until set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct WallClock {
+    /// Wall minus monotonic, in nanoseconds.
+    offset: i128,
+}
+
+impl WallClock {
+    fn at(now: Timestamp, wall: Timestamp) -> WallClock {
+        WallClock {
+            offset: i128::from(wall.as_nanos()) - i128::from(now.as_nanos()),
+        }
+    }
+
+    #[inline]
+    fn wall(self, now: Timestamp) -> Timestamp {
+        let wall = i128::from(now.as_nanos()) + self.offset;
+        // Within u64 once clamped: both ends of the offset were.
+        Timestamp::from_nanos(wall.clamp(0, i128::from(u64::MAX)) as u64)
     }
 }
 

@@ -131,6 +131,7 @@ impl State {
         }
         Continue(Context {
             now,
+            wall: self.clock.wall(now),
             direction,
             key: FlowKey::new(t, direction),
             frame,
@@ -145,7 +146,7 @@ impl State {
         let idle_limit = self.flows.timeouts.for_protocol(cx.key.protocol);
         let e = self.flows.get_mut(&cx.key)?;
         if e.version != snap.version
-            || cx.now >= e.valid_until
+            || cx.wall >= e.valid_until
             || cx.now.saturating_since(e.last_seen) > idle_limit
         {
             return None;
@@ -181,7 +182,7 @@ impl State {
             snap.version,
             index,
             session.id,
-            session.next_boundary(cx.now),
+            session.next_boundary(cx.wall),
             cx.now,
         );
         match stage {
@@ -311,7 +312,7 @@ impl State {
         };
         let len = cx.frame.packet.ip_len;
         for slot in [rating_group, monitoring_key].into_iter().flatten() {
-            self.meter.add(slot, cx.direction, len, cx.now);
+            self.meter.add(slot, cx.direction, len, cx.wall);
         }
     }
 
@@ -345,7 +346,7 @@ impl State {
     /// slots.
     fn classify(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, index: u32) -> Decision {
         let session = snap.session(index);
-        match snap.classify(session, cx.direction, &cx.key.subscriber_key(), cx.now) {
+        match snap.classify(session, cx.direction, &cx.key.subscriber_key(), cx.wall) {
             Some(id) => {
                 let compiled = snap.rule(id);
                 let rule = &compiled.rule;

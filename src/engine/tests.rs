@@ -273,6 +273,33 @@ fn a_rule_stops_matching_at_its_deactivation_time_even_for_a_cached_flow() {
     assert_eq!(usage(&e, 0, 10).downlink_packets, 1);
 }
 
+/// A live run's time is monotonic: rule activation dates, and the usage timestamps shown, are
+/// judged on the wall clock the caller sets; idle timeouts run on the monotonic clock, however the
+/// wall clock steps.
+#[test]
+fn dates_are_judged_by_the_wall_clock_and_idle_timeouts_by_the_monotonic_one() {
+    let mut e = engine();
+    let mono = |secs: u64| Timestamp(secs * SEC);
+    let wall = |secs: u64| Timestamp((JUNE_2026 + secs) * SEC);
+    e.set_wall_clock(mono(100), wall(0));
+    let down = tcp("203.0.113.7", 80, UE, 40006, ACK, b"");
+    let mut out = Output::default();
+    assert_eq!(
+        e.handle_frame(mono(100), Port::Any, &down, &mut out),
+        Verdict::Forward
+    );
+    let video = usage(&e, 0, 20);
+    assert_eq!(video.downlink_packets, 1, "the campaign is on in June 2026");
+    assert_eq!(video.first_seen, Some(wall(0)));
+
+    // The wall clock steps back a day: the flow is no older for it.
+    e.set_wall_clock(mono(200), Timestamp((JUNE_2026 - 86_400) * SEC));
+    e.handle_timeout(mono(100 + 299));
+    assert_eq!(e.flows().len(), 1);
+    e.handle_timeout(mono(100 + 301));
+    assert_eq!((e.flows().len(), e.flows().expired), (0, 1));
+}
+
 #[test]
 fn default_rule_forwards_with_its_rating_group_or_drops() {
     let mut e = engine();

@@ -232,13 +232,14 @@ impl Redirector {
         self.events.drain(..)
     }
 
-    /// The redirect holding the whole session `index`, if any.
-    fn session_hold(&self, snap: &PolicySnapshot, index: u32, now: Timestamp) -> Option<Hold> {
+    /// The redirect holding the whole session `index` at wall-clock time `wall` (rules turn on
+    /// and off at dates), if any.
+    fn session_hold(&self, snap: &PolicySnapshot, index: u32, wall: Timestamp) -> Option<Hold> {
         let session = snap.session(index);
         let state = self.sessions.get(&session.id);
         for id in &session.redirect_rules {
             let rule = &snap.rule(*id).rule;
-            if rule.active_at(now) && !state.is_some_and(|s| s.lifted_rules.contains(&rule.name)) {
+            if rule.active_at(wall) && !state.is_some_and(|s| s.lifted_rules.contains(&rule.name)) {
                 return Some(Hold {
                     session: index,
                     active: Active::Rule(*id),
@@ -282,7 +283,7 @@ impl Redirector {
         cx: &Context<'_>,
         out: &mut Output,
     ) -> Stage {
-        match self.session_hold(snap, index, cx.now) {
+        match self.session_hold(snap, index, cx.wall) {
             Some(hold) => self.enforce_hold(snap, hold, cx, out),
             None => Stage::Pass {
                 watch: self.watch_wanted(snap.session(index).id, &cx.key, cx.now),

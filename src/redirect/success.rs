@@ -10,7 +10,6 @@ use crate::token::{Holder, Token, TokenError, MAX_NONCE_LEN};
 use crate::wire::{proto, Direction};
 use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 /// Events waiting for the control plane, at most; later ones are counted and dropped.
 const MAX_EVENTS: usize = 1024;
@@ -88,7 +87,7 @@ impl Redirector {
         }
         let session = snap.session(index);
         let ue = cx.frame.ue(direction);
-        let redirected = self.session_hold(snap, index, now).is_some()
+        let redirected = self.session_hold(snap, index, cx.wall).is_some()
             || (self.rating_group_redirects > 0
                 && self
                     .sessions
@@ -105,7 +104,8 @@ impl Redirector {
         let (Some(success), Some(token_key)) = (&settings.success_url, &settings.token_key) else {
             return false;
         };
-        let now_secs = now.as_nanos() / 1_000_000_000;
+        // Token expiries are wall-clock seconds, as the portal wrote them.
+        let wall_secs = cx.wall.as_nanos() / 1_000_000_000;
         let max_age = settings.token_max_age.as_secs();
         subscriber.clear();
         // Writing to a String cannot fail.
@@ -114,8 +114,8 @@ impl Redirector {
         let mut verified = false;
         watch.segment(Segment::of(cx), success, |sighting| {
             let result = Token::from_query(sighting.query).and_then(|t| {
-                t.verify(token_key, holder, now_secs, max_age)?;
-                nonces.admit(&t, session.id, redirected, now)
+                t.verify(token_key, holder, wall_secs, max_age)?;
+                nonces.admit(&t, session.id, redirected, cx.wall)
             });
             match result {
                 Ok(true) => {
@@ -144,21 +144,22 @@ impl Redirector {
         if !verified || !redirected {
             return false;
         }
-        self.lift(snap, index, ue, now);
+        self.lift(snap, index, cx);
         true
     }
 
     /// A verified recharge success: raise the event and, with the local action, lift the
     /// session's redirect now.
-    fn lift(&mut self, snap: &PolicySnapshot, index: u32, ue: IpAddr, now: Timestamp) {
+    fn lift(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>) {
         let session = snap.session(index);
+        let ue = cx.frame.ue(cx.direction);
         tracing::info!(subscriber = %session.subscriber, ue = %ue, "recharge success: redirect lifted");
         if self.events.len() < MAX_EVENTS {
             self.events.push(Event::RechargeSuccess {
                 session: session.id,
                 subscriber: session.subscriber.clone(),
                 ue,
-                at: now,
+                at: cx.wall,
             });
         } else {
             self.counters.events_dropped += 1;
@@ -172,7 +173,7 @@ impl Redirector {
             }
         }
         state.final_units.clear();
-        state.grace_until = now.saturating_add(self.settings.grace);
+        state.grace_until = cx.now.saturating_add(self.settings.grace);
         self.counters.lifts += 1;
         self.recount();
     }
