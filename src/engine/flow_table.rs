@@ -6,8 +6,8 @@ use crate::packet::FlowKey;
 use crate::policy::{RuleId, SessionId};
 use crate::time::Timestamp;
 use crate::wire::{proto, Direction};
-use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What to do with one direction of a flow, decided once.
@@ -104,7 +104,9 @@ impl IdleTimeouts {
 const EVICTION_SAMPLE: usize = 16;
 
 pub struct FlowTable {
-    map: FxHashMap<FlowKey, FlowEntry>,
+    /// Keyed on 5-tuples anyone on the internet chooses: a randomly keyed hash (a fresh key per
+    /// table), so colliding keys cannot be computed in advance.
+    map: HashMap<FlowKey, FlowEntry, ahash::RandomState>,
     capacity: usize,
     pub timeouts: IdleTimeouts,
     last_sweep: Timestamp,
@@ -116,7 +118,7 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(capacity: usize, timeouts: IdleTimeouts) -> Self {
         let capacity = capacity.max(1);
-        let mut map = FxHashMap::default();
+        let mut map = HashMap::with_hasher(ahash::RandomState::new());
         map.reserve(capacity);
         FlowTable {
             map,

@@ -11,7 +11,7 @@ use crate::packet::{Context, FlowKey};
 use crate::policy::SuccessUrl;
 use crate::time::Timestamp;
 use crate::wire::{tcp_flags, Direction};
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Bytes of one direction's head kept while waiting for the rest.
@@ -77,7 +77,9 @@ pub struct Sighting<'a> {
 
 #[derive(Default)]
 pub struct Watch {
-    flows: FxHashMap<FlowKey, Watched>,
+    /// Keyed on flows the subscriber (and the portal's peers) choose: a randomly keyed hash,
+    /// fresh per watch.
+    flows: HashMap<FlowKey, Watched, ahash::RandomState>,
     /// Buffers of forgotten flows, reused.
     spare: Vec<Stream>,
     pub evicted: u64,

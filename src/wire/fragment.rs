@@ -2,8 +2,7 @@
 
 use super::{Fragment, Packet};
 use crate::time::Timestamp;
-use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -57,7 +56,8 @@ struct Entry {
 /// it. Memory is allocated once, in [`FragmentTable::new`]; `resolve` never allocates.
 pub struct FragmentTable {
     config: FragmentTableConfig,
-    entries: FxHashMap<FragmentKey, Entry>,
+    /// Keyed on what any sender chooses: a randomly keyed hash, fresh per table.
+    entries: HashMap<FragmentKey, Entry, ahash::RandomState>,
     /// Keys in the order they were first recorded, each exactly once, oldest at the front: the
     /// eviction order. It always holds exactly the keys of `entries`.
     order: VecDeque<FragmentKey>,
@@ -70,7 +70,7 @@ impl FragmentTable {
         let room = config.capacity.saturating_mul(2);
         FragmentTable {
             config,
-            entries: FxHashMap::with_capacity_and_hasher(room, Default::default()),
+            entries: HashMap::with_capacity_and_hasher(room, ahash::RandomState::new()),
             order: VecDeque::with_capacity(config.capacity),
         }
     }
