@@ -160,22 +160,21 @@ impl Engine {
 /// Wall-clock time as an offset from the engine's monotonic time; zero until set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct WallClock {
-    /// Wall minus monotonic, in nanoseconds.
-    offset: i128,
+    /// Wall minus monotonic, in nanoseconds (±292 years).
+    offset: i64,
 }
 
 impl WallClock {
     fn at(now: Timestamp, wall: Timestamp) -> WallClock {
+        let offset = i128::from(wall.as_nanos()) - i128::from(now.as_nanos());
         WallClock {
-            offset: i128::from(wall.as_nanos()) - i128::from(now.as_nanos()),
+            offset: offset.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
         }
     }
 
     #[inline]
     fn wall(self, now: Timestamp) -> Timestamp {
-        let wall = i128::from(now.as_nanos()) + self.offset;
-        // Within u64 once clamped: both ends of the offset were.
-        Timestamp::from_nanos(wall.clamp(0, i128::from(u64::MAX)) as u64)
+        Timestamp::from_nanos(now.as_nanos().saturating_add_signed(self.offset))
     }
 }
 

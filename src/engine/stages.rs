@@ -37,13 +37,16 @@ impl Engine {
     ) -> Verdict {
         let (snap, st) = (&*self.snapshot, &mut self.state);
         let mut stages = || -> Step<Verdict> {
-            let packet = st.parse(snap, now, bytes)?;
-            let frame = Frame {
-                link: st.link,
-                bytes,
-                packet: &packet,
+            // The parse is matched here, not handed back through a stage: a packet is large,
+            // and copying it out of a wrapper costs more than the rest of a cache hit.
+            st.count(bytes);
+            let mut packet = match wire::parse(st.link, bytes) {
+                Ok(Parsed::Ip(p)) => p,
+                other => return Break(st.not_ip(snap, other)),
             };
-            let cx = st.orient(snap, now, port, frame)?;
+            st.reassemble(now, &mut packet, bytes)?;
+            let direction = st.orient(snap, port, &packet)?;
+            let cx = st.context(now, direction, bytes, &packet);
             let mut flow = match st.cached(snap, &cx) {
                 Some(flow) => flow,
                 None => st.admit(snap, &cx, out)?,
@@ -62,20 +65,28 @@ impl Engine {
 }
 
 impl State {
-    /// Counts the frame and parses it; reassembles the ports of fragments; passes what is not
-    /// subscriber traffic at all (non-IP, IPv6 neighbour discovery).
-    fn parse(&mut self, snap: &PolicySnapshot, now: Timestamp, bytes: &[u8]) -> Step<Packet> {
-        self.counters.frames += 1;
-        self.counters.bytes += bytes.len() as u64;
-        let mut packet = match wire::parse(self.link, bytes) {
-            Ok(Parsed::Ip(p)) => p,
-            Ok(Parsed::NonIp { .. }) => {
+    /// What is not IP, or not parseable: passed, or dropped as malformed.
+    #[cold]
+    fn not_ip(&mut self, snap: &PolicySnapshot, parsed: Result<Parsed, WireError>) -> Verdict {
+        match parsed {
+            Ok(_) => {
                 self.counters.non_ip += 1;
-                return Break(self.forward());
+                self.forward()
             }
-            Err(e) => return Break(self.malformed(snap, e)),
-        };
-        match self.fragments.resolve(now, &mut packet) {
+            Err(e) => match snap.settings.malformed {
+                MalformedAction::Drop => self.drop(DropReason::Malformed(e)),
+                MalformedAction::Pass => {
+                    self.counters.malformed_passed[e as usize] += 1;
+                    self.forward()
+                }
+            },
+        }
+    }
+
+    /// Reassembles the ports of fragments; passes IPv6 neighbour discovery.
+    #[inline]
+    fn reassemble(&mut self, now: Timestamp, packet: &mut Packet, bytes: &[u8]) -> Step<()> {
+        match self.fragments.resolve(now, packet) {
             FragmentOutcome::NotFragment => {}
             FragmentOutcome::First => self.counters.fragments_first += 1,
             FragmentOutcome::Resolved => self.counters.fragments_resolved += 1,
@@ -85,34 +96,26 @@ impl State {
         // metered and never a flow. Without it a bridged UE could not reach its next hop — under
         // redirect neither the portal nor the 302 would arrive; with a dropping default rule
         // nothing would.
-        if wire::is_neighbor_discovery(&packet, bytes) {
+        if wire::is_neighbor_discovery(packet, bytes) {
             self.counters.neighbor_discovery += 1;
             return Break(self.forward());
         }
-        Continue(packet)
+        Continue(())
     }
 
-    fn malformed(&mut self, snap: &PolicySnapshot, e: WireError) -> Verdict {
-        match snap.settings.malformed {
-            MalformedAction::Drop => self.drop(DropReason::Malformed(e)),
-            MalformedAction::Pass => {
-                self.counters.malformed_passed[e as usize] += 1;
-                self.forward()
-            }
-        }
+    /// Every frame counts, whatever becomes of it.
+    #[inline]
+    fn count(&mut self, bytes: &[u8]) {
+        self.counters.frames += 1;
+        self.counters.bytes += bytes.len() as u64;
     }
 
-    /// Which way the packet goes, from the UE pools, and the flow it belongs to. Traffic with
-    /// no subscriber end, or a subscriber's address on the leg it cannot come from (spoofed or
-    /// looped), goes no further.
-    fn orient<'a>(
-        &mut self,
-        snap: &PolicySnapshot,
-        now: Timestamp,
-        port: Port,
-        frame: Frame<'a>,
-    ) -> Step<Context<'a>> {
-        let t = &frame.packet.tuple;
+    /// Which way the packet goes, from the UE pools. Traffic with no subscriber end, or a
+    /// subscriber's address on the leg it cannot come from (spoofed or looped), goes no
+    /// further.
+    #[inline]
+    fn orient(&mut self, snap: &PolicySnapshot, port: Port, packet: &Packet) -> Step<Direction> {
+        let t = &packet.tuple;
         let direction = if snap.in_ue_pool(ip_key(t.src)) {
             Direction::Uplink
         } else if snap.in_ue_pool(ip_key(t.dst)) {
@@ -129,13 +132,30 @@ impl State {
         ) {
             return Break(self.drop(DropReason::WrongLeg));
         }
-        Continue(Context {
+        Continue(direction)
+    }
+
+    /// The per-packet context the later stages read: the flow in subscriber orientation and the
+    /// time on both clocks.
+    #[inline]
+    fn context<'a>(
+        &self,
+        now: Timestamp,
+        direction: Direction,
+        bytes: &'a [u8],
+        packet: &'a Packet,
+    ) -> Context<'a> {
+        Context {
             now,
             wall: self.clock.wall(now),
             direction,
-            key: FlowKey::new(t, direction),
-            frame,
-        })
+            key: FlowKey::new(&packet.tuple, direction),
+            frame: Frame {
+                link: self.link,
+                bytes,
+                packet,
+            },
+        }
     }
 
     /// The flow cache: a hit is a flow of this snapshot, not idle, whose rules have not turned
@@ -311,7 +331,10 @@ impl State {
             return;
         };
         let len = cx.frame.packet.ip_len;
-        for slot in [rating_group, monitoring_key].into_iter().flatten() {
+        if let Some(slot) = rating_group {
+            self.meter.add(slot, cx.direction, len, cx.wall);
+        }
+        if let Some(slot) = monitoring_key {
             self.meter.add(slot, cx.direction, len, cx.wall);
         }
     }
