@@ -253,7 +253,7 @@ impl PolicySnapshot {
                         .rule
                         .redirect
                         .as_ref()
-                        .is_some_and(|i| i.enabled)
+                        .is_some_and(|i| i.enabled())
                 })
                 .collect();
             compiled.push(Session {
@@ -360,7 +360,7 @@ fn compile_session(
             .rule
             .redirect
             .as_ref()
-            .is_some_and(|r| r.enabled)
+            .is_some_and(|r| r.enabled())
     });
     for id in normal {
         for filter in &rules[id.0 as usize].rule.filters {

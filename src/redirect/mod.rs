@@ -355,14 +355,14 @@ impl Redirector {
     }
 
     fn add_portal(&mut self, info: &RedirectInformation) {
-        match info.address_type {
+        match info.address_type() {
             RedirectAddressType::Url => {
-                if let Some((host, _)) = split_http_url(&info.server_address) {
+                if let Some((host, _)) = split_http_url(info.server_address()) {
                     self.garden.add_host(&host);
                 }
             }
             RedirectAddressType::Ipv4 | RedirectAddressType::Ipv6 => {
-                self.garden.add_host(&info.server_address);
+                self.garden.add_host(info.server_address());
             }
             RedirectAddressType::SipUri => {}
         }
@@ -836,11 +836,11 @@ impl Redirector {
 /// The redirect address as a URL: IPv4 and IPv6 addresses become `http://address/`.
 fn write_redirect_url(info: &RedirectInformation, out: &mut String) {
     // Writing to a String cannot fail.
-    let _ = match info.address_type {
-        RedirectAddressType::Ipv4 => write!(out, "http://{}/", info.server_address),
-        RedirectAddressType::Ipv6 => write!(out, "http://[{}]/", info.server_address),
+    let _ = match info.address_type() {
+        RedirectAddressType::Ipv4 => write!(out, "http://{}/", info.server_address()),
+        RedirectAddressType::Ipv6 => write!(out, "http://[{}]/", info.server_address()),
         RedirectAddressType::Url | RedirectAddressType::SipUri => {
-            out.write_str(&info.server_address)
+            out.write_str(info.server_address())
         }
     };
 }
