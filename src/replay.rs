@@ -1,7 +1,9 @@
 //! `weir replay`: a capture through the engine, with the capture's timestamps as the time.
 //!
 //! Frames are read in batches and the engine is timed over each batch alone, so the reported
-//! throughput excludes file I/O.
+//! throughput excludes file I/O. The capture's clock also drives the engine's housekeeping, as
+//! a live worker's clock does: idle flows expire about once a second of capture time, and once
+//! more at the last frame, so the report shows the flow table as it stood then.
 
 use crate::engine::{Engine, Output, Port, Report, Verdict};
 use crate::io::pcap::{CaptureReader, PcapError, PcapWriter, Record};
@@ -14,9 +16,12 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const BATCH: usize = 4096;
+
+/// How often the engine's housekeeping runs, in capture time: the live worker's interval.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -91,6 +96,8 @@ pub fn replay(
     let mut engine_time = std::time::Duration::ZERO;
     let (mut first_ts, mut last_ts) = (None, None);
     let mut frame_no = 0u64;
+    // Capture time of the last housekeeping; the clock starts at the first frame.
+    let mut housekept: Option<Timestamp> = None;
     loop {
         batch.clear();
         while batch.len() < BATCH {
@@ -137,6 +144,11 @@ pub fn replay(
         out.clear();
         let start = Instant::now();
         for r in &batch {
+            let last = *housekept.get_or_insert(r.timestamp);
+            if r.timestamp.saturating_since(last) >= HOUSEKEEPING {
+                engine.handle_timeout(r.timestamp);
+                housekept = Some(r.timestamp);
+            }
             let before = out.frames.len();
             let v = engine.handle_frame(r.timestamp, Port::Any, &r.data, &mut out);
             verdicts.push((v == Verdict::Forward, out.frames.len() - before));
@@ -156,6 +168,9 @@ pub fn replay(
     }
     if let Some(w) = writer {
         w.finish().map_err(capture_err)?;
+    }
+    if let (Some(e), Some(last)) = (engine.as_mut(), last_ts) {
+        e.handle_timeout(last);
     }
     let report = match &engine {
         Some(e) => e.report(),

@@ -1,6 +1,12 @@
 //! The `weir` binary as a user runs it: check-config's error listing, replay's report and its
-//! output capture, on the shipped example config and capture.
+//! output capture, on the shipped example config and capture. The replay's usage, rule hits and
+//! flows are compared with the example's rules applied by hand to tshark's listing of the
+//! capture.
 
+mod tshark;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -77,54 +83,48 @@ fn replay_of_the_sample_reports_exact_usage_and_writes_the_forwarded_frames() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let want = sample_by_hand();
     assert_eq!(r["totals"]["frames"], 126);
     assert_eq!(r["totals"]["forwarded"], 116);
     assert_eq!(r["totals"]["dropped"], 10);
-    assert_eq!(r["totals"]["drop_reasons"]["gate_closed"], 10);
-    assert_eq!(r["totals"]["non_subscriber_forwarded"], 4);
-    // Independently: tshark sums of ip.len / 40 + ipv6.plen per direction and rule.
-    let rows: Vec<[u64; 5]> = r["rating_groups"]
+    assert_eq!(r["totals"]["drop_reasons"]["gate_closed"], want.gated);
+    assert_eq!(r["totals"]["non_subscriber_forwarded"], want.non_subscriber);
+    assert_eq!(want.frames, 126);
+    assert_eq!(want.frames - want.gated, 116);
+    let rows: BTreeMap<u32, [u64; 4]> = r["rating_groups"]
         .as_array()
         .unwrap()
         .iter()
         .map(|u| {
             assert_eq!(u["subscriber"], "imsi-001010000000001");
-            [
-                "rating_group",
-                "uplink_bytes",
-                "uplink_packets",
-                "downlink_bytes",
-                "downlink_packets",
-            ]
-            .map(|k| u[k].as_u64().unwrap())
+            let n = |k: &str| u[k].as_u64().unwrap();
+            (
+                n("rating_group") as u32,
+                [
+                    n("uplink_bytes"),
+                    n("uplink_packets"),
+                    n("downlink_bytes"),
+                    n("downlink_packets"),
+                ],
+            )
         })
         .collect();
-    assert_eq!(
-        rows,
-        vec![
-            [0, 252, 3, 0, 0],
-            [1, 232, 4, 232, 4],
-            [10, 2770, 41, 28872, 23],
-            [20, 0, 0, 29543, 37],
-        ]
-    );
-    let hits: Vec<(String, u64)> = r["rules"]
+    assert_eq!(rows, want.usage);
+    assert_eq!(rows.len(), 4, "default, dns, web and video all metered");
+    let hits: BTreeMap<String, u64> = r["rules"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| {
+            assert_eq!(h["subscriber"], "imsi-001010000000001");
             (
                 h["rule"].as_str().unwrap().to_string(),
                 h["packets"].as_u64().unwrap(),
             )
         })
         .collect();
-    assert_eq!(
-        hits,
-        [("blocked-p2p", 10), ("dns", 8), ("video", 37), ("web", 64)]
-            .map(|(n, c)| (n.to_string(), c))
-    );
-    assert_eq!(r["flows"]["created"], 10);
+    assert_eq!(hits, want.hits);
+    assert_eq!(r["flows"]["created"], want.flows);
     assert!(r["throughput"]["packets_per_second"].as_f64().unwrap() > 0.0);
 
     // The output capture holds exactly the forwarded frames, byte for byte, in order.
@@ -258,4 +258,95 @@ fn replay_writes_the_frames_the_gateway_injects() {
     );
     assert_eq!(frames[0].timestamp, Timestamp::from_secs(1_790_000_000));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// What examples/weir.toml does to examples/sample.pcap, worked out by hand from tshark's
+/// listing: the example's rules written out below as plain conditions, in precedence order.
+struct Sample {
+    frames: u64,
+    gated: u64,
+    non_subscriber: u64,
+    /// Rating group → [uplink bytes, uplink packets, downlink bytes, downlink packets].
+    usage: BTreeMap<u32, [u64; 4]>,
+    /// Rule name → packets that matched it, gated ones included.
+    hits: BTreeMap<String, u64>,
+    /// Distinct 5-tuples of the subscriber (the capture spans less than any idle timeout).
+    flows: u64,
+}
+
+fn sample_by_hand() -> Sample {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.pcap");
+    let frames = tshark::frames(&pcap);
+    let ip = |s: &str| s.parse::<IpAddr>().expect("tshark address");
+    let in_prefix = |a: IpAddr, net: &str, len: u32| match (a, ip(net)) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u32::from(a) ^ u32::from(n)).leading_zeros() >= len,
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a) ^ u128::from(n)).leading_zeros() >= len,
+        _ => false,
+    };
+    let in_pools = |a: IpAddr| in_prefix(a, "10.45.0.0", 16) || in_prefix(a, "2001:db8:45::", 48);
+    // The first session: imsi-001010000000001.
+    let first = |a: IpAddr| a == ip("10.45.0.2") || in_prefix(a, "2001:db8:45:1::", 64);
+    // The campaign of rule "video": 2026-01-01T00:00:00Z until 2027-01-01T00:00:00Z.
+    let video_on = 1_767_225_600_000_000_000..1_798_761_600_000_000_000u64;
+    let mut s = Sample {
+        frames: tshark::count(&pcap),
+        gated: 0,
+        non_subscriber: 0,
+        usage: BTreeMap::new(),
+        hits: BTreeMap::new(),
+        flows: 0,
+    };
+    let mut tuples = BTreeSet::new();
+    for f in frames.iter().filter(|f| !f.neighbor_discovery) {
+        let (src, dst) = (ip(&f.src), ip(&f.dst));
+        let (uplink, ue, remote, ue_port, remote_port) = if in_pools(src) {
+            (true, src, dst, f.src_port, f.dst_port)
+        } else if in_pools(dst) {
+            (false, dst, src, f.dst_port, f.src_port)
+        } else {
+            s.non_subscriber += 1;
+            continue;
+        };
+        assert!(
+            first(ue),
+            "the sample holds only the first subscriber's traffic: {ue}"
+        );
+        tuples.insert((ue, remote, ue_port, remote_port, f.protocol));
+        let (tcp, udp) = (f.protocol == 6, f.protocol == 17);
+        let p2p = 6881..=6889;
+        let (rule, rating_group) = if tcp && (p2p.contains(&remote_port) || p2p.contains(&ue_port))
+        {
+            ("blocked-p2p", None)
+        } else if (udp || tcp) && remote_port == 53 {
+            ("dns", Some(1))
+        } else if udp
+            && remote == ip("203.0.113.10")
+            && (remote_port == 5060 || (10000..=20000).contains(&remote_port))
+        {
+            ("voice", Some(30))
+        } else if !uplink
+            && video_on.contains(&f.time_ns)
+            && (in_prefix(remote, "198.51.100.0", 24) || in_prefix(remote, "2001:db8:cafe::", 48))
+        {
+            ("video", Some(20))
+        } else if (tcp && (remote_port == 80 || remote_port == 443)) || (udp && remote_port == 443)
+        {
+            ("web", Some(10))
+        } else {
+            ("", Some(0))
+        };
+        if !rule.is_empty() {
+            *s.hits.entry(rule.to_string()).or_default() += 1;
+        }
+        let Some(rg) = rating_group else {
+            s.gated += 1;
+            continue;
+        };
+        let row = s.usage.entry(rg).or_default();
+        let i = if uplink { 0 } else { 2 };
+        row[i] += f.ip_len;
+        row[i + 1] += 1;
+    }
+    s.flows = tuples.len() as u64;
+    s
 }

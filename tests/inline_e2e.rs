@@ -200,6 +200,31 @@ fn mac(ns: &str) -> String {
 /// Reads the client-side capture and counts what the gateway should have metered under the
 /// lab's rules: TCP to or from port 80 is "web" (rating group 10), 6881-6889 are gated shut
 /// (never metered), anything else with a subscriber address is the default (99).
+/// Stops IPv6 router solicitations in every namespace of the lab: a host keeps soliciting a
+/// router that never answers, and each solicitation would cross the gateway.
+fn quiet_router_solicitations(lab: &Lab) {
+    let list = ok(
+        Command::new("ip").args(["netns", "list"]),
+        Duration::from_secs(5),
+    );
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        if !ns.starts_with(&lab.prefix) {
+            continue;
+        }
+        ok(
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                ns,
+                "sh",
+                "-c",
+                "for f in /proc/sys/net/ipv6/conf/*/router_solicitations; do echo 0 > $f; done",
+            ]),
+            Duration::from_secs(5),
+        );
+    }
+}
+
 fn independent_usage(pcap: &Path) -> (Usage, u64) {
     let out = ok(
         Command::new("tshark").args(["-n", "-r"]).arg(pcap).args([
@@ -271,7 +296,10 @@ fn bridge_meters_exactly_what_the_client_saw_and_a_disabled_rule_blocks() {
     }
     let lab = Lab::up("b", &[("WEIR_LAB_GATEWAY", "none")]);
     let (ue, gw, inet) = (lab.ns("ue"), lab.ns("gw"), lab.ns("inet"));
-    // Pinned neighbours: no ARP or neighbour discovery can happen mid-count.
+    // Pinned neighbours: no ARP or neighbour discovery can happen mid-count. No router
+    // solicitations either (the lab has no router), so nothing but the subscriber's traffic
+    // crosses the gateway while the workers' counts are compared below.
+    quiet_router_solicitations(&lab);
     let (ue_mac, inet_mac) = (mac(&ue), mac(&inet));
     for (ns, addr, lladdr) in [
         (&ue, INET4, &inet_mac),
@@ -339,6 +367,9 @@ fn bridge_meters_exactly_what_the_client_saw_and_a_disabled_rule_blocks() {
 
     let config = lab.state.join("weir.toml");
     let text = std::fs::read_to_string(repo().join("examples/lab.toml")).unwrap();
+    // Two workers, so subscriber affinity can be seen (the machines this runs on have two
+    // cores).
+    let text = text.replace("[dataplane]\n", "[dataplane]\ncores = [0, 1]\n");
     std::fs::write(&config, text).unwrap();
     let mut weir = netns(
         &gw,
@@ -369,8 +400,26 @@ fn bridge_meters_exactly_what_the_client_saw_and_a_disabled_rule_blocks() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Each worker's frames, fresh, from the live report.
+    let worker_frames = || -> Vec<u64> {
+        let live: serde_json::Value = serde_json::from_str(&ok(
+            &mut netns(&gw, &["curl", "-s", "--max-time", "5", report_url]),
+            Duration::from_secs(10),
+        ))
+        .unwrap();
+        live["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["frames"].as_u64().unwrap())
+            .collect()
+    };
+    // Only the subscriber's IPv4 traffic crosses the gateway in this window (neighbours are
+    // pinned), so whichever worker owns 10.45.0.2 counts it all and the other counts nothing.
+    let before = worker_frames();
     download_and_verify(&lab, &ue, INET4);
     assert_eq!(ping(&ue, INET4, 5), 5);
+    let after = worker_frames();
     assert_eq!(ping(&ue, INET6, 5), 5);
     let blocked = run(
         &mut netns(
@@ -449,14 +498,21 @@ fn bridge_meters_exactly_what_the_client_saw_and_a_disabled_rule_blocks() {
         report["totals"]["drop_reasons"]["gate_closed"].as_u64(),
         Some(blocked_frames)
     );
-    // Subscriber affinity: the worker that owns 10.45.0.2 saw every IPv4 frame of it.
-    let workers = report["workers"].as_array().unwrap();
-    let owner = weir::io::bpf::ue_hash(UE4.parse().unwrap()) as usize % workers.len();
-    let owner_frames = workers[owner]["frames"].as_u64().unwrap();
+    // Subscriber affinity, seen from the counts alone: one worker took every frame of the
+    // subscriber's IPv4 window, the other none of them.
+    assert_eq!(before.len(), 2, "two workers: {before:?}");
+    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let web = want[&10][1] + want[&10][3];
+    let owner = usize::from(delta[1] > delta[0]);
     assert!(
-        owner_frames >= web,
-        "owner {owner} saw {owner_frames} of {web} web frames"
+        delta[owner] >= web + 10,
+        "owner {owner} counted {delta:?}, fewer than the {web} web frames and 10 pings"
+    );
+    assert_eq!(
+        delta[1 - owner],
+        0,
+        "worker {} saw the subscriber's frames: {delta:?}",
+        1 - owner
     );
 }
 

@@ -908,11 +908,12 @@ fn a_replayed_token_does_not_lift_a_new_redirect() {
 fn final_unit(rating_group: Option<u32>) -> FinalUnitRedirect {
     FinalUnitRedirect {
         rating_group,
-        redirect: RedirectInformation {
-            enabled: true,
-            address_type: RedirectAddressType::Url,
-            server_address: "http://portal.example/topup".into(),
-        },
+        redirect: RedirectInformation::new(
+            true,
+            RedirectAddressType::Url,
+            "http://portal.example/topup",
+        )
+        .unwrap(),
         restriction_filters: vec!["permit out 17 from any 123 to assigned".parse().unwrap()],
         filter_ids: Vec::new(),
     }

@@ -310,11 +310,12 @@ fn a_changed_configured_cookie_secret_takes_effect() {
 fn rating_group_redirect() -> FinalUnitRedirect {
     FinalUnitRedirect {
         rating_group: Some(20),
-        redirect: RedirectInformation {
-            enabled: true,
-            address_type: RedirectAddressType::Url,
-            server_address: "http://portal.example/topup".into(),
-        },
+        redirect: RedirectInformation::new(
+            true,
+            RedirectAddressType::Url,
+            "http://portal.example/topup",
+        )
+        .expect("a valid portal URL"),
         restriction_filters: Vec::new(),
         filter_ids: Vec::new(),
     }

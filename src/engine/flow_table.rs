@@ -154,8 +154,14 @@ impl FlowTable {
             self.make_room(now);
         }
         self.created += 1;
+        let timeout = self.timeouts.for_protocol(key.protocol);
         match self.map.entry(key) {
             Entry::Occupied(mut o) => {
+                // A 5-tuple back after its idle timeout, before a sweep removed it: the old flow
+                // expired, the same as if the sweep had come first.
+                if now.saturating_since(o.get().last_seen) > timeout {
+                    self.expired += 1;
+                }
                 o.insert(entry);
                 o.into_mut()
             }
@@ -213,5 +219,60 @@ impl FlowTable {
 
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &FlowEntry)> {
         self.map.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn table() -> FlowTable {
+        let t = Duration::from_secs(60);
+        FlowTable::new(
+            16,
+            IdleTimeouts {
+                tcp: t,
+                udp: Duration::from_secs(30),
+                icmp: t,
+                other: t,
+            },
+        )
+    }
+
+    fn udp_key() -> FlowKey {
+        FlowKey {
+            ue: 0x0a2d_0002,
+            remote: 0x0808_0808,
+            ue_port: 40000,
+            remote_port: 53,
+            protocol: proto::UDP,
+        }
+    }
+
+    fn entry(now: Timestamp) -> FlowEntry {
+        FlowEntry::new(1, 0, SessionId(1), Timestamp::MAX, now)
+    }
+
+    #[test]
+    fn a_five_tuple_back_after_its_idle_timeout_counts_as_expired_once() {
+        let mut t = table();
+        let key = udp_key();
+        let start = Timestamp(1000 * SEC);
+        t.insert(key, entry(start), start);
+        // Back 31 s later (UDP times out after 30 s), before any sweep: a new flow, and the old
+        // one expired.
+        let back = Timestamp(1031 * SEC);
+        t.insert(key, entry(back), back);
+        assert_eq!((t.created, t.expired, t.len()), (2, 1, 1));
+        // Replaced within its timeout (a decision made again): not an expiry.
+        let soon = Timestamp(1040 * SEC);
+        t.insert(key, entry(soon), soon);
+        assert_eq!((t.created, t.expired, t.len()), (3, 1, 1));
+        // The sweep counts the same flow once more only after it idles out again.
+        assert_eq!(t.expire(Timestamp(1070 * SEC)), 0);
+        assert_eq!(t.expire(Timestamp(1071 * SEC)), 1);
+        assert_eq!((t.created, t.expired, t.len()), (3, 2, 0));
     }
 }

@@ -4,7 +4,7 @@
 use super::flow::{FlowDescription, IpPrefix};
 use crate::time::Timestamp;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Flow-Status AVP (TS 29.212 §5.3.11): the gate of a PCC rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,13 +40,200 @@ pub enum RedirectAddressType {
     SipUri = 3,
 }
 
-/// Redirect-Information AVP (TS 29.212 §5.3.82).
+/// Redirect-Information AVP (TS 29.212 §5.3.82). Its address reaches a `Location` header, so
+/// [`RedirectInformation::new`] is the only way to build one: the address is checked once, at
+/// the edge (config, control plane), and trusted everywhere after.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedirectInformation {
     /// Redirect-Support: ENABLED (true) or DISABLED (false).
-    pub enabled: bool,
-    pub address_type: RedirectAddressType,
-    pub server_address: String,
+    enabled: bool,
+    address_type: RedirectAddressType,
+    /// Checked for its type; IPv4 and IPv6 addresses in their canonical text form.
+    server_address: String,
+}
+
+/// Why a Redirect-Server-Address cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectAddressError {
+    #[error("a redirect address must not be empty")]
+    Empty,
+    #[error("a redirect address is at most {max} bytes, got {len}")]
+    TooLong { len: usize, max: usize },
+    #[error("a redirect address must not contain control characters or spaces (found {found:?} at byte {at})")]
+    Control { found: char, at: usize },
+    #[error("a redirect address must be a URI of ASCII characters; {found:?} at byte {at} must be percent-encoded")]
+    NotUriCharacter { found: char, at: usize },
+    #[error("a '%' at byte {at} must start a percent-encoding such as %20")]
+    BadPercent { at: usize },
+    #[error("a URL redirect address must be an http:// or https:// URL with a host, not '{0}'")]
+    NotHttpUrl(String),
+    #[error("a SIP_URI redirect address must be a sip: or sips: URI with a host, not '{0}'")]
+    NotSipUri(String),
+    #[error("the host of redirect address '{0}' is not a host name, an IPv4 address or a bracketed IPv6 address")]
+    BadHost(String),
+    #[error("the port of redirect address '{0}' is not 1-65535")]
+    BadPort(String),
+    #[error("an IPV4_ADDRESS redirect address must be an IPv4 address, not '{0}'")]
+    NotIpv4(String),
+    #[error("an IPV6_ADDRESS redirect address must be an IPv6 address, not '{0}'")]
+    NotIpv6(String),
+}
+
+impl RedirectInformation {
+    /// The longest redirect address accepted: the 302 carrying it stays a few segments.
+    pub const MAX_ADDRESS_LEN: usize = 2048;
+
+    /// Checks `server_address` against `address_type`: no control characters or spaces, only
+    /// URI characters (RFC 3986, percent-encodings well formed), and per type an `http://` or
+    /// `https://` URL with a host (URL), a `sip:`/`sips:` URI with a host (SIP_URI), or an
+    /// address (IPV4_ADDRESS, IPV6_ADDRESS).
+    pub fn new(
+        enabled: bool,
+        address_type: RedirectAddressType,
+        server_address: &str,
+    ) -> Result<Self, RedirectAddressError> {
+        let server_address = check_address(address_type, server_address)?;
+        Ok(RedirectInformation {
+            enabled,
+            address_type,
+            server_address,
+        })
+    }
+
+    /// Redirect-Support: ENABLED (true) or DISABLED (false).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn address_type(&self) -> RedirectAddressType {
+        self.address_type
+    }
+
+    pub fn server_address(&self) -> &str {
+        &self.server_address
+    }
+}
+
+fn check_address(kind: RedirectAddressType, a: &str) -> Result<String, RedirectAddressError> {
+    use RedirectAddressError as E;
+    if a.is_empty() {
+        return Err(E::Empty);
+    }
+    if a.len() > RedirectInformation::MAX_ADDRESS_LEN {
+        return Err(E::TooLong {
+            len: a.len(),
+            max: RedirectInformation::MAX_ADDRESS_LEN,
+        });
+    }
+    for (at, c) in a.char_indices() {
+        if c.is_control() || c.is_whitespace() {
+            return Err(E::Control { found: c, at });
+        }
+    }
+    match kind {
+        RedirectAddressType::Ipv4 => a
+            .parse::<Ipv4Addr>()
+            .map(|v4| v4.to_string())
+            .map_err(|_| E::NotIpv4(a.to_string())),
+        RedirectAddressType::Ipv6 => a
+            .parse::<Ipv6Addr>()
+            .map(|v6| v6.to_string())
+            .map_err(|_| E::NotIpv6(a.to_string())),
+        RedirectAddressType::Url => {
+            check_uri_characters(a)?;
+            let rest = a
+                .strip_prefix("http://")
+                .or_else(|| a.strip_prefix("https://"))
+                .ok_or_else(|| E::NotHttpUrl(a.to_string()))?;
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let authority = &rest[..end];
+            if authority.is_empty() || authority.contains('@') {
+                return Err(E::NotHttpUrl(a.to_string()));
+            }
+            check_host_port(a, authority)?;
+            // Brackets belong to an IPv6 host only.
+            if rest[end..].contains(['[', ']']) {
+                return Err(E::NotHttpUrl(a.to_string()));
+            }
+            Ok(a.to_string())
+        }
+        RedirectAddressType::SipUri => {
+            check_uri_characters(a)?;
+            let rest = a
+                .strip_prefix("sip:")
+                .or_else(|| a.strip_prefix("sips:"))
+                .ok_or_else(|| E::NotSipUri(a.to_string()))?;
+            // sip:[userinfo@]host[:port][;params][?headers] (RFC 3261 §19.1.1).
+            let end = rest.find([';', '?']).unwrap_or(rest.len());
+            let hostport = match rest[..end].rsplit_once('@') {
+                Some((user, host)) if !user.is_empty() => host,
+                Some(_) => return Err(E::NotSipUri(a.to_string())),
+                None => &rest[..end],
+            };
+            if hostport.is_empty() {
+                return Err(E::NotSipUri(a.to_string()));
+            }
+            check_host_port(a, hostport)?;
+            Ok(a.to_string())
+        }
+    }
+}
+
+/// RFC 3986 characters only (unreserved, reserved, and well-formed percent-encodings).
+fn check_uri_characters(a: &str) -> Result<(), RedirectAddressError> {
+    let bytes = a.as_bytes();
+    for (at, c) in a.char_indices() {
+        let allowed = c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+        if !allowed {
+            return Err(RedirectAddressError::NotUriCharacter { found: c, at });
+        }
+        if c == '%' {
+            let hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(at + 1) && hex(at + 2)) {
+                return Err(RedirectAddressError::BadPercent { at });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `host[:port]` where host is a DNS name, an IPv4 address or `[IPv6]`.
+fn check_host_port(whole: &str, hostport: &str) -> Result<(), RedirectAddressError> {
+    let bad_host = || RedirectAddressError::BadHost(whole.to_string());
+    let (host_ok, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or_else(bad_host)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(bad_host)?),
+        };
+        (addr.parse::<Ipv6Addr>().is_ok(), port)
+    } else {
+        let (host, port) = match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        };
+        // A trailing dot (an absolute name) is allowed.
+        let name = host.strip_suffix('.').unwrap_or(host);
+        let name_ok = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        (name_ok, port)
+    };
+    if !host_ok {
+        return Err(bad_host());
+    }
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(n) if n != 0) || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RedirectAddressError::BadPort(whole.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// A PCC rule (TS 29.212 §4.3 / TS 23.203 §6.3).
@@ -168,4 +355,32 @@ pub struct SessionConfig {
     /// Names of predefined rules active for this session.
     pub predefined: Vec<String>,
     pub default_rule: DefaultRule,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [RedirectAddressType; 4] = [
+        RedirectAddressType::Ipv4,
+        RedirectAddressType::Ipv6,
+        RedirectAddressType::Url,
+        RedirectAddressType::SipUri,
+    ];
+
+    proptest! {
+        /// Whatever the text, the check answers (no panic), and what it accepts can go into a
+        /// header line: no byte that could end or split it.
+        #[test]
+        fn accepted_addresses_are_header_safe(text in "\\PC{0,40}|[ -~\r\n\t]{0,40}", kind in 0..4usize) {
+            let base = ["http://portal.example/", "sip:a@b.example", "", "192.0.2.1"];
+            for prefix in base {
+                let a = format!("{prefix}{text}");
+                if let Ok(info) = RedirectInformation::new(true, KINDS[kind], &a) {
+                    prop_assert!(info.server_address().bytes().all(|b| b.is_ascii_graphic()));
+                }
+            }
+        }
+    }
 }

@@ -165,12 +165,12 @@ impl PortalHost {
     /// The portal a Redirect-Information points at; `None` for a SIP URI (no web portal) or an
     /// address that is not a URL with a host.
     pub fn of(info: &RedirectInformation) -> Option<PortalHost> {
-        match info.address_type {
+        match info.address_type() {
             RedirectAddressType::Url => {
-                split_http_url(&info.server_address).map(|(host, _)| PortalHost::parse(&host))
+                split_http_url(info.server_address()).map(|(host, _)| PortalHost::parse(&host))
             }
             RedirectAddressType::Ipv4 | RedirectAddressType::Ipv6 => {
-                Some(PortalHost::parse(&info.server_address))
+                Some(PortalHost::parse(info.server_address()))
             }
             RedirectAddressType::SipUri => None,
         }
@@ -294,7 +294,7 @@ impl PolicySnapshot {
                         .rule
                         .redirect
                         .as_ref()
-                        .is_some_and(|i| i.enabled)
+                        .is_some_and(|i| i.enabled())
                 })
                 .collect();
             compiled.push(Session {
@@ -430,7 +430,7 @@ fn compile_session(
             .rule
             .redirect
             .as_ref()
-            .is_some_and(|r| r.enabled)
+            .is_some_and(|r| r.enabled())
     });
     for id in normal {
         for filter in &rules[id.0 as usize].rule.filters {

@@ -429,11 +429,11 @@ fn is_dns(key: &FlowKey) -> bool {
 /// The redirect address as a URL: IPv4 and IPv6 addresses become `http://address/`.
 fn write_redirect_url(info: &RedirectInformation, out: &mut String) {
     // Writing to a String cannot fail.
-    let _ = match info.address_type {
-        RedirectAddressType::Ipv4 => write!(out, "http://{}/", info.server_address),
-        RedirectAddressType::Ipv6 => write!(out, "http://[{}]/", info.server_address),
+    let _ = match info.address_type() {
+        RedirectAddressType::Ipv4 => write!(out, "http://{}/", info.server_address()),
+        RedirectAddressType::Ipv6 => write!(out, "http://[{}]/", info.server_address()),
         RedirectAddressType::Url | RedirectAddressType::SipUri => {
-            out.write_str(&info.server_address)
+            out.write_str(info.server_address())
         }
     };
 }

@@ -8,17 +8,18 @@
 //!
 //! ```toml
 //! [gateway]                           # optional; every key has a default
-//! ue_pools = ["10.45.0.0/16", "2001:db8:45::/48"]   # default: none (no address check)
+//! ue_pools = ["10.45.0.0/16", "2001:db8:45::/48"]   # required for sessions: each is inside one
 //! malformed = "drop"                  # or "pass"; default "drop"
 //! unknown_subscriber = "drop"         # or "forward": pool address without a session; default "drop"
 //! non_subscriber = "forward"          # or "drop": neither end in a pool; default "forward"
-//! flow_table_capacity = 65536         # 1-4294967295; default 65536
-//! idle_timeout = { tcp = 300, udp = 60, icmp = 30, other = 60 }   # seconds, each optional
+//! flow_table_capacity = 65536         # flows per worker, 1-4194304; default 65536
+//! idle_timeout = { tcp = 300, udp = 60, icmp = 30, other = 60 }   # seconds, each 1-604800
 //!
 //! [redirect]                          # optional; how redirected subscribers are answered
-//! http_ports = [80]                   # TCP ports answered with the 302; other TCP gets an RST
+//! http_ports = [80]                   # TCP ports answered with the 302 (1-65535, none twice)
 //! location = "{url}{q}orig={orig}&sub={sub}"   # Location template, see below
-//! success_url = "http://portal.example/recharge/success"   # host + path the watch looks for
+//! success_url = "http://portal.example/recharge/success"   # host + path the watch looks for;
+//!     # printable ASCII, no path segment beginning ':' or '*', no '{' or '}' (the portal's router)
 //! token_key = "00112233445566778899aabbccddeeff"            # hex, >= 16 bytes, shared with the portal
 //! token_max_age = 600                 # seconds a success token may live (1-86400)
 //! portal_hosts = ["portal.example"]   # DNS answers for these names join the walled garden
@@ -45,7 +46,8 @@
 //! deactivation = 2027-01-01T00:00:00Z # optional; must be later than activation
 //! redirect = { support = "ENABLED", address_type = "URL", server_address = "http://portal.example/recharge" }
 //!     # optional; support ENABLED (default) or DISABLED;
-//!     # address_type IPV4_ADDRESS, IPV6_ADDRESS, URL (http/https) or SIP_URI (sip:/sips:)
+//!     # address_type IPV4_ADDRESS, IPV6_ADDRESS, URL (http/https) or SIP_URI (sip:/sips:);
+//!     # the address is checked by `RedirectInformation::new` (it reaches a Location header)
 //! flow = [                            # required, at least one SDF filter
 //!   { description = "permit out 6 from any 80,443 to assigned", direction = "BIDIRECTIONAL" },
 //!     # description: a Flow-Description (TS 29.212 §5.4.2);
@@ -84,6 +86,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use toml::de::DeTable;
+
+/// The largest `flow_table_capacity`. Each worker reserves its table up front, about 185 bytes
+/// a slot with room to spare (some 1.5 GiB of address space at this size), so a larger value
+/// would fail in the allocator instead of here.
+pub const MAX_FLOW_TABLE_CAPACITY: i128 = 1 << 22;
+
+/// The longest idle timeout, in seconds (a week).
+pub const MAX_IDLE_TIMEOUT_SECS: i128 = 604_800;
 
 /// What happens to frames that cannot be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,8 +302,9 @@ fn read_gateway(ctx: &mut Ctx<'_>, value: &reader::Value<'_>) -> Option<GatewayS
     if let Some(v) = f.choice(ctx, "non_subscriber", &forward_or_drop) {
         g.forward_non_subscriber = v;
     }
-    if let Some(n) = f.int(ctx, "flow_table_capacity", 1, i128::from(u32::MAX)) {
-        g.flow_table_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+    if let Some(n) = f.int(ctx, "flow_table_capacity", 1, MAX_FLOW_TABLE_CAPACITY) {
+        // In range, so at most 2^22: fits any usize.
+        g.flow_table_capacity = usize::try_from(n).unwrap_or(1);
     }
     if let Some(v) = f.get("idle_timeout") {
         if let Some(t) = Fields::new(
@@ -302,7 +313,7 @@ fn read_gateway(ctx: &mut Ctx<'_>, value: &reader::Value<'_>) -> Option<GatewayS
             "gateway.idle_timeout".to_string(),
             &["tcp", "udp", "icmp", "other"],
         ) {
-            let max = i128::from(u32::MAX);
+            let max = MAX_IDLE_TIMEOUT_SECS;
             let secs = |n: i128| Duration::from_secs(u64::try_from(n).unwrap_or(0));
             if let Some(n) = t.int(ctx, "tcp", 1, max) {
                 g.tcp_idle_timeout = secs(n);
@@ -333,8 +344,17 @@ fn check_sessions(
         let list: Vec<String> = gateway.ue_pools.iter().map(|p| p.to_string()).collect();
         list.join(", ")
     };
-    let in_pool = |addr: &IpPrefix| {
-        gateway.ue_pools.is_empty() || gateway.ue_pools.iter().any(|p| p.covers(addr))
+    // With no pool no packet is ever a subscriber's, so a session could never match.
+    let in_pool = |addr: &IpPrefix| gateway.ue_pools.iter().any(|p| p.covers(addr));
+    let outside = |what: String| {
+        if gateway.ue_pools.is_empty() {
+            format!(
+                "{what} is not inside any ue_pool: gateway.ue_pools is empty, so no packet \
+                 would ever reach this session; add a pool that covers it"
+            )
+        } else {
+            format!("{what} is not inside any ue_pool ({})", pools())
+        }
     };
     let mut subscribers: HashMap<String, &str> = HashMap::new();
     let mut v4: HashMap<Ipv4Addr, &str> = HashMap::new();
@@ -353,8 +373,7 @@ fn check_sessions(
         if let Some((addr, at)) = s.ipv4 {
             let path = format!("{}.ipv4", s.path);
             if !in_pool(&IpPrefix::host(IpAddr::V4(addr))) {
-                let message = format!("{addr} is not inside any ue_pool ({})", pools());
-                ctx.error(at, &path, message);
+                ctx.error(at, &path, outside(addr.to_string()));
             }
             if let Some(first) = v4.get(&addr) {
                 ctx.error(at, &path, format!("{addr} is already used by {first}"));
@@ -365,8 +384,7 @@ fn check_sessions(
         if let Some((prefix, at)) = s.ipv6 {
             let path = format!("{}.ipv6", s.path);
             if !in_pool(&prefix) {
-                let message = format!("{prefix} is not inside any ue_pool ({})", pools());
-                ctx.error(at, &path, message);
+                ctx.error(at, &path, outside(prefix.to_string()));
             }
             if let Some((other, first)) = v6.iter().find(|(p, _)| p.overlaps(&prefix)) {
                 let message = format!("{prefix} overlaps {other} of {first}");

@@ -111,6 +111,27 @@ pub fn split_http_url(url: &str) -> Option<(String, String)> {
     Some((host.to_ascii_lowercase(), path.to_string()))
 }
 
+/// The portal serves the success path as a route, and its router (axum 0.8) refuses segments
+/// that begin with `:` or `*` (the old capture syntax) and treats `{`…`}` as a capture: such
+/// a path would stop the portal at start, or match URLs the watch does not, so it is refused
+/// here instead.
+fn check_success_path(path: &str) -> Result<(), String> {
+    if let Some(seg) = path
+        .split('/')
+        .find(|seg| seg.starts_with(':') || seg.starts_with('*'))
+    {
+        return Err(format!(
+            "success_url path segment '{seg}' must not begin with ':' or '*' (percent-encode it: %3A, %2A)"
+        ));
+    }
+    if path.contains(['{', '}']) {
+        return Err(format!(
+            "success_url path '{path}' must not contain '{{' or '}}' (percent-encode them: %7B, %7D)"
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<RedirectSettings> {
     let before = ctx.error_count();
     let f = Fields::new(ctx, value, "redirect".to_string(), KEYS)?;
@@ -130,6 +151,11 @@ pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Redi
             let path = format!("{}[{i}]", f.path("http_ports"));
             match item.get_ref() {
                 toml::de::DeValue::Integer(n) => match u16::from_str_radix(n.as_str(), n.radix()) {
+                    Ok(p) if r.http_ports.contains(&p) => ctx.error(
+                        item.span().start,
+                        &path,
+                        format!("port {p} is listed twice"),
+                    ),
                     Ok(p) if p != 0 => r.http_ports.push(p),
                     _ => ctx.error(
                         item.span().start,
@@ -152,13 +178,26 @@ pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Redi
         }
     }
     if let Some((u, span)) = f.str(ctx, "success_url") {
-        match split_http_url(u) {
-            Some((host, path)) => r.success_url = Some(SuccessUrl { host, path }),
-            None => ctx.error(
-                span.start,
-                &f.path("success_url"),
-                format!("'{u}' is not an http:// URL with a host"),
-            ),
+        let at = span.start;
+        let path = f.path("success_url");
+        if u.contains(|c: char| !c.is_ascii_graphic()) {
+            let message = format!(
+                "'{}' must be printable ASCII without spaces (percent-encode the rest)",
+                u.escape_default()
+            );
+            ctx.error(at, &path, message);
+        } else {
+            match split_http_url(u) {
+                Some((host, p)) => match check_success_path(&p) {
+                    Ok(()) => r.success_url = Some(SuccessUrl { host, path: p }),
+                    Err(m) => ctx.error(at, &path, m),
+                },
+                None => ctx.error(
+                    at,
+                    &path,
+                    format!("'{u}' is not an http:// URL with a host"),
+                ),
+            }
         }
     }
     if let Some((k, span)) = f.str(ctx, "token_key") {

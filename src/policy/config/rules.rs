@@ -188,50 +188,22 @@ fn read_redirect(
     }
     let address_type = f.choice(ctx, "address_type", ADDRESS_TYPE);
     let address = f.required_str(ctx, "server_address");
-    if let (Some(kind), Some((addr, span))) = (address_type, &address) {
-        let problem = match kind {
-            RedirectAddressType::Url if !is_http_url(addr) => {
-                Some("a URL redirect address must be an http:// or https:// URL with a host")
+    let info = match (address_type, &address) {
+        (Some(kind), Some((addr, span))) => {
+            match RedirectInformation::new(enabled.unwrap_or(true), kind, addr) {
+                Ok(info) => Some(info),
+                Err(e) => {
+                    ctx.error(span.start, &f.path("server_address"), e.to_string());
+                    None
+                }
             }
-            RedirectAddressType::Ipv4 if addr.parse::<Ipv4Addr>().is_err() => {
-                Some("an IPV4_ADDRESS redirect address must be an IPv4 address")
-            }
-            RedirectAddressType::Ipv6 if addr.parse::<std::net::Ipv6Addr>().is_err() => {
-                Some("an IPV6_ADDRESS redirect address must be an IPv6 address")
-            }
-            RedirectAddressType::SipUri
-                if !(addr.starts_with("sip:") || addr.starts_with("sips:")) =>
-            {
-                Some("a SIP_URI redirect address must start with sip: or sips:")
-            }
-            _ => None,
-        };
-        if let Some(message) = problem {
-            ctx.error(
-                span.start,
-                &f.path("server_address"),
-                format!("{message}, not '{addr}'"),
-            );
         }
-    }
+        _ => None,
+    };
     if ctx.error_count() != before {
         return None;
     }
-    Some(RedirectInformation {
-        enabled: enabled.unwrap_or(true),
-        address_type: address_type?,
-        server_address: address?.0.to_string(),
-    })
-}
-
-fn is_http_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"));
-    rest.is_some_and(|r| {
-        let host = r.split(['/', '?', '#']).next().unwrap_or("");
-        !host.is_empty() && !s.contains(char::is_whitespace)
-    })
+    info
 }
 
 /// A session as read, with what the cross-session checks need even when the session itself

@@ -147,11 +147,14 @@ ipv4 = "10.45.0.3"
             monitoring_key: Some("mk-web".into()),
             online: false,
             offline: true,
-            redirect: Some(RedirectInformation {
-                enabled: false,
-                address_type: RedirectAddressType::Url,
-                server_address: "https://portal.example/recharge".into(),
-            }),
+            redirect: Some(
+                RedirectInformation::new(
+                    false,
+                    RedirectAddressType::Url,
+                    "https://portal.example/recharge",
+                )
+                .unwrap(),
+            ),
             activation: Some(Timestamp::from_secs(1_767_225_600)),
             deactivation: Some(Timestamp::from_secs(1_798_761_600)),
         }],
@@ -306,7 +309,7 @@ ipv6 = "2001:db8:45:1::/64"
         .collect();
     let expected: Vec<(usize, usize, &str, &str)> = vec![
         (2, 33, "gateway.ue_pools[1]", "invalid pool prefix: prefix length '33' in '10.45.0.0/33' must be 0-32"),
-        (3, 24, "gateway.idle_timeout.tcp", "0 is out of range; expected 1-4294967295"),
+        (3, 24, "gateway.idle_timeout.tcp", "0 is out of range; expected 1-604800"),
         (3, 27, "gateway.idle_timeout.sctp", "unknown key 'sctp'; expected one of tcp, udp, icmp, other"),
         (5, 1, "predefined_rule[0]", "missing required key 'precedence'"),
         (8, 14, "predefined_rule[0].activation", "'2026-01-01T00:00:00' needs a date, a time and an offset, e.g. 2026-01-01T00:00:00Z"),
