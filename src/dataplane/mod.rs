@@ -177,10 +177,6 @@ pub fn run(
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let board = Board::new(mode, n);
     let portal: resolve::PortalAddresses = Arc::default();
-    let portal_hosts = crate::redirect::Redirector::new(&policy.load())
-        .portal_hosts()
-        .to_vec();
-    let resolvers = policy.load().settings.redirect.dns_resolvers.clone();
     let listener = if dp.report_listen.is_empty() {
         None
     } else {
@@ -342,18 +338,17 @@ pub fn run(
         }
         None => None,
     };
-    if !portal_hosts.is_empty() && !resolvers.is_empty() {
-        // Not joined at the end: a query in flight must not hold up a stop, and the thread
-        // holds nothing that needs closing.
-        if let Err(e) = resolve::spawn(
-            portal_hosts,
-            &resolvers,
-            Arc::clone(&portal),
-            sys::stop_requested,
-        ) {
-            // The garden still has portal_addresses and the DNS answers it sees.
-            tracing::warn!(error = %e, "cannot start the portal name resolver");
-        }
+    // Started whatever the policy says, since a reload may name portal hosts later. Not joined
+    // at the end: a query in flight must not hold up a stop, and the thread holds nothing that
+    // needs closing.
+    if let Err(e) = resolve::spawn(
+        Arc::clone(&policy),
+        resolve::DNS_PORT,
+        Arc::clone(&portal),
+        sys::stop_requested,
+    ) {
+        // The garden still has portal_addresses and the DNS answers it sees.
+        tracing::warn!(error = %e, "cannot start the portal name resolver");
     }
     (options.on_ready)();
 
