@@ -175,7 +175,7 @@ pub fn run(
     sys::install_signal_handlers().map_err(RunError::Signals)?;
     let version = policy.version;
     let policy = Arc::new(ArcSwap::from_pointee(policy));
-    let board = Board::new(mode, n);
+    let board = Board::new(mode, n, Arc::clone(&policy));
     let portal: resolve::PortalAddresses = Arc::default();
     let listener = if dp.report_listen.is_empty() {
         None
@@ -280,18 +280,30 @@ pub fn run(
                     return Err(AfPacketError::NoInterface("(tun)".into()).into());
                 };
                 let queues = TunQueue::open_all(tun, n)?;
+                // The kernel hands a TUN queue nothing longer than the device's MTU.
+                let mtu = sys::interface_mtu(tun).map_err(|source| RunError::Mtu {
+                    interface: tun.to_string(),
+                    source,
+                })?;
                 let mut wakes = Vec::with_capacity(n);
                 let mut inboxes = Vec::with_capacity(n);
                 let mut peers = Vec::with_capacity(n);
+                let mut pools = Vec::with_capacity(n);
                 for _ in 0..n {
                     let wake = Arc::new(EventFd::new().map_err(RunError::EventFd)?);
                     let (tx, rx) = std::sync::mpsc::sync_channel(dp.handoff_queue);
+                    let (pool, returns) = routed::BufferPool::new(
+                        if n > 1 { dp.handoff_queue } else { 0 },
+                        mtu as usize,
+                    );
                     peers.push(routed::Peer {
                         queue: tx,
                         wake: Arc::clone(&wake),
+                        returns,
                     });
                     wakes.push(wake);
                     inboxes.push(rx);
+                    pools.push(pool);
                 }
                 tracing::info!(
                     tun,
@@ -300,8 +312,12 @@ pub fn run(
                     policy_version = version,
                     "routed mode up"
                 );
-                for (index, ((queue, wake), inbox)) in
-                    queues.into_iter().zip(wakes).zip(inboxes).enumerate()
+                for (index, (((queue, wake), inbox), pool)) in queues
+                    .into_iter()
+                    .zip(wakes)
+                    .zip(inboxes)
+                    .zip(pools)
+                    .enumerate()
                 {
                     let w = routed::RoutedWorker {
                         worker: make_worker(index, LinkType::RawIp),
@@ -309,6 +325,7 @@ pub fn run(
                         wake,
                         inbox,
                         peers: peers.clone(),
+                        pool,
                         batch: dp.batch,
                     };
                     spawn(index, &mut handles, Box::new(move || w.run()))?;
@@ -393,5 +410,5 @@ pub fn run(
             return Err(RunError::WorkerDied(i));
         }
     }
-    Ok(GatewayReport::from_workers(mode, &reports))
+    Ok(GatewayReport::from_workers(mode, &reports, &policy.load()))
 }

@@ -1,9 +1,9 @@
 //! What every worker does between batches, whatever its I/O: pick up the newest policy
-//! snapshot, expire idle flows, publish its report.
+//! snapshot, expire idle flows, publish its counters (a copy; the report is built elsewhere).
 
 use super::report::{Board, IoCounters, WorkerReport};
 use super::resolve::PortalAddresses;
-use crate::engine::{Engine, Output};
+use crate::engine::{Engine, Output, Tally};
 use crate::policy::PolicySnapshot;
 use crate::time::Timestamp;
 use arc_swap::ArcSwap;
@@ -25,6 +25,8 @@ pub struct Worker {
     /// The resolved portal addresses this engine has learned.
     portal_seen: Arc<Vec<(std::net::IpAddr, Timestamp)>>,
     answered: u64,
+    /// A publish found the slot busy: try again after the next batch.
+    publish_pending: bool,
     last_housekeeping: Instant,
 }
 
@@ -61,6 +63,7 @@ impl Worker {
             portal,
             portal_seen: Arc::default(),
             answered: 0,
+            publish_pending: false,
             last_housekeeping: Instant::now(),
         }
     }
@@ -114,31 +117,38 @@ impl Worker {
         }
         match self.board.wanted_after(self.answered) {
             Some(generation) => self.publish(generation),
-            None if tick => self.publish(self.answered),
+            None if tick || self.publish_pending => self.publish(self.answered),
             None => {}
         }
         tick
     }
 
+    /// Copies the counters into this worker's slot on the board: plain numbers into storage
+    /// the slot already has, no report built here.
     fn publish(&mut self, generation: u64) {
-        self.answered = generation;
-        self.board.publish(self.report(), generation);
-    }
-
-    pub fn report(&self) -> WorkerReport {
-        WorkerReport {
-            worker: self.index,
-            core: self.core,
-            io: self.io.clone(),
-            report: self.engine.report(),
+        let (index, core, io, engine) = (self.index, self.core, &self.io, &self.engine);
+        let done = self.board.try_publish(index, generation, |slot| {
+            slot.worker = index;
+            slot.core = core;
+            slot.io.clone_from(io);
+            slot.tally.copy_from(engine);
+        });
+        if done {
+            self.answered = generation;
         }
+        self.publish_pending = !done;
     }
 
     /// Publishes the last numbers and hands them back.
-    pub fn finish(mut self) -> WorkerReport {
-        let generation = self.board.wanted_after(0).unwrap_or(0);
-        self.publish(generation);
-        self.report()
+    pub fn finish(self) -> WorkerReport {
+        let last = WorkerReport {
+            worker: self.index,
+            core: self.core,
+            io: self.io.clone(),
+            tally: Tally::of(&self.engine),
+        };
+        self.board.publish_last(&last);
+        last
     }
 }
 

@@ -11,7 +11,7 @@ mod report;
 
 pub use counters::{Counters, DropReason, VerdictTotals};
 pub use flow_table::{Decision, FlowEntry, FlowKey, FlowTable, IdleTimeouts};
-pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits};
+pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits, Tally};
 
 use crate::charging::{Meter, Metered};
 use crate::classify::ip_key;
