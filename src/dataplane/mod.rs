@@ -25,6 +25,7 @@ use crate::io::bpf::Leg;
 use crate::io::sys::{self, EventFd, Offload};
 use crate::io::tun::{TunError, TunQueue};
 use crate::policy::PolicySnapshot;
+use crate::time::Clock;
 use crate::wire::LinkType;
 use arc_swap::ArcSwap;
 use report::Board;
@@ -183,14 +184,18 @@ pub fn run(
         Some(report::listen(&dp.report_listen)?)
     };
 
+    let shared = worker::Shared {
+        policy: Arc::clone(&policy),
+        board: Arc::clone(&board),
+        portal: Arc::clone(&portal),
+        clock: Clock::system(),
+    };
     let make_worker = |index: usize, link: LinkType| {
         Worker::new(
             index,
             cores[index],
             Engine::new(policy.load_full(), link),
-            Arc::clone(&policy),
-            Arc::clone(&board),
-            Arc::clone(&portal),
+            shared.clone(),
         )
     };
     let mut handles: Vec<JoinHandle<Result<WorkerReport, RunError>>> = Vec::with_capacity(n);
@@ -360,6 +365,7 @@ pub fn run(
     // needs closing.
     if let Err(e) = resolve::spawn(
         Arc::clone(&policy),
+        shared.clock.clone(),
         resolve::DNS_PORT,
         Arc::clone(&portal),
         sys::stop_requested,

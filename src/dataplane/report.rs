@@ -318,7 +318,7 @@ pub fn render_text(r: &GatewayReport) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::engine::{Engine, Output, Port, Verdict};
     use crate::policy::Config;
@@ -328,6 +328,7 @@ mod tests {
     const CONFIG: &str = r#"
 [gateway]
 ue_pools = ["10.45.0.0/16"]
+idle_timeout = { udp = 60 }
 
 [[predefined_rule]]
 name = "dns"
@@ -347,13 +348,21 @@ ipv4 = "10.45.0.3"
 default_rule = { action = "forward", rating_group = 7 }
 "#;
 
-    fn policy() -> Arc<ArcSwap<PolicySnapshot>> {
+    /// Two subscribers: one with a DNS rule (rating group 1), one metered by its default rule
+    /// (rating group 7). UDP idles out after 60 s.
+    pub(in crate::dataplane) fn policy() -> Arc<ArcSwap<PolicySnapshot>> {
         let config = Config::from_toml_str(CONFIG, "t.toml").unwrap();
         Arc::new(ArcSwap::from_pointee(PolicySnapshot::build(&config, 1)))
     }
 
     /// A raw IPv4/UDP packet of `payload` bytes of payload.
-    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: usize) -> Vec<u8> {
+    pub(in crate::dataplane) fn udp(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: usize,
+    ) -> Vec<u8> {
         let total = (28 + payload) as u16;
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
         p[2..4].copy_from_slice(&total.to_be_bytes());

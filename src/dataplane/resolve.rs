@@ -14,7 +14,7 @@
 
 use crate::policy::PolicySnapshot;
 use crate::redirect::address_records;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 use arc_swap::ArcSwap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -167,9 +167,10 @@ fn refresh_after(ttl: Option<Duration>) -> Duration {
 
 /// Starts the resolving thread; it resolves what the newest snapshot in `policy` names, asking
 /// the resolvers on `port` (53: [`DNS_PORT`]), and runs until `stop` says so. It idles while the
-/// policy names no portal host or no resolver.
+/// policy names no portal host or no resolver. Expiries are times of `clock`, the workers'.
 pub fn spawn(
     policy: Arc<ArcSwap<PolicySnapshot>>,
+    clock: Clock,
     port: u16,
     out: PortalAddresses,
     stop: impl Fn() -> bool + Send + 'static,
@@ -208,7 +209,7 @@ pub fn spawn(
                 }
                 if !targets.is_idle() && Instant::now() >= next {
                     let (addresses, ttl) =
-                        resolve(&targets.hosts, &targets.servers, Timestamp::now());
+                        resolve(&targets.hosts, &targets.servers, clock.now());
                     let wait = if addresses.is_empty() {
                         if !failing {
                             tracing::warn!(hosts = ?targets.hosts, resolvers = ?targets.servers, "cannot resolve the portal's host names; the walled garden has portal_addresses and DNS answers seen in the data path until they resolve");
@@ -360,6 +361,7 @@ mod tests {
         let stopped = Arc::clone(&stop);
         let thread = spawn(
             Arc::clone(&policy),
+            Clock::system(),
             first.port(),
             Arc::clone(&out),
             move || stopped.load(std::sync::atomic::Ordering::Relaxed),

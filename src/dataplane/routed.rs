@@ -190,7 +190,7 @@ impl RoutedWorker {
                 super::worker::wait_readable([self.queue.fd(), self.wake.fd()]);
             }
             self.wake.reset();
-            let now = Timestamp::now();
+            let now = self.worker.now();
             self.worker.between_batches(now);
             let Worker {
                 engine, out, io, ..

@@ -87,6 +87,8 @@ pub struct Engine {
     hits: Vec<u64>,
     counters: Counters,
     redirect: Redirector,
+    /// Wall-clock time minus `now`, in nanoseconds (see [`Engine::set_wall_clock`]).
+    wall_offset: i64,
 }
 
 impl Engine {
@@ -111,6 +113,7 @@ impl Engine {
             hit_index: FxHashMap::default(),
             hits: Vec::new(),
             counters: Counters::default(),
+            wall_offset: 0,
         }
     }
 
@@ -473,6 +476,12 @@ impl Engine {
         self.hit_index
             .iter()
             .map(|(k, i)| (k, self.hits[*i as usize]))
+    }
+
+    /// Tells the engine the wall-clock time `wall` at its time `now` (a live run's `now` is
+    /// monotonic): it records `wall − now`, for what must be measured against the wall clock.
+    pub fn set_wall_clock(&mut self, now: Timestamp, wall: Timestamp) {
+        self.wall_offset = now.offset_to(wall);
     }
 }
 

@@ -69,6 +69,10 @@ pub struct Tally {
     pub usage: Vec<(Metered, Usage)>,
     /// Rule hits by session and rule name.
     pub hits: Vec<(SessionId, Arc<str>, u64)>,
+    /// Wall-clock time minus the engine's `now`, in nanoseconds: the report shows first and last
+    /// seen as wall-clock times. Zero when `now` is already what should be shown (a replay's
+    /// capture time).
+    pub wall_offset: i64,
 }
 
 impl Tally {
@@ -140,7 +144,7 @@ impl Report {
     }
 
     /// Sums the tallies of several workers into one report, naming subscribers from
-    /// `snapshot` (the policy in force).
+    /// `snapshot` (the policy in force) and showing each tally's times on the wall clock.
     pub fn from_tallies<'a>(
         tallies: impl IntoIterator<Item = &'a Tally>,
         snapshot: Option<&PolicySnapshot>,
@@ -159,7 +163,12 @@ impl Report {
                     Metered::RatingGroup(s, g) => rg.entry((*s, *g)).or_default(),
                     Metered::MonitoringKey(s, k) => mk.entry((*s, Arc::clone(k))).or_default(),
                 };
-                merge(target, usage);
+                let shown = Usage {
+                    first_seen: usage.first_seen.map(|at| at.shifted(t.wall_offset)),
+                    last_seen: usage.last_seen.map(|at| at.shifted(t.wall_offset)),
+                    ..*usage
+                };
+                merge(target, &shown);
             }
             for (s, name, n) in &t.hits {
                 *hits.entry((*s, Arc::clone(name))).or_default() += n;
