@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use weir::dataplane::{DataplaneConfig, DataplaneConfigError};
-use weir::policy::Config;
+use weir::policy::{Config, ConfigError, ConfigErrors};
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +84,74 @@ fn policy_from_text(text: &str, path: &std::path::Path) -> Result<Config, String
     })
 }
 
+/// Reads both parts of a configuration document — the policy, and the `[dataplane]` table
+/// `weir run` needs — and lists every error of either, in document order, then their count.
+fn read_both(
+    text: &str,
+    path: &std::path::Path,
+) -> Result<(Config, Result<DataplaneConfig, DataplaneConfigError>), String> {
+    let origin = path.display().to_string();
+    let policy = Config::from_toml_str(text, &origin);
+    let dataplane = DataplaneConfig::from_toml_str(text, &origin);
+    let mut errors: Vec<ConfigError> = match &policy {
+        Err(ConfigErrors(e)) => e.clone(),
+        Ok(_) => Vec::new(),
+    };
+    if let Err(DataplaneConfigError::Invalid(e)) = &dataplane {
+        // A TOML syntax error is found by both readers: list it once.
+        for e in e {
+            if !errors.contains(e) {
+                errors.push(e.clone());
+            }
+        }
+    }
+    match policy {
+        Ok(c) if errors.is_empty() => Ok((c, dataplane)),
+        _ => {
+            errors.sort_by_key(|e| (e.line, e.column));
+            let mut msg = String::new();
+            for e in &errors {
+                msg.push_str(&e.to_string());
+                msg.push('\n');
+            }
+            msg.push_str(&format!("{}: {} error(s)", path.display(), errors.len()));
+            Err(msg)
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match read_both(&text, file) {
+        Ok((c, dataplane)) => {
+            // The [dataplane] table is optional for a policy file but must be valid when
+            // present, since `weir run` reads the same file.
+            let dataplane = match dataplane {
+                Ok(dp) => format!(", [dataplane] {:?} mode", dp.mode).to_lowercase(),
+                Err(_) => String::new(),
+            };
+            println!(
+                "{}: ok ({} UE pool(s), {} predefined rule(s), {} session(s){dataplane})",
+                file.display(),
+                c.gateway.ue_pools.len(),
+                c.predefined.len(),
+                c.sessions.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -150,39 +218,12 @@ fn main() -> ExitCode {
             report_out,
             json,
         } => run(&config, report_out.as_deref(), json),
-        Command::CheckConfig { file } => match load_config(&file) {
-            Ok(c) => {
-                // The [dataplane] table is optional for a policy file but must be valid when
-                // present, since `weir run` reads the same file.
-                let text = std::fs::read_to_string(&file).unwrap_or_default();
-                let dataplane =
-                    match DataplaneConfig::from_toml_str(&text, &file.display().to_string()) {
-                        Ok(dp) => format!(", [dataplane] {:?} mode", dp.mode).to_lowercase(),
-                        Err(DataplaneConfigError::Missing { .. }) => String::new(),
-                        Err(e) => {
-                            eprintln!("{e}");
-                            return ExitCode::from(2);
-                        }
-                    };
-                println!(
-                    "{}: ok ({} UE pool(s), {} predefined rule(s), {} session(s){dataplane})",
-                    file.display(),
-                    c.gateway.ue_pools.len(),
-                    c.predefined.len(),
-                    c.sessions.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::CheckConfig { file } => check_config(&file),
     }
 }
 
 fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> ExitCode {
-    use weir::dataplane::{self, DataplaneConfig, RunOptions};
+    use weir::dataplane::{self, RunOptions};
     use weir::policy::PolicySnapshot;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -191,15 +232,12 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
             return ExitCode::from(2);
         }
     };
-    let dp = match DataplaneConfig::from_toml_str(&text, &path.display().to_string()) {
-        Ok(d) => d,
-        Err(e) => {
+    let (config, dp) = match read_both(&text, path) {
+        Ok((config, Ok(dp))) => (config, dp),
+        Ok((_, Err(e))) => {
             eprintln!("weir run: {e}");
             return ExitCode::from(2);
         }
-    };
-    let config = match policy_from_text(&text, path) {
-        Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);

@@ -30,7 +30,7 @@ impl BridgeWorker {
             if idle && !stopping {
                 super::worker::wait_readable([self.ue_rx.fd(), self.inet_rx.fd()]);
             }
-            let now = Timestamp::now();
+            let now = self.worker.now();
             if self.worker.between_batches(now) {
                 self.read_ring_statistics();
             }

@@ -1,5 +1,7 @@
 //! The `[dataplane]` table of the configuration file: how `weir run` attaches to the network.
 //! Read from the same TOML document as the policy; the policy reader owns every other table.
+//! Every mistake is reported, each as `file:line:column: dataplane.key: message`, the form the
+//! policy tables use, and every size has a range (in the table of the README).
 //!
 //! ```toml
 //! [dataplane]
@@ -23,101 +25,220 @@
 //! ```
 
 use crate::io::afpacket::{RxConfig, TpacketVersion, TxMode};
-use serde::Deserialize;
+use crate::policy::ConfigError;
+use std::ops::RangeInclusive;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     #[default]
     Bridge,
     Routed,
 }
 
-fn default_batch() -> usize {
-    64
-}
-fn default_version() -> TpacketVersion {
-    TpacketVersion::V2
-}
-fn default_rx_frames() -> u32 {
-    4096
-}
-fn default_frame_size() -> u32 {
-    2048
-}
-fn default_block_size() -> u32 {
-    1 << 18
-}
-fn default_blocks() -> u32 {
-    16
-}
-fn default_block_timeout() -> u32 {
-    1
-}
-fn default_tx_frames() -> u32 {
-    1024
-}
-fn default_handoff() -> usize {
-    1024
-}
-fn default_true() -> bool {
-    true
-}
-fn default_listen() -> String {
-    "127.0.0.1:9464".to_string()
+/// The ranges of the size keys, as the README documents them.
+pub mod limits {
+    use std::ops::RangeInclusive;
+    pub const BATCH: RangeInclusive<u32> = 1..=4096;
+    pub const RX_FRAMES: RangeInclusive<u32> = 8..=262_144;
+    pub const FRAME_SIZE: RangeInclusive<u32> = 256..=65_536;
+    pub const BLOCK_SIZE: RangeInclusive<u32> = 4096..=(1 << 24);
+    pub const BLOCKS: RangeInclusive<u32> = 2..=4096;
+    pub const BLOCK_TIMEOUT_MS: RangeInclusive<u32> = 1..=10_000;
+    pub const TX_FRAMES: RangeInclusive<u32> = 8..=262_144;
+    /// Each routed worker keeps this many handoff buffers of the TUN's MTU.
+    pub const HANDOFF_QUEUE: RangeInclusive<u32> = 1..=16_384;
+    /// Whether the core exists and this process may use it is checked at start.
+    pub const CORE: RangeInclusive<u32> = 0..=65_535;
 }
 
 /// The `[dataplane]` table as written.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
-    #[serde(default)]
     pub mode: Mode,
     pub ue_interface: Option<String>,
     pub internet_interface: Option<String>,
     pub tun: Option<String>,
     pub cores: Option<Vec<usize>>,
-    #[serde(default = "default_batch")]
     pub batch: usize,
-    #[serde(default = "default_version")]
     pub tpacket_version: TpacketVersion,
-    #[serde(default = "default_rx_frames")]
     pub rx_frames: u32,
-    #[serde(default = "default_frame_size")]
     pub frame_size: u32,
-    #[serde(default = "default_block_size")]
     pub block_size: u32,
-    #[serde(default = "default_blocks")]
     pub blocks: u32,
-    #[serde(default = "default_block_timeout")]
     pub block_timeout_ms: u32,
-    #[serde(default = "default_tx_frames")]
     pub tx_frames: u32,
     /// How frames leave: see [`TxMode`]. A ring avoids a copy in user space, but a veth that
     /// takes ring frames into another namespace copies their pages (`skb_copy_ubufs`) instead.
-    #[serde(default)]
     pub tx_mode: TxMode,
-    #[serde(default = "default_handoff")]
     pub handoff_queue: usize,
-    #[serde(default = "default_true")]
     pub disable_offloads: bool,
-    #[serde(default = "default_listen")]
     pub report_listen: String,
 }
 
-#[derive(Deserialize)]
-struct Document {
-    dataplane: Option<DataplaneConfig>,
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            mode: Mode::Bridge,
+            ue_interface: None,
+            internet_interface: None,
+            tun: None,
+            cores: None,
+            batch: 64,
+            tpacket_version: TpacketVersion::V2,
+            rx_frames: 4096,
+            frame_size: 2048,
+            block_size: 1 << 18,
+            blocks: 16,
+            block_timeout_ms: 1,
+            tx_frames: 1024,
+            tx_mode: TxMode::Copy,
+            handoff_queue: 1024,
+            disable_offloads: true,
+            report_listen: "127.0.0.1:9464".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneConfigError {
-    #[error("{origin}: {message}")]
-    Toml { origin: String, message: String },
     #[error("{origin}: no [dataplane] table: `weir run` needs one (see examples/lab.toml)")]
     Missing { origin: String },
-    #[error("{origin}: [dataplane] {0}", .message)]
-    Invalid { origin: String, message: String },
+    /// Every mistake found, in document order.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigError>),
+}
+
+const KEYS: &[&str] = &[
+    "mode",
+    "ue_interface",
+    "internet_interface",
+    "tun",
+    "cores",
+    "batch",
+    "tpacket_version",
+    "rx_frames",
+    "frame_size",
+    "block_size",
+    "blocks",
+    "block_timeout_ms",
+    "tx_frames",
+    "tx_mode",
+    "handoff_queue",
+    "disable_offloads",
+    "report_listen",
+];
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Collects located errors while the table is read.
+struct Reader<'t> {
+    text: &'t str,
+    origin: &'t str,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, at: usize, path: &str, message: impl Into<String>) {
+        let at = at.min(self.text.len());
+        let before = self.text.get(..at).unwrap_or(self.text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        self.errors.push(ConfigError {
+            origin: self.origin.to_string(),
+            line: before.matches('\n').count() + 1,
+            // Characters, as editors count them.
+            column: before[line_start..].chars().count() + 1,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn int(&mut self, value: &Value<'_>, key: &str, range: RangeInclusive<u32>) -> Option<u32> {
+        let path = format!("dataplane.{key}");
+        let DeValue::Integer(int) = value.get_ref() else {
+            let found = value.get_ref().type_str();
+            self.error(
+                value.span().start,
+                &path,
+                format!("expected an integer, found {found}"),
+            );
+            return None;
+        };
+        match i128::from_str_radix(int.as_str(), int.radix()) {
+            Ok(n) if (i128::from(*range.start())..=i128::from(*range.end())).contains(&n) => {
+                u32::try_from(n).ok()
+            }
+            _ => {
+                self.error(
+                    value.span().start,
+                    &path,
+                    format!(
+                        "{int} is out of range; expected {}-{}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn str<'v>(&mut self, value: &'v Value<'_>, key: &str) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s),
+            other => {
+                let found = other.type_str();
+                let path = format!("dataplane.{key}");
+                self.error(
+                    value.span().start,
+                    &path,
+                    format!("expected a string, found {found}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        value: &Value<'_>,
+        key: &str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let text = self.str(value, key)?;
+        let found = choices.iter().find(|(n, _)| *n == text).map(|&(_, v)| v);
+        if found.is_none() {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            self.error(
+                value.span().start,
+                &format!("dataplane.{key}"),
+                format!("'{text}' is not one of {}", names.join(", ")),
+            );
+        }
+        found
+    }
+
+    /// A network interface name as Linux takes it.
+    fn interface(&mut self, value: &Value<'_>, key: &str) -> Option<String> {
+        let name = self.str(value, key)?;
+        let ok = !name.is_empty()
+            && name.len() < 16
+            && name != "."
+            && name != ".."
+            && !name
+                .bytes()
+                .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+        if !ok {
+            self.error(
+                value.span().start,
+                &format!("dataplane.{key}"),
+                format!("'{name}' is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"),
+            );
+            return None;
+        }
+        Some(name.to_string())
+    }
 }
 
 impl DataplaneConfig {
@@ -126,52 +247,146 @@ impl DataplaneConfig {
         text: &str,
         origin: &str,
     ) -> Result<DataplaneConfig, DataplaneConfigError> {
-        let doc: Document = toml::from_str(text).map_err(|e| DataplaneConfigError::Toml {
-            origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        let dp = doc.dataplane.ok_or_else(|| DataplaneConfigError::Missing {
-            origin: origin.to_string(),
-        })?;
-        let invalid = |message: &str| DataplaneConfigError::Invalid {
-            origin: origin.to_string(),
-            message: message.to_string(),
+        let mut r = Reader {
+            text,
+            origin,
+            errors: Vec::new(),
         };
+        let root = match DeTable::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                let at = e.span().map_or(0, |s| s.start);
+                r.error(at, "", format!("TOML syntax: {}", e.message().trim_end()));
+                return Err(DataplaneConfigError::Invalid(r.errors));
+            }
+        };
+        let Some(table) = root.get_ref().get("dataplane") else {
+            return Err(DataplaneConfigError::Missing {
+                origin: origin.to_string(),
+            });
+        };
+        let DeValue::Table(t) = table.get_ref() else {
+            let found = table.get_ref().type_str();
+            r.error(
+                table.span().start,
+                "dataplane",
+                format!("expected a table, found {found}"),
+            );
+            return Err(DataplaneConfigError::Invalid(r.errors));
+        };
+        let mut dp = DataplaneConfig::default();
+        for (key, value) in t.iter() {
+            let name: &str = key.get_ref();
+            let size = |r: &mut Reader<'_>, range| r.int(value, name, range);
+            match name {
+                "mode" => {
+                    let modes = [("bridge", Mode::Bridge), ("routed", Mode::Routed)];
+                    if let Some(m) = r.choice(value, name, &modes) {
+                        dp.mode = m;
+                    }
+                }
+                "ue_interface" => dp.ue_interface = r.interface(value, name),
+                "internet_interface" => dp.internet_interface = r.interface(value, name),
+                "tun" => dp.tun = r.interface(value, name),
+                "cores" => dp.cores = read_cores(&mut r, value),
+                "batch" => {
+                    if let Some(n) = size(&mut r, limits::BATCH) {
+                        dp.batch = n as usize;
+                    }
+                }
+                "tpacket_version" => {
+                    let versions = [("v2", TpacketVersion::V2), ("v3", TpacketVersion::V3)];
+                    if let Some(v) = r.choice(value, name, &versions) {
+                        dp.tpacket_version = v;
+                    }
+                }
+                "rx_frames" => {
+                    dp.rx_frames = size(&mut r, limits::RX_FRAMES).unwrap_or(dp.rx_frames)
+                }
+                "frame_size" => {
+                    dp.frame_size = size(&mut r, limits::FRAME_SIZE).unwrap_or(dp.frame_size)
+                }
+                "block_size" => {
+                    dp.block_size = size(&mut r, limits::BLOCK_SIZE).unwrap_or(dp.block_size)
+                }
+                "blocks" => dp.blocks = size(&mut r, limits::BLOCKS).unwrap_or(dp.blocks),
+                "block_timeout_ms" => {
+                    dp.block_timeout_ms =
+                        size(&mut r, limits::BLOCK_TIMEOUT_MS).unwrap_or(dp.block_timeout_ms)
+                }
+                "tx_frames" => {
+                    dp.tx_frames = size(&mut r, limits::TX_FRAMES).unwrap_or(dp.tx_frames)
+                }
+                "tx_mode" => {
+                    let modes = [("copy", TxMode::Copy), ("ring", TxMode::Ring)];
+                    if let Some(m) = r.choice(value, name, &modes) {
+                        dp.tx_mode = m;
+                    }
+                }
+                "handoff_queue" => {
+                    if let Some(n) = size(&mut r, limits::HANDOFF_QUEUE) {
+                        dp.handoff_queue = n as usize;
+                    }
+                }
+                "disable_offloads" => match value.get_ref() {
+                    DeValue::Boolean(b) => dp.disable_offloads = *b,
+                    other => {
+                        let found = other.type_str();
+                        r.error(
+                            value.span().start,
+                            "dataplane.disable_offloads",
+                            format!("expected true or false, found {found}"),
+                        );
+                    }
+                },
+                "report_listen" => {
+                    if let Some(s) = r.str(value, name) {
+                        dp.report_listen = s.to_string();
+                    }
+                }
+                _ => r.error(
+                    key.span().start,
+                    &format!("dataplane.{name}"),
+                    format!("unknown key '{name}'; expected one of {}", KEYS.join(", ")),
+                ),
+            }
+        }
+        // What the keys say together: the table's header is where to look.
+        let at = table.span().start;
         match dp.mode {
             Mode::Bridge => {
-                if dp.ue_interface.is_none() || dp.internet_interface.is_none() {
-                    return Err(invalid(
+                let written = |k: &str| t.get(k).is_some();
+                if !written("ue_interface") || !written("internet_interface") {
+                    r.error(
+                        at,
+                        "dataplane",
                         "mode = \"bridge\" needs ue_interface and internet_interface",
-                    ));
-                }
-                if dp.ue_interface == dp.internet_interface {
-                    return Err(invalid("ue_interface and internet_interface must differ"));
+                    );
+                } else if dp.ue_interface.is_some() && dp.ue_interface == dp.internet_interface {
+                    r.error(
+                        t.get("internet_interface").map_or(at, |v| v.span().start),
+                        "dataplane.internet_interface",
+                        "ue_interface and internet_interface must differ",
+                    );
                 }
             }
             Mode::Routed => {
-                if dp.tun.is_none() {
-                    return Err(invalid("mode = \"routed\" needs tun (the TUN device name)"));
+                if t.get("tun").is_none() {
+                    r.error(
+                        at,
+                        "dataplane",
+                        "mode = \"routed\" needs tun (the TUN device name)",
+                    );
                 }
             }
         }
-        if dp.batch == 0 || dp.batch > 4096 {
-            return Err(invalid("batch must be between 1 and 4096"));
+        // Errors come out in document order, wherever in the table the reading found them.
+        r.errors.sort_by_key(|e| (e.line, e.column));
+        if r.errors.is_empty() {
+            Ok(dp)
+        } else {
+            Err(DataplaneConfigError::Invalid(r.errors))
         }
-        if dp.cores.as_ref().is_some_and(|c| c.is_empty()) {
-            return Err(invalid("cores is empty; leave it out to use every core"));
-        }
-        if !(256..=65536).contains(&dp.frame_size) {
-            return Err(invalid("frame_size must be between 256 and 65536"));
-        }
-        if dp.rx_frames < 8 || dp.tx_frames < 8 || dp.blocks < 2 {
-            return Err(invalid(
-                "rings need at least 8 frames (rx_frames, tx_frames) and 2 blocks",
-            ));
-        }
-        if dp.handoff_queue == 0 {
-            return Err(invalid("handoff_queue must be at least 1"));
-        }
-        Ok(dp)
     }
 
     pub fn rx_config(&self) -> RxConfig {
@@ -184,6 +399,45 @@ impl DataplaneConfig {
             block_timeout_ms: self.block_timeout_ms,
         }
     }
+}
+
+/// `cores`: a non-empty array of distinct core numbers.
+fn read_cores(r: &mut Reader<'_>, value: &Value<'_>) -> Option<Vec<usize>> {
+    let DeValue::Array(items) = value.get_ref() else {
+        let found = value.get_ref().type_str();
+        r.error(
+            value.span().start,
+            "dataplane.cores",
+            format!("expected an array, found {found}"),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        r.error(
+            value.span().start,
+            "dataplane.cores",
+            "cores is empty; leave it out to use every core",
+        );
+        return None;
+    }
+    let mut cores = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("cores[{i}]");
+        match r.int(item, &key, limits::CORE) {
+            Some(c) if cores.contains(&(c as usize)) => {
+                r.error(
+                    item.span().start,
+                    &format!("dataplane.{key}"),
+                    format!("core {c} is listed twice"),
+                );
+                ok = false;
+            }
+            Some(c) => cores.push(c as usize),
+            None => ok = false,
+        }
+    }
+    ok.then_some(cores)
 }
 
 #[cfg(test)]
@@ -235,26 +489,77 @@ subscriber = "imsi-001010000000001"
     }
 
     #[test]
-    fn mistakes_are_named() {
-        let e = DataplaneConfig::from_toml_str("[dataplane]\nue_interfce = \"x\"\n", "t.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown field `ue_interfce`"), "{e}");
-        assert!(e.contains("line 2"), "{e}");
-        let e = DataplaneConfig::from_toml_str("[dataplane]\nmode = \"routed\"\n", "t.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("needs tun"), "{e}");
-        let e = DataplaneConfig::from_toml_str("[gateway]\n", "t.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no [dataplane] table"), "{e}");
-        let e = DataplaneConfig::from_toml_str(
-            "[dataplane]\nue_interface = \"a\"\ninternet_interface = \"b\"\ntpacket_version = \"v4\"\n",
-            "t.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("v4"), "{e}");
+    fn mistakes_are_named_with_their_place() {
+        let errors = |text: &str| match DataplaneConfig::from_toml_str(text, "t.toml") {
+            Err(DataplaneConfigError::Invalid(e)) => {
+                e.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            errors("[dataplane]\nue_interfce = \"x\"\n"),
+            [
+                "t.toml:1:1: dataplane: mode = \"bridge\" needs ue_interface and internet_interface",
+                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, disable_offloads, report_listen",
+            ]
+        );
+        assert_eq!(
+            errors("[dataplane]\nmode = \"routed\"\n"),
+            ["t.toml:1:1: dataplane: mode = \"routed\" needs tun (the TUN device name)"]
+        );
+        assert_eq!(
+            errors("[dataplane]\nue_interface = \"a\"\ninternet_interface = \"b\"\ntpacket_version = \"v4\"\n"),
+            ["t.toml:4:19: dataplane.tpacket_version: 'v4' is not one of \"v2\", \"v3\""]
+        );
+        assert_eq!(
+            errors("[dataplane]\ntun = \"a/b\"\nmode = \"routed\"\ncores = []\n"),
+            [
+                "t.toml:2:7: dataplane.tun: 'a/b' is not an interface name (1 to 15 bytes, no '/', ':' or spaces)",
+                "t.toml:4:9: dataplane.cores: cores is empty; leave it out to use every core",
+            ]
+        );
+        assert!(matches!(
+            DataplaneConfig::from_toml_str("[gateway]\n", "t.toml"),
+            Err(DataplaneConfigError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn every_size_is_checked_at_both_ends_of_its_range() {
+        let keys = [
+            ("batch", limits::BATCH),
+            ("rx_frames", limits::RX_FRAMES),
+            ("frame_size", limits::FRAME_SIZE),
+            ("block_size", limits::BLOCK_SIZE),
+            ("blocks", limits::BLOCKS),
+            ("block_timeout_ms", limits::BLOCK_TIMEOUT_MS),
+            ("tx_frames", limits::TX_FRAMES),
+            ("handoff_queue", limits::HANDOFF_QUEUE),
+        ];
+        for (key, range) in keys {
+            let doc = |n: i64| {
+                format!(
+                    "[dataplane]\nue_interface = \"a\"\ninternet_interface = \"b\"\n{key} = {n}\n"
+                )
+            };
+            for n in [i64::from(*range.start()), i64::from(*range.end())] {
+                assert!(
+                    DataplaneConfig::from_toml_str(&doc(n), "t.toml").is_ok(),
+                    "{key} = {n}"
+                );
+            }
+            for n in [i64::from(*range.start()) - 1, i64::from(*range.end()) + 1] {
+                let e = DataplaneConfig::from_toml_str(&doc(n), "t.toml").unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "t.toml:4:{}: dataplane.{key}: {n} is out of range; expected {}-{}",
+                        key.len() + 4,
+                        range.start(),
+                        range.end()
+                    )
+                );
+            }
+        }
     }
 }

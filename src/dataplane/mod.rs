@@ -25,6 +25,7 @@ use crate::io::bpf::Leg;
 use crate::io::sys::{self, EventFd, Offload};
 use crate::io::tun::{TunError, TunQueue};
 use crate::policy::PolicySnapshot;
+use crate::time::Clock;
 use crate::wire::LinkType;
 use arc_swap::ArcSwap;
 use report::Board;
@@ -175,24 +176,26 @@ pub fn run(
     sys::install_signal_handlers().map_err(RunError::Signals)?;
     let version = policy.version;
     let policy = Arc::new(ArcSwap::from_pointee(policy));
-    let board = Board::new(mode, n);
+    let board = Board::new(mode, n, Arc::clone(&policy));
     let portal: resolve::PortalAddresses = Arc::default();
-    let portal_hosts = policy.load().portal_hosts().to_vec();
-    let resolvers = policy.load().settings.redirect.dns_resolvers.clone();
     let listener = if dp.report_listen.is_empty() {
         None
     } else {
         Some(report::listen(&dp.report_listen)?)
     };
 
+    let shared = worker::Shared {
+        policy: Arc::clone(&policy),
+        board: Arc::clone(&board),
+        portal: Arc::clone(&portal),
+        clock: Clock::system(),
+    };
     let make_worker = |index: usize, link: LinkType| {
         Worker::new(
             index,
             cores[index],
             Engine::new(policy.load_full(), link),
-            Arc::clone(&policy),
-            Arc::clone(&board),
-            Arc::clone(&portal),
+            shared.clone(),
         )
     };
     let mut handles: Vec<JoinHandle<Result<WorkerReport, RunError>>> = Vec::with_capacity(n);
@@ -282,18 +285,30 @@ pub fn run(
                     return Err(AfPacketError::NoInterface("(tun)".into()).into());
                 };
                 let queues = TunQueue::open_all(tun, n)?;
+                // The kernel hands a TUN queue nothing longer than the device's MTU.
+                let mtu = sys::interface_mtu(tun).map_err(|source| RunError::Mtu {
+                    interface: tun.to_string(),
+                    source,
+                })?;
                 let mut wakes = Vec::with_capacity(n);
                 let mut inboxes = Vec::with_capacity(n);
                 let mut peers = Vec::with_capacity(n);
+                let mut pools = Vec::with_capacity(n);
                 for _ in 0..n {
                     let wake = Arc::new(EventFd::new().map_err(RunError::EventFd)?);
                     let (tx, rx) = std::sync::mpsc::sync_channel(dp.handoff_queue);
+                    let (pool, returns) = routed::BufferPool::new(
+                        if n > 1 { dp.handoff_queue } else { 0 },
+                        mtu as usize,
+                    );
                     peers.push(routed::Peer {
                         queue: tx,
                         wake: Arc::clone(&wake),
+                        returns,
                     });
                     wakes.push(wake);
                     inboxes.push(rx);
+                    pools.push(pool);
                 }
                 tracing::info!(
                     tun,
@@ -302,8 +317,12 @@ pub fn run(
                     policy_version = version,
                     "routed mode up"
                 );
-                for (index, ((queue, wake), inbox)) in
-                    queues.into_iter().zip(wakes).zip(inboxes).enumerate()
+                for (index, (((queue, wake), inbox), pool)) in queues
+                    .into_iter()
+                    .zip(wakes)
+                    .zip(inboxes)
+                    .zip(pools)
+                    .enumerate()
                 {
                     let w = routed::RoutedWorker {
                         worker: make_worker(index, LinkType::RawIp),
@@ -311,6 +330,7 @@ pub fn run(
                         wake,
                         inbox,
                         peers: peers.clone(),
+                        pool,
                         batch: dp.batch,
                     };
                     spawn(index, &mut handles, Box::new(move || w.run()))?;
@@ -340,18 +360,18 @@ pub fn run(
         }
         None => None,
     };
-    if !portal_hosts.is_empty() && !resolvers.is_empty() {
-        // Not joined at the end: a query in flight must not hold up a stop, and the thread
-        // holds nothing that needs closing.
-        if let Err(e) = resolve::spawn(
-            portal_hosts,
-            &resolvers,
-            Arc::clone(&portal),
-            sys::stop_requested,
-        ) {
-            // The garden still has portal_addresses and the DNS answers it sees.
-            tracing::warn!(error = %e, "cannot start the portal name resolver");
-        }
+    // Started whatever the policy says, since a reload may name portal hosts later. Not joined
+    // at the end: a query in flight must not hold up a stop, and the thread holds nothing that
+    // needs closing.
+    if let Err(e) = resolve::spawn(
+        Arc::clone(&policy),
+        shared.clock.clone(),
+        resolve::DNS_PORT,
+        Arc::clone(&portal),
+        sys::stop_requested,
+    ) {
+        // The garden still has portal_addresses and the DNS answers it sees.
+        tracing::warn!(error = %e, "cannot start the portal name resolver");
     }
     (options.on_ready)();
 
@@ -396,5 +416,5 @@ pub fn run(
             return Err(RunError::WorkerDied(i));
         }
     }
-    Ok(GatewayReport::from_workers(mode, &reports))
+    Ok(GatewayReport::from_workers(mode, &reports, &policy.load()))
 }

@@ -3,6 +3,11 @@
 //! route on. The kernel spreads packets over queues by flow, not by subscriber, so a packet whose
 //! subscriber another worker owns is handed to that worker on its bounded queue: ownership holds
 //! and counters stay lock-free.
+//!
+//! A handed-off packet travels in one of its sender's buffers, made when the worker starts; the
+//! owner sends the buffer back once the packet is through. A worker whose buffers are all on
+//! their way drops what it would hand off and counts it (`handoff_no_buffer`), so the packet path
+//! never allocates and the memory is bounded.
 
 use super::report::{IoCounters, WorkerReport};
 use super::worker::Worker;
@@ -18,21 +23,67 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 const DRAIN_ROUNDS: usize = 64;
-/// Packet buffers kept for reuse per worker; more are freed.
-const POOL: usize = 512;
 const MAX_PACKET: usize = 65536;
 
-/// A packet on its way to the worker that owns its subscriber.
+/// A packet on its way to the worker that owns its subscriber, in a buffer of worker `home`.
 pub struct Handoff {
     buf: Box<[u8]>,
     len: usize,
+    home: usize,
 }
 
-/// How to reach another worker.
+/// How to reach another worker: its queue, its wake-up, and the way its buffers go home.
 #[derive(Clone)]
 pub struct Peer {
     pub queue: SyncSender<Handoff>,
     pub wake: Arc<EventFd>,
+    pub returns: SyncSender<Box<[u8]>>,
+}
+
+/// A worker's handoff buffers: a fixed number, made at start, each either free here or on its
+/// way (queued at an owner, or coming back).
+pub struct BufferPool {
+    free: Vec<Box<[u8]>>,
+    returns: Receiver<Box<[u8]>>,
+    size: usize,
+}
+
+impl BufferPool {
+    /// `count` buffers of `size` bytes, and the sender other workers return them with. The
+    /// return queue has room for every buffer, so giving one back never fails or waits.
+    pub fn new(count: usize, size: usize) -> (BufferPool, SyncSender<Box<[u8]>>) {
+        let (back, returns) = std::sync::mpsc::sync_channel(count);
+        let pool = BufferPool {
+            free: (0..count)
+                .map(|_| vec![0u8; size].into_boxed_slice())
+                .collect(),
+            returns,
+            size,
+        };
+        (pool, back)
+    }
+
+    /// Largest packet a buffer holds.
+    pub fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    /// A free buffer, taking back the ones returned so far when none is left; `None` when
+    /// every buffer is on its way.
+    pub fn take(&mut self) -> Option<Box<[u8]>> {
+        if self.free.is_empty() {
+            // Capacity for every buffer was reserved at start: these pushes never allocate.
+            while let Ok(b) = self.returns.try_recv() {
+                self.free.push(b);
+            }
+        }
+        self.free.pop()
+    }
+
+    /// A buffer that never left (its handoff failed).
+    pub fn put_back(&mut self, buf: Box<[u8]>) {
+        self.free.push(buf);
+    }
 }
 
 pub struct RoutedWorker {
@@ -41,7 +92,53 @@ pub struct RoutedWorker {
     pub wake: Arc<EventFd>,
     pub inbox: Receiver<Handoff>,
     pub peers: Vec<Peer>,
+    pub pool: BufferPool,
     pub batch: usize,
+}
+
+/// Hands `packet` to peer `to` in one of `pool`'s buffers; counts what happened. True when
+/// the peer has it (and should be woken).
+fn hand_off(
+    pool: &mut BufferPool,
+    here: usize,
+    to: &Peer,
+    packet: &[u8],
+    io: &mut IoCounters,
+) -> bool {
+    if packet.len() > pool.buffer_size() {
+        io.oversize += 1;
+        return false;
+    }
+    let Some(mut buf) = pool.take() else {
+        io.handoff_no_buffer += 1;
+        return false;
+    };
+    buf[..packet.len()].copy_from_slice(packet);
+    let h = Handoff {
+        buf,
+        len: packet.len(),
+        home: here,
+    };
+    match to.queue.try_send(h) {
+        Ok(()) => {
+            io.handoff_sent += 1;
+            true
+        }
+        Err(TrySendError::Full(h)) | Err(TrySendError::Disconnected(h)) => {
+            io.handoff_full += 1;
+            pool.put_back(h.buf);
+            false
+        }
+    }
+}
+
+/// Sends a handed-off packet's buffer back to the worker it belongs to.
+fn give_back(peers: &[Peer], h: Handoff) {
+    if let Some(p) = peers.get(h.home) {
+        // Room for every buffer of that worker: only a worker that has stopped refuses, and
+        // then the buffer is freed here.
+        let _ = p.returns.try_send(h.buf);
+    }
 }
 
 /// The worker owning a raw IP packet's subscriber: the hash of whichever end is in a UE pool.
@@ -82,7 +179,6 @@ pub fn owner(packet: &[u8], snapshot: &PolicySnapshot, workers: usize, here: usi
 impl RoutedWorker {
     pub fn run(mut self) -> WorkerReport {
         let mut buf = vec![0u8; MAX_PACKET].into_boxed_slice();
-        let mut pool: Vec<Box<[u8]>> = Vec::new();
         let mut woken = vec![false; self.peers.len()];
         let workers = self.peers.len();
         let here = self.worker.index;
@@ -94,7 +190,7 @@ impl RoutedWorker {
                 super::worker::wait_readable([self.queue.fd(), self.wake.fd()]);
             }
             self.wake.reset();
-            let now = Timestamp::now();
+            let now = self.worker.now();
             self.worker.between_batches(now);
             let Worker {
                 engine, out, io, ..
@@ -118,19 +214,8 @@ impl RoutedWorker {
                     process(engine, out, io, &self.queue, packet, now);
                     continue;
                 }
-                let mut b = pool
-                    .pop()
-                    .unwrap_or_else(|| vec![0u8; MAX_PACKET].into_boxed_slice());
-                b[..len].copy_from_slice(packet);
-                match self.peers[to].queue.try_send(Handoff { buf: b, len }) {
-                    Ok(()) => {
-                        io.handoff_sent += 1;
-                        woken[to] = true;
-                    }
-                    Err(TrySendError::Full(h)) | Err(TrySendError::Disconnected(h)) => {
-                        io.handoff_full += 1;
-                        pool.push(h.buf);
-                    }
+                if hand_off(&mut self.pool, here, &self.peers[to], packet, io) {
+                    woken[to] = true;
                 }
             }
             for (i, w) in woken.iter_mut().enumerate() {
@@ -146,9 +231,7 @@ impl RoutedWorker {
                 m += 1;
                 io.handoff_received += 1;
                 process(engine, out, io, &self.queue, &h.buf[..h.len], now);
-                if pool.len() < POOL {
-                    pool.push(h.buf);
-                }
+                give_back(&self.peers, h);
             }
             if n + m > 0 {
                 io.batches += 1;
@@ -215,6 +298,77 @@ mod tests {
         p.extend(src);
         p.extend(dst);
         p
+    }
+
+    fn peer(queue: usize, returns: SyncSender<Box<[u8]>>) -> (Peer, Receiver<Handoff>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue);
+        let wake = Arc::new(EventFd::new().unwrap());
+        (
+            Peer {
+                queue: tx,
+                wake,
+                returns,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn handoffs_use_a_fixed_set_of_buffers_and_drop_when_all_are_away() {
+        let (mut pool, back) = BufferPool::new(4, 1500);
+        let made: Vec<*const u8> = pool.free.iter().map(|b| b.as_ptr()).collect();
+        let capacity = pool.free.capacity();
+        // The owner's queue has room for more than the pool: the pool is what runs out.
+        let (owner, inbox) = peer(16, back.clone());
+        let mut io = IoCounters::default();
+        for i in 0..10u8 {
+            hand_off(&mut pool, 0, &owner, &[i; 100], &mut io);
+        }
+        assert_eq!(
+            (io.handoff_sent, io.handoff_no_buffer, io.handoff_full),
+            (4, 6, 0)
+        );
+        let received: Vec<Handoff> = inbox.try_iter().collect();
+        assert_eq!(received.len(), 4);
+        for (i, h) in received.iter().enumerate() {
+            assert_eq!(&h.buf[..h.len], &[i as u8; 100]);
+            assert_eq!(h.home, 0);
+        }
+        // Longer than a buffer: counted, no buffer taken.
+        assert!(!hand_off(&mut pool, 0, &owner, &[0; 1501], &mut io));
+        assert_eq!(io.oversize, 1);
+
+        // The owner sends them home; the same buffers carry the next packets.
+        for h in received {
+            give_back(std::slice::from_ref(&owner), h);
+        }
+        for i in 0..4u8 {
+            assert!(hand_off(&mut pool, 0, &owner, &[i; 60], &mut io));
+        }
+        assert!(!hand_off(&mut pool, 0, &owner, &[9; 60], &mut io));
+        assert_eq!((io.handoff_sent, io.handoff_no_buffer), (8, 7));
+        let mut used: Vec<*const u8> = inbox.try_iter().map(|h| h.buf.as_ptr()).collect();
+        let mut made = made;
+        used.sort();
+        made.sort();
+        assert_eq!(used, made, "no buffer was made after the start");
+        assert_eq!(pool.free.capacity(), capacity);
+    }
+
+    #[test]
+    fn a_full_queue_keeps_the_buffer() {
+        let (mut pool, back) = BufferPool::new(4, 1500);
+        let (owner, inbox) = peer(1, back);
+        let mut io = IoCounters::default();
+        assert!(hand_off(&mut pool, 0, &owner, &[1; 40], &mut io));
+        assert!(!hand_off(&mut pool, 0, &owner, &[2; 40], &mut io));
+        assert!(!hand_off(&mut pool, 0, &owner, &[3; 40], &mut io));
+        assert_eq!(
+            (io.handoff_sent, io.handoff_full, io.handoff_no_buffer),
+            (1, 2, 0)
+        );
+        assert_eq!(pool.free.len(), 3);
+        assert_eq!(inbox.try_iter().count(), 1);
     }
 
     #[test]

@@ -1,16 +1,26 @@
 //! What every worker does between batches, whatever its I/O: pick up the newest policy
-//! snapshot, expire idle flows, publish its report.
+//! snapshot, expire idle flows, publish its counters (a copy; the report is built elsewhere).
 
 use super::report::{Board, IoCounters, WorkerReport};
 use super::resolve::PortalAddresses;
-use crate::engine::{Engine, Output};
+use crate::engine::{Engine, Output, Tally};
 use crate::policy::PolicySnapshot;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// What every worker shares with the others and the control threads.
+#[derive(Clone)]
+pub struct Shared {
+    pub policy: Arc<ArcSwap<PolicySnapshot>>,
+    pub board: Arc<Board>,
+    pub portal: PortalAddresses,
+    /// `now` for the engine (monotonic) and the wall clock beside it.
+    pub clock: Clock,
+}
 
 /// The engine of one worker and what surrounds it.
 pub struct Worker {
@@ -22,21 +32,17 @@ pub struct Worker {
     policy: Arc<ArcSwap<PolicySnapshot>>,
     board: Arc<Board>,
     portal: PortalAddresses,
+    clock: Clock,
     /// The resolved portal addresses this engine has learned.
     portal_seen: Arc<Vec<(std::net::IpAddr, Timestamp)>>,
     answered: u64,
-    last_housekeeping: Instant,
+    /// A publish found the slot busy: try again after the next batch.
+    publish_pending: bool,
+    last_housekeeping: Timestamp,
 }
 
 impl Worker {
-    pub fn new(
-        index: usize,
-        core: usize,
-        engine: Engine,
-        policy: Arc<ArcSwap<PolicySnapshot>>,
-        board: Arc<Board>,
-        portal: PortalAddresses,
-    ) -> Worker {
+    pub fn new(index: usize, core: usize, engine: Engine, shared: Shared) -> Worker {
         let mut engine = engine;
         // A live gateway's SYN cookies must not be predictable from the configuration file.
         let mut secret = [0u8; 32];
@@ -50,19 +56,28 @@ impl Worker {
                 "no random SYN-cookie secret; using the one derived from the configuration"
             ),
         }
+        let now = shared.clock.now();
+        engine.set_wall_clock(now, shared.clock.wall());
         Worker {
             index,
             core,
             engine,
             out: Output::default(),
             io: IoCounters::default(),
-            policy,
-            board,
-            portal,
+            policy: shared.policy,
+            board: shared.board,
+            portal: shared.portal,
+            clock: shared.clock,
             portal_seen: Arc::default(),
             answered: 0,
-            last_housekeeping: Instant::now(),
+            publish_pending: false,
+            last_housekeeping: now,
         }
+    }
+
+    /// The time to hand the engine for the next batch: monotonic.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Runs between two batches. Returns true once a second, when the caller should also read
@@ -107,38 +122,50 @@ impl Worker {
                 ),
             }
         }
-        let tick = self.last_housekeeping.elapsed() >= HOUSEKEEPING;
+        let tick = now.saturating_since(self.last_housekeeping) >= HOUSEKEEPING;
         if tick {
-            self.last_housekeeping = Instant::now();
+            self.last_housekeeping = now;
+            // The wall clock may have been stepped: what is shown, and token expiry, follow it;
+            // `now` and everything measured with it do not.
+            let wall = self.clock.wall();
+            self.engine.set_wall_clock(now, wall);
             self.engine.handle_timeout(now);
         }
         match self.board.wanted_after(self.answered) {
             Some(generation) => self.publish(generation),
-            None if tick => self.publish(self.answered),
+            None if tick || self.publish_pending => self.publish(self.answered),
             None => {}
         }
         tick
     }
 
+    /// Copies the counters into this worker's slot on the board: plain numbers into storage
+    /// the slot already has, no report built here.
     fn publish(&mut self, generation: u64) {
-        self.answered = generation;
-        self.board.publish(self.report(), generation);
-    }
-
-    pub fn report(&self) -> WorkerReport {
-        WorkerReport {
-            worker: self.index,
-            core: self.core,
-            io: self.io.clone(),
-            report: self.engine.report(),
+        let (index, core, io, engine) = (self.index, self.core, &self.io, &self.engine);
+        let done = self.board.try_publish(index, generation, |slot| {
+            slot.worker = index;
+            slot.core = core;
+            slot.io.clone_from(io);
+            slot.tally.copy_from(engine);
+        });
+        if done {
+            self.answered = generation;
         }
+        self.publish_pending = !done;
     }
 
     /// Publishes the last numbers and hands them back.
-    pub fn finish(mut self) -> WorkerReport {
-        let generation = self.board.wanted_after(0).unwrap_or(0);
-        self.publish(generation);
-        self.report()
+    pub fn finish(self) -> WorkerReport {
+        let tally = Tally::of(&self.engine);
+        let last = WorkerReport {
+            worker: self.index,
+            core: self.core,
+            io: self.io.clone(),
+            tally,
+        };
+        self.board.publish_last(&last);
+        last
     }
 }
 
@@ -149,5 +176,68 @@ pub(super) fn wait_readable(fds: [std::os::fd::BorrowedFd<'_>; 2]) {
     if let Err(e) = crate::io::sys::poll_readable(&fds, 100, &mut ready) {
         tracing::warn!(error = %e, "poll failed");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::report::tests::{policy, udp};
+    use crate::engine::{Port, Verdict};
+    use crate::time::ManualTime;
+    use crate::wire::LinkType;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn worker(clock: Clock) -> (Worker, Arc<Board>) {
+        let policy = policy();
+        let board = Board::new("bridge", 1, Arc::clone(&policy));
+        let shared = Shared {
+            policy: Arc::clone(&policy),
+            board: Arc::clone(&board),
+            portal: Arc::default(),
+            clock,
+        };
+        let engine = Engine::new(policy.load_full(), LinkType::RawIp);
+        (Worker::new(0, 0, engine, shared), board)
+    }
+
+    /// Asks for fresh numbers as the report endpoint does, lets the worker answer between two
+    /// batches, and reads the report.
+    fn last_seen(w: &mut Worker, board: &Board) -> Option<Timestamp> {
+        board.fresh(Duration::ZERO);
+        w.between_batches(w.now());
+        board.current().report.rating_groups[0].usage.last_seen
+    }
+
+    /// A live run whose wall clock is stepped back an hour: flows still idle out on time, and the
+    /// report shows wall-clock times as they were when the packet was metered.
+    #[test]
+    fn a_wall_clock_stepped_back_neither_freezes_expiry_nor_shows_in_the_engine() {
+        let start = Timestamp::from_secs(1_000);
+        let wall = Timestamp::from_secs(1_780_272_000);
+        let (clock, time): (Clock, Arc<ManualTime>) = Clock::manual(start, wall);
+        let (mut w, board) = worker(clock);
+        let now = w.now();
+        assert_eq!(now, start);
+        let p = udp([10, 45, 0, 2], 5000, [192, 0, 2, 53], 53, 30);
+        let Worker { engine, out, .. } = &mut w;
+        assert_eq!(
+            engine.handle_frame(now, Port::Any, &p, out),
+            Verdict::Forward
+        );
+        assert_eq!(last_seen(&mut w, &board), Some(wall));
+        assert_eq!(w.engine.flows().len(), 1);
+
+        // NTP steps the wall clock back an hour; a minute and a second later the flow is idle.
+        time.set_wall(Timestamp(wall.0 - HOUR.as_nanos() as u64));
+        time.advance(Duration::from_secs(61));
+        assert!(w.between_batches(w.now()));
+        assert_eq!((w.engine.flows().len(), w.engine.flows().expired), (0, 1));
+        // The report shows the wall-clock time the packet was metered at; the step later does
+        // not move it.
+        assert_eq!(last_seen(&mut w, &board), Some(wall));
+        let fin = w.finish();
+        assert_eq!(fin.tally.flows.expired, 1);
     }
 }

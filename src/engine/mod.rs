@@ -22,7 +22,7 @@ mod stages;
 
 pub use counters::{Counters, VerdictTotals};
 pub use flow_table::{Decision, FlowEntry, FlowTable, IdleTimeouts};
-pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits};
+pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits, Tally};
 // The engine's vocabulary, defined below every stage so that the stages need not import the
 // engine.
 pub use crate::packet::{DropReason, Event, FlowKey, Frame, Output, Port, Toward, Verdict};

@@ -2,11 +2,13 @@
 
 use super::{Counters, Engine, VerdictTotals};
 use crate::charging::{Metered, Usage};
-use crate::policy::{PolicySnapshot, SessionId};
+use crate::policy::{PolicySnapshot, SessionId, SubscriberId};
 use crate::redirect;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RatingGroupUsage {
@@ -55,53 +57,126 @@ pub struct Report {
     pub redirect: redirect::Counters,
 }
 
-fn subscriber_name(snap: &PolicySnapshot, id: SessionId) -> String {
-    snap.sessions
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| s.subscriber.to_string())
-        .unwrap_or_else(|| format!("session-{}", id.0))
+/// What a report is built from: one engine's raw counters, copied out without names, sorting or
+/// merging, so that a worker can hand them to another thread cheaply and that thread builds the
+/// report.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub counters: Counters,
+    pub redirect: redirect::Counters,
+    pub flows: FlowSummary,
+    /// Every metered quantity with its usage, in the meter's slot order.
+    pub usage: Vec<(Metered, Usage)>,
+    /// Rule hits by session and rule name.
+    pub hits: Vec<(SessionId, Arc<str>, u64)>,
+}
+
+impl Tally {
+    pub fn of(engine: &Engine) -> Tally {
+        let mut t = Tally::default();
+        t.copy_from(engine);
+        t
+    }
+
+    /// Copies `engine`'s counters in, reusing this tally's storage: once it has room for every
+    /// metered quantity and rule the engine knows, a copy allocates nothing.
+    pub fn copy_from(&mut self, engine: &Engine) {
+        self.counters.clone_from(engine.counters());
+        self.redirect.clone_from(engine.redirect().counters());
+        let f = engine.flows();
+        self.flows = FlowSummary {
+            created: f.created,
+            active: f.len() as u64,
+            expired: f.expired,
+            evicted: f.evicted,
+        };
+        // Meter slots are only ever appended, so the quantities already copied stay where they
+        // are and only their numbers change.
+        let mut n = 0;
+        for (i, (what, usage)) in engine.meter().iter().enumerate() {
+            match self.usage.get_mut(i) {
+                Some(slot) => slot.1 = *usage,
+                None => self.usage.push((what.clone(), *usage)),
+            }
+            n = i + 1;
+        }
+        self.usage.truncate(n);
+        self.hits.clear();
+        self.hits.extend(
+            engine
+                .rule_hits()
+                .map(|((s, name), hits)| (*s, Arc::clone(name), hits)),
+        );
+    }
+}
+
+/// Subscriber names by session id, made once per report.
+struct Names<'s>(FxHashMap<SessionId, &'s SubscriberId>);
+
+impl<'s> Names<'s> {
+    fn of(snapshot: Option<&'s PolicySnapshot>) -> Names<'s> {
+        Names(
+            snapshot
+                .map(|s| s.sessions.iter().map(|s| (s.id, &s.subscriber)).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The subscriber's name, or `session-N` for a session the policy no longer has.
+    fn get(&self, id: SessionId) -> String {
+        match self.0.get(&id) {
+            Some(s) => s.to_string(),
+            None => format!("session-{}", id.0),
+        }
+    }
 }
 
 impl Report {
     /// Sums the engines of several workers into one report (sessions are owned by one worker
     /// each, so their usage never overlaps; the sum is exact either way).
     pub fn from_engines(engines: &[Engine]) -> Report {
+        let tallies: Vec<Tally> = engines.iter().map(Tally::of).collect();
+        Report::from_tallies(&tallies, engines.first().map(|e| &**e.snapshot()))
+    }
+
+    /// Sums the tallies of several workers into one report, naming subscribers from
+    /// `snapshot` (the policy in force).
+    pub fn from_tallies<'a>(
+        tallies: impl IntoIterator<Item = &'a Tally>,
+        snapshot: Option<&PolicySnapshot>,
+    ) -> Report {
         let mut counters = Counters::default();
         let mut rg: BTreeMap<(SessionId, u32), Usage> = BTreeMap::new();
-        let mut mk: BTreeMap<(SessionId, String), Usage> = BTreeMap::new();
-        let mut hits: BTreeMap<(SessionId, String), u64> = BTreeMap::new();
+        let mut mk: BTreeMap<(SessionId, Arc<str>), Usage> = BTreeMap::new();
+        let mut hits: BTreeMap<(SessionId, Arc<str>), u64> = BTreeMap::new();
         let mut flows = FlowSummary::default();
         let mut redirect = redirect::Counters::default();
-        for e in engines {
-            counters.add(e.counters());
-            redirect.add(e.redirect().counters());
-            for (what, usage) in e.meter().iter() {
+        for t in tallies {
+            counters.add(&t.counters);
+            redirect.add(&t.redirect);
+            for (what, usage) in &t.usage {
                 let target = match what {
                     Metered::RatingGroup(s, g) => rg.entry((*s, *g)).or_default(),
-                    Metered::MonitoringKey(s, k) => mk.entry((*s, k.to_string())).or_default(),
+                    Metered::MonitoringKey(s, k) => mk.entry((*s, Arc::clone(k))).or_default(),
                 };
+                // The engine meters on its wall clock: the times are shown as they are.
                 merge(target, usage);
             }
-            for ((s, name), n) in e.rule_hits() {
-                *hits.entry((*s, name.to_string())).or_default() += n;
+            for (s, name, n) in &t.hits {
+                *hits.entry((*s, Arc::clone(name))).or_default() += n;
             }
-            flows.created += e.flows().created;
-            flows.active += e.flows().len() as u64;
-            flows.expired += e.flows().expired;
-            flows.evicted += e.flows().evicted;
+            flows.created += t.flows.created;
+            flows.active += t.flows.active;
+            flows.expired += t.flows.expired;
+            flows.evicted += t.flows.evicted;
         }
-        let snap = engines.first().map(|e| e.snapshot().clone());
-        let name = |id: SessionId| match &snap {
-            Some(s) => subscriber_name(s, id),
-            None => format!("session-{}", id.0),
-        };
+        let names = Names::of(snapshot);
         Report {
             totals: VerdictTotals::from(&counters),
             rating_groups: rg
                 .into_iter()
                 .map(|((s, g), usage)| RatingGroupUsage {
-                    subscriber: name(s),
+                    subscriber: names.get(s),
                     session_id: s.0,
                     rating_group: g,
                     usage,
@@ -110,18 +185,18 @@ impl Report {
             monitoring_keys: mk
                 .into_iter()
                 .map(|((s, k), usage)| MonitoringUsage {
-                    subscriber: name(s),
+                    subscriber: names.get(s),
                     session_id: s.0,
-                    monitoring_key: k,
+                    monitoring_key: k.to_string(),
                     usage,
                 })
                 .collect(),
             rules: hits
                 .into_iter()
                 .map(|((s, rule), packets)| RuleHits {
-                    subscriber: name(s),
+                    subscriber: names.get(s),
                     session_id: s.0,
-                    rule,
+                    rule: rule.to_string(),
                     packets,
                 })
                 .collect(),

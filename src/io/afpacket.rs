@@ -131,10 +131,7 @@ fn page_size() -> usize {
 fn raw_socket(interface: &str) -> Result<OwnedFd, AfPacketError> {
     // Protocol 0: the socket receives nothing until it is bound with a protocol, so no frame of
     // another interface can slip into the ring before the bind.
-    // SAFETY: plain socket creation; the result is checked and owned at once.
-    let fd = sys::owned(unsafe {
-        libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
-    });
+    let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
     fd.map_err(|source| match source.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission {
             interface: interface.to_string(),
@@ -257,16 +254,23 @@ impl RxRing {
                 let blocks = (config.frames as usize).div_ceil(frames_per_block).max(1);
                 let count = blocks * frames_per_block;
                 let version = libc::tpacket_versions::TPACKET_V2 as i32;
-                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
-                    .map_err(step("PACKET_VERSION"))?;
+                // SAFETY: PACKET_VERSION reads an int during the call.
+                unsafe {
+                    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+                }
+                .map_err(step("PACKET_VERSION"))?;
                 let req = TpacketReq {
                     block_size: block_size as u32,
                     block_nr: blocks as u32,
                     frame_size: frame_size as u32,
                     frame_nr: count as u32,
                 };
-                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
-                    .map_err(ring_err(block_size * blocks))?;
+                // SAFETY: PACKET_RX_RING reads a `tpacket_req` (no pointers); the ring it makes
+                // is kernel memory, reached only through the mapping below.
+                unsafe {
+                    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+                }
+                .map_err(ring_err(block_size * blocks))?;
                 (
                     RxLayout::V2 {
                         frame_size,
@@ -285,8 +289,11 @@ impl RxRing {
                 let blocks = config.blocks.max(2) as usize;
                 let frame_size = 2048usize.min(block_size);
                 let version = libc::tpacket_versions::TPACKET_V3 as i32;
-                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
-                    .map_err(step("PACKET_VERSION"))?;
+                // SAFETY: PACKET_VERSION reads an int during the call.
+                unsafe {
+                    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+                }
+                .map_err(step("PACKET_VERSION"))?;
                 let req = TpacketReq3 {
                     block_size: block_size as u32,
                     block_nr: blocks as u32,
@@ -296,8 +303,12 @@ impl RxRing {
                     sizeof_priv: 0,
                     feature_req_word: 0,
                 };
-                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
-                    .map_err(ring_err(block_size * blocks))?;
+                // SAFETY: with TPACKET_V3, PACKET_RX_RING reads a `tpacket_req3` (no pointers);
+                // the ring is kernel memory, reached only through the mapping below.
+                unsafe {
+                    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+                }
+                .map_err(ring_err(block_size * blocks))?;
                 (
                     RxLayout::V3 {
                         block_size,
@@ -318,12 +329,15 @@ impl RxRing {
             alen: 0,
             address: [0; 8],
         };
-        sys::setsockopt(
-            fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            &mreq,
-        )
+        // SAFETY: PACKET_ADD_MEMBERSHIP reads a `packet_mreq` (no pointers) during the call.
+        unsafe {
+            sys::setsockopt(
+                fd.as_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                &mreq,
+            )
+        }
         .map_err(step("promiscuous mode"))?;
         Ok(RxRing { layout, map, fd })
     }
@@ -333,19 +347,23 @@ impl RxRing {
     pub fn join_fanout(&self, group: u16, leg: Leg) -> io::Result<()> {
         let arg: u32 = u32::from(group)
             | (libc::PACKET_FANOUT_CBPF | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16;
-        sys::setsockopt(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+        // SAFETY: PACKET_FANOUT reads an int during the call.
+        unsafe { sys::setsockopt(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)? };
         let program = bpf::fanout_program(leg);
         let prog = SockFprog {
             len: program.len() as u16,
             filter: program.as_ptr(),
         };
-        // The kernel copies the program during the call; `program` outlives it.
-        sys::setsockopt(
-            self.fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_FANOUT_DATA,
-            &prog,
-        )
+        // SAFETY: PACKET_FANOUT_DATA reads a `sock_fprog` and copies the `len` instructions it
+        // points to during the call; `program` holds exactly those and outlives the call.
+        unsafe {
+            sys::setsockopt(
+                self.fd.as_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT_DATA,
+                &prog,
+            )
+        }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -355,9 +373,8 @@ impl RxRing {
     /// Frames received and frames the kernel dropped because this ring was full, since the last
     /// call (the kernel resets them on read).
     pub fn take_statistics(&self) -> io::Result<(u32, u32)> {
-        let s: [u32; 3] =
-            sys::getsockopt(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS)?;
-        Ok((s[0], s[1]))
+        let s = sys::packet_statistics(self.fd.as_fd())?;
+        Ok((s.packets, s.drops))
     }
 
     /// Hands up to `max` received frames to `f`, each released back to the kernel right after;

@@ -1,6 +1,7 @@
 //! The edges that touch the outside world: capture files, AF_PACKET rings with fanout, and
 //! multi-queue TUN. This is the only module that may use `unsafe` (in `afpacket`, `tun` and
 //! `sys`), each block with a `// SAFETY:` comment.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod afpacket;
 pub mod bpf;

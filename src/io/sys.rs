@@ -1,11 +1,17 @@
 //! Thin, checked wrappers over the few Linux calls the data path needs beyond sockets: interface
 //! lookups and ioctls, offload switches, CPU affinity, signals, poll and mmap. Each returns an
 //! `io::Error` (errno) for the caller to turn into a message a user can act on.
+//!
+//! Every safe function here is sound whatever safe code hands it: the raw helpers — taking
+//! ownership of a descriptor, `getsockopt` into any type, an `ifreq` ioctl of any request — are
+//! private behind typed wrappers ([`socket`], [`packet_statistics`], [`interface_mtu`],
+//! [`TunFile::attach`], ...), and [`setsockopt`], whose value may carry pointers the kernel
+//! follows, is `unsafe` with its contract.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Turns a syscall's `-1` into the thread's errno.
@@ -18,15 +24,43 @@ pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Wraps a freshly returned descriptor so it is closed exactly once.
-pub fn owned(ret: libc::c_int) -> io::Result<OwnedFd> {
+///
+/// # Safety
+/// `ret` must be the return value of a syscall that creates a descriptor (`socket`, `open`,
+/// `eventfd`, ...), called just before, so that a non-negative value is a descriptor nothing
+/// else owns or will close.
+unsafe fn owned(ret: libc::c_int) -> io::Result<OwnedFd> {
     let fd = cvt(ret)?;
-    // SAFETY: `fd` was just returned by a successful syscall and nothing else owns it.
+    // SAFETY: the caller guarantees `fd` is fresh and unowned.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A new socket, owned at once (close-on-exec).
+pub fn socket(
+    domain: libc::c_int,
+    kind: libc::c_int,
+    protocol: libc::c_int,
+) -> io::Result<OwnedFd> {
+    // SAFETY: socket() takes no pointers; what it returns is a fresh descriptor (or -1).
+    unsafe { owned(libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol)) }
+}
+
 /// `setsockopt` with a plain-data option value.
-pub fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size passed; the kernel only reads it.
+///
+/// # Safety
+/// Option `name` of `level` must take a value laid out as `T` (the kernel only reads it, during
+/// the call). A pointer inside `value` (a `sock_fprog`'s program, say) must point to live memory
+/// of the size the option expects for the duration of the call, and the option must not make
+/// the kernel keep a pointer into this process's memory past the call (as AF_XDP's UMEM
+/// registration does).
+pub unsafe fn setsockopt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    name: i32,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size passed; the kernel only reads it, and
+    // what it points to is the caller's promise.
     let ret = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -39,12 +73,20 @@ pub fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T)
     cvt(ret).map(|_| ())
 }
 
-/// `getsockopt` into a plain-data value (all-zero bytes must be a valid `T`).
-pub fn getsockopt<T: Copy + Default>(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<T> {
+/// `getsockopt` into a plain-data value.
+///
+/// # Safety
+/// Every bit pattern the kernel may write for this option into `size_of::<T>()` bytes must be a
+/// valid `T` (plain integers, not `bool`s, enums or references).
+unsafe fn getsockopt<T: Copy + Default>(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    name: i32,
+) -> io::Result<T> {
     let mut value = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` is a live, writable `T` and `len` its size; the kernel writes at most
-    // `len` bytes.
+    // `len` bytes, and the caller promises any bytes it writes form a valid `T`.
     let ret = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
@@ -57,6 +99,26 @@ pub fn getsockopt<T: Copy + Default>(fd: BorrowedFd<'_>, level: i32, name: i32) 
     cvt(ret).map(|_| value)
 }
 
+/// A packet socket's receive statistics since the last read (the kernel resets them on read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketStatistics {
+    /// Frames received.
+    pub packets: u32,
+    /// Frames dropped because the ring was full.
+    pub drops: u32,
+}
+
+/// Reads (and resets) PACKET_STATISTICS of a packet socket.
+pub fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<PacketStatistics> {
+    // SAFETY: the kernel writes a `tpacket_stats` (two u32) or, for TPACKET_V3, a
+    // `tpacket_stats_v3` (three u32), cut to the length given; any bytes are valid u32s.
+    let s: [u32; 3] = unsafe { getsockopt(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS)? };
+    Ok(PacketStatistics {
+        packets: s[0],
+        drops: s[1],
+    })
+}
+
 /// The index of a network interface, `None` if there is no such interface here.
 pub fn interface_index(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
@@ -65,16 +127,16 @@ pub fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-/// `struct ifreq`: the interface name and a 24-byte union the caller interprets.
+/// `struct ifreq`: the interface name and a 24-byte union the request interprets.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct IfReq {
-    pub name: [u8; libc::IFNAMSIZ],
-    pub data: [u8; 24],
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: [u8; 24],
 }
 
 impl IfReq {
-    pub fn new(name: &str) -> io::Result<IfReq> {
+    fn new(name: &str) -> io::Result<IfReq> {
         let mut r = IfReq {
             name: [0; libc::IFNAMSIZ],
             data: [0; 24],
@@ -91,23 +153,58 @@ impl IfReq {
 }
 
 fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket creation; the result is checked and owned at once.
-    owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+    socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
 }
 
 /// Runs an interface ioctl whose argument is an `ifreq`.
-pub fn ifreq_ioctl(fd: RawFd, request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
-    // SAFETY: `req` is a valid, writable `struct ifreq`; every request used with this helper
-    // reads or writes only within it (or through a pointer placed in it by the caller, which
-    // points to live memory of the size the request expects).
-    cvt(unsafe { libc::ioctl(fd, request as _, req as *mut IfReq) }).map(|_| ())
+///
+/// # Safety
+/// `request` must be an ioctl that, on `fd`, reads and writes only within a `struct ifreq`, or
+/// through a pointer the caller placed in `req`, which must then point to live, writable memory
+/// of the size and layout the request expects for the duration of the call.
+unsafe fn ifreq_ioctl(
+    fd: BorrowedFd<'_>,
+    request: libc::c_ulong,
+    req: &mut IfReq,
+) -> io::Result<()> {
+    // SAFETY: `req` is a valid, writable `struct ifreq`; the rest is the caller's promise.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request as _, req as *mut IfReq) }).map(|_| ())
+}
+
+/// A descriptor of /dev/net/tun, not yet attached to a device.
+pub struct TunFile(OwnedFd);
+
+impl TunFile {
+    /// Opens /dev/net/tun, non-blocking.
+    pub fn open() -> io::Result<TunFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")?;
+        Ok(TunFile(f.into()))
+    }
+
+    /// Attaches to (or creates) TUN device `name` with `flags` (IFF_TUN, IFF_NO_PI,
+    /// IFF_MULTI_QUEUE, ...); the descriptor is then one queue of the device.
+    pub fn attach(self, name: &str, flags: libc::c_short) -> io::Result<OwnedFd> {
+        use std::os::fd::AsFd;
+        let mut req = IfReq::new(name)?;
+        req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+        // SAFETY: the descriptor is /dev/net/tun's, where TUNSETIFF reads and writes only the
+        // `ifreq` (the name, and the flags in the first bytes of its union).
+        unsafe { ifreq_ioctl(self.0.as_fd(), libc::TUNSETIFF as libc::c_ulong, &mut req)? };
+        Ok(self.0)
+    }
 }
 
 /// The interface's MTU (payload bytes, without the Ethernet header).
 pub fn interface_mtu(name: &str) -> io::Result<u32> {
     let sock = control_socket()?;
     let mut req = IfReq::new(name)?;
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req)?;
+    // SAFETY: SIOCGIFMTU on an inet socket writes an int into the `ifreq`'s union.
+    unsafe { ifreq_ioctl(sock.as_fd(), libc::SIOCGIFMTU, &mut req)? };
     let mtu = i32::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
     Ok(mtu.max(0) as u32)
 }
@@ -116,10 +213,12 @@ pub fn interface_mtu(name: &str) -> io::Result<u32> {
 pub fn set_interface_up(name: &str) -> io::Result<()> {
     let sock = control_socket()?;
     let mut req = IfReq::new(name)?;
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS on an inet socket writes a short into the `ifreq`'s union.
+    unsafe { ifreq_ioctl(sock.as_fd(), libc::SIOCGIFFLAGS, &mut req)? };
     let flags = i16::from_ne_bytes([req.data[0], req.data[1]]) | libc::IFF_UP as i16;
     req.data[..2].copy_from_slice(&flags.to_ne_bytes());
-    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req)
+    // SAFETY: SIOCSIFFLAGS on an inet socket reads a short from the `ifreq`'s union.
+    unsafe { ifreq_ioctl(sock.as_fd(), libc::SIOCSIFFLAGS, &mut req) }
 }
 
 /// Offloads that merge or defer frames, each with its legacy ethtool get/set commands. An inline
@@ -163,18 +262,22 @@ struct EthtoolValue {
     data: u32,
 }
 
-fn ethtool(fd: RawFd, name: &str, value: &mut EthtoolValue) -> io::Result<()> {
+/// One legacy ethtool get or set of a value (`struct ethtool_value`).
+fn ethtool(fd: BorrowedFd<'_>, name: &str, value: &mut EthtoolValue) -> io::Result<()> {
     let mut req = IfReq::new(name)?;
     let ptr = value as *mut EthtoolValue as usize;
     req.data[..std::mem::size_of::<usize>()].copy_from_slice(&ptr.to_ne_bytes());
-    ifreq_ioctl(fd, libc::SIOCETHTOOL, &mut req)
+    // SAFETY: SIOCETHTOOL follows the pointer in the union to a command; every command used
+    // here (the GTSO/STSO, GGSO/SGSO, GFLAGS/SFLAGS, GGRO/SGRO pairs) reads or writes exactly a
+    // `struct ethtool_value`, which `value` is, live and writable across the call.
+    unsafe { ifreq_ioctl(fd, libc::SIOCETHTOOL, &mut req) }
 }
 
 /// Turns `offload` off if it is on; returns whether it was on. `Ok(false)` also when the driver
 /// does not support it at all (then it cannot be on).
 pub fn disable_offload(name: &str, offload: Offload) -> io::Result<bool> {
     let sock = control_socket()?;
-    let fd = sock.as_raw_fd();
+    let fd = sock.as_fd();
     let (get, set) = match offload {
         Offload::Gro => (ETHTOOL_GGRO, ETHTOOL_SGRO),
         Offload::Gso => (ETHTOOL_GGSO, ETHTOOL_SGSO),
@@ -322,13 +425,12 @@ pub struct EventFd {
 
 impl EventFd {
     pub fn new() -> io::Result<EventFd> {
-        // SAFETY: plain eventfd creation; the result is checked and owned at once.
-        let fd = owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: eventfd() takes no pointers and returns a fresh descriptor (or -1).
+        let fd = unsafe { owned(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)) }?;
         Ok(EventFd { fd })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
         self.fd.as_fd()
     }
 
@@ -395,6 +497,23 @@ mod tests {
         assert_eq!(interface_index("weir-no-such0"), None);
         assert!(interface_mtu("lo").unwrap() >= 1500);
         assert!(IfReq::new("a-name-far-too-long-for-linux").is_err());
+    }
+
+    #[test]
+    fn the_typed_wrappers_refuse_what_they_do_not_fit() {
+        // Not a packet socket: the kernel says so, nothing is written anywhere.
+        let udp = socket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        let e = packet_statistics(udp.as_fd()).unwrap_err();
+        assert!(
+            matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOPROTOOPT)
+            ),
+            "{e}"
+        );
+        assert!(interface_mtu("weir-no-such0").is_err());
+        assert!(set_interface_up("a-name-far-too-long-for-linux").is_err());
+        assert!(disable_offload("weir-no-such0", Offload::Gro).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! raw IP packets (IFF_NO_PI). Descriptors are non-blocking; workers wait with poll.
 #![allow(unsafe_code)]
 
-use super::sys::{self, IfReq};
+use super::sys;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -30,25 +30,15 @@ impl TunQueue {
     pub fn open_all(name: &str, queues: usize) -> Result<Vec<TunQueue>, TunError> {
         let mut out = Vec::with_capacity(queues);
         for queue in 0..queues.max(1) {
-            let path = c"/dev/net/tun";
-            // SAFETY: `path` is NUL-terminated; the result is checked and owned at once.
-            let fd = sys::owned(unsafe {
-                libc::open(
-                    path.as_ptr(),
-                    libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-                )
-            })
-            .map_err(TunError::Open)?;
-            let create = |source| TunError::Create {
-                name: name.to_string(),
-                queue,
-                source,
-            };
-            let mut req = IfReq::new(name).map_err(create)?;
-            let flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as i16;
-            req.data[..2].copy_from_slice(&flags.to_ne_bytes());
-            sys::ifreq_ioctl(fd.as_raw_fd(), libc::TUNSETIFF as libc::c_ulong, &mut req)
-                .map_err(create)?;
+            let file = sys::TunFile::open().map_err(TunError::Open)?;
+            let flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+            let fd = file
+                .attach(name, flags)
+                .map_err(|source| TunError::Create {
+                    name: name.to_string(),
+                    queue,
+                    source,
+                })?;
             out.push(TunQueue { fd });
         }
         sys::set_interface_up(name).map_err(|source| TunError::Up {

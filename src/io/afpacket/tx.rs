@@ -67,12 +67,14 @@ impl TxRing {
             }
         };
         let version = libc::tpacket_versions::TPACKET_V2 as i32;
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+        // SAFETY: PACKET_VERSION reads an int during the call.
+        unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version) }
             .map_err(step("PACKET_VERSION"))?;
         let one: i32 = 1;
         // A frame the kernel cannot send (too large for the MTU) is discarded instead of
         // stalling the ring.
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, &one)
+        // SAFETY: PACKET_LOSS reads an int during the call.
+        unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, &one) }
             .map_err(step("PACKET_LOSS"))?;
         let frame_size = frame_size.max(128).next_multiple_of(16) as usize;
         let block_size = frame_size.max(page_size()).next_power_of_two();
@@ -92,7 +94,9 @@ impl TxRing {
             bytes,
             source,
         };
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
+        // SAFETY: PACKET_TX_RING reads a `tpacket_req` (no pointers); the ring it makes is
+        // kernel memory, reached only through the mapping below.
+        unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &req) }
             .map_err(ring_err)?;
         let map = Mmap::shared(fd.as_fd(), bytes).map_err(ring_err)?;
         // Protocol 0: this socket sends only, it is never handed a received frame.
@@ -190,12 +194,15 @@ fn transmit_socket(interface: &str) -> Result<(OwnedFd, u32), AfPacketError> {
         .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
     let fd = raw_socket(interface)?;
     let one: i32 = 1;
-    sys::setsockopt(
-        fd.as_fd(),
-        libc::SOL_PACKET,
-        libc::PACKET_QDISC_BYPASS,
-        &one,
-    )
+    // SAFETY: PACKET_QDISC_BYPASS reads an int during the call.
+    unsafe {
+        sys::setsockopt(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            &one,
+        )
+    }
     .map_err(|source| AfPacketError::Socket {
         interface: interface.to_string(),
         step: "PACKET_QDISC_BYPASS",
