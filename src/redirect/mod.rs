@@ -343,6 +343,11 @@ impl Redirector {
         self.answer(cx, out)
     }
 
+    /// TCP to one of the ports the 302 responder answers.
+    fn is_web(&self, key: &FlowKey) -> bool {
+        key.protocol == proto::TCP && self.settings.http_ports.contains(&key.remote_port)
+    }
+
     /// Whether the walled garden lets a flow through (counted by what let it: the portal, a
     /// resolver, or — `restricted` — a restriction filter), and if so whether the watch should
     /// see it: portal web flows and DNS answers.
@@ -411,13 +416,6 @@ impl Redirector {
                 Stage::Blocked
             }
         }
-    }
-}
-
-impl Redirector {
-    /// TCP to one of the ports the 302 responder answers.
-    fn is_web(&self, key: &FlowKey) -> bool {
-        key.protocol == proto::TCP && self.settings.http_ports.contains(&key.remote_port)
     }
 }
 
