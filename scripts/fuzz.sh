@@ -5,8 +5,9 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 30 s each, every target
 #
 # FUZZ_SANITIZER=address runs under AddressSanitizer (built with RUSTC_BOOTSTRAP=1, for these
-# commands only, in fuzz/target/asan); the default is none. Each target keeps the inputs it finds
-# in fuzz/corpus/TARGET and starts from them next time. Prints executions and exec/s per target;
+# commands only, in fuzz/target/asan); the default is none. FUZZ_RUNS=N also stops each target
+# after N executions (the long runs: FUZZ_RUNS=10000000 scripts/fuzz.sh 3600). Each target keeps
+# the inputs it finds in fuzz/corpus/TARGET and starts from them next time. Prints executions and exec/s per target;
 # a crash, a timeout or a leak fails the run and leaves its reproducer in fuzz/artifacts/TARGET/
 # (replay it with `cargo fuzz run --sanitizer none TARGET fuzz/artifacts/TARGET/crash-...`).
 set -euo pipefail
@@ -35,8 +36,9 @@ fi
 
 echo "== fuzz seeds"
 rm -rf fuzz/target/seeds
-# A debug build in the main target directory: it shares what the tests already compiled.
-cargo run -q --locked --manifest-path fuzz/Cargo.toml --target-dir target --example seeds -- fuzz/target/seeds
+# A debug build in the main target directory: it shares what the tests already compiled. Not
+# --locked: fuzz/Cargo.lock (the root lock plus libFuzzer) follows a new dependency of weir.
+cargo run -q --manifest-path fuzz/Cargo.toml --target-dir target --example seeds -- fuzz/target/seeds
 
 echo "== cargo fuzz build (sanitizer $sanitizer)"
 (cd fuzz && "${fuzz[@]}" build "${flags[@]}")
@@ -51,6 +53,7 @@ for t in "${targets[@]}"; do
     [ -d "fuzz/$d" ] && dirs+=("$d")
   done
   extra=()
+  [ -n "${FUZZ_RUNS:-}" ] && extra+=(-runs="$FUZZ_RUNS")
   [ -f "fuzz/dicts/$t.dict" ] && extra+=(-dict="dicts/$t.dict")
   log=fuzz/target/logs/$t.log
   echo "== fuzz $t for ${seconds}s"
