@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
 # iperf3, trafgen (netsniff-ng), tcpreplay, python3 (the lab's web server), Chromium (the
-# browser end-to-end test drives it headless), and the Rust components of the gate.
+# browser end-to-end test drives it headless), the Rust components of the gate, and cargo-fuzz.
 set -euo pipefail
 
 need=()
@@ -25,4 +25,9 @@ fi
 if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+# The fuzz step of the gate (scripts/fuzz.sh); libFuzzer itself comes with the fuzz crate.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
 fi

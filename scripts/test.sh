@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh machine, then runs the gate —
 # format check, clippy with warnings as errors, and every test (unit, scenario, capture replays,
-# and, as root, the network-namespace end-to-end tests).
+# and, as root, the network-namespace end-to-end tests), then 30 s of coverage-guided fuzzing per
+# target (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,10 @@ scripts/install-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== fuzz (30 s per target)"
+scripts/fuzz.sh 30
