@@ -12,6 +12,7 @@ pub mod engine;
 pub mod io;
 pub mod peers;
 pub mod policy;
+pub mod proto;
 pub mod redirect;
 pub mod replay;
 pub mod time;
