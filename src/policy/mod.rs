@@ -9,6 +9,7 @@ mod flow;
 mod model;
 mod snapshot;
 
+pub(crate) use config::{read_rule, reader};
 pub use config::{
     split_http_url, Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction,
     QuicAction, RedirectSettings, SuccessAction, SuccessUrl,
