@@ -276,11 +276,18 @@ impl pb::admin_server::Admin for AdminService {
             )
             .into());
         }
-        let due = due_after(core.cfg.billing_delay);
+        // Without a billing delay the credit is due now, which the store applies at once.
+        let now = now_secs();
+        let delay = core.cfg.billing_delay;
+        let due = if delay.is_zero() {
+            now
+        } else {
+            due_after(delay)
+        };
         let (id, amount) = (sub.clone(), r.amount);
         let reference = (!r.reference.is_empty()).then(|| r.reference.clone());
         let done = core
-            .db(move |s| s.recharge(&id, amount, reference.as_deref(), due, now_secs()))
+            .db(move |s| s.recharge(&id, amount, reference.as_deref(), due, now))
             .await
             .map_err(|e| store_status(e, &sub))?;
         let applied = done.credit.applied_at.is_some();
