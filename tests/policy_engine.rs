@@ -559,15 +559,17 @@ impl pb::gateway_server::Gateway for FakeGateway {
 
 /// Serves the fake gateway on a loopback port in its own thread; stops with the runtime.
 fn fake_gateway() -> (FakeGateway, String, tokio::runtime::Runtime) {
+    fake_gateway_on("127.0.0.1:0")
+}
+
+fn fake_gateway_on(addr: &str) -> (FakeGateway, String, tokio::runtime::Runtime) {
     let gw = FakeGateway::default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = pb::gateway_server::GatewayServer::new(gw.clone());
     rt.spawn(async move {
@@ -897,5 +899,51 @@ fn the_readme_grpcurl_commands_run_as_written() {
         int(&recharged["account"]["balance"]),
         0,
         "the example has a billing delay"
+    );
+}
+
+#[test]
+fn a_rar_to_an_unreachable_gateway_is_retried_until_it_answers() {
+    if !grpcurl_or_skip("retry") {
+        return;
+    }
+    // A port with nobody behind it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw_addr = format!("127.0.0.1:{port}");
+    let dir = Dir::new("retry");
+    let path = dir.0.join("pe.toml");
+    let text = config(0).replace(
+        "reauth = { timeout = 2, attempts = 3, backoff = 0, max_backoff = 1 }",
+        "reauth = { timeout = 1, attempts = 10, backoff = 1, max_backoff = 1 }",
+    );
+    std::fs::write(&path, text).unwrap();
+    let pe = Engine::start(&path);
+    pe.call(
+        "weir.v1.PolicyEngine/CreateSession",
+        ccr_i("gw.test;3", ZERO, "10.45.0.3", &gw_addr),
+    );
+    pe.call(
+        "weir.v1.Admin/SetBalance",
+        json!({ "subscriber_id": ZERO, "balance": 50 }),
+    );
+    // The first attempts fail; the policy engine keeps serving meanwhile.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(pe.balance(ZERO), 50);
+    let (gw, _, _rt) = fake_gateway_on(&gw_addr);
+    let rars = wait_for_rars(&gw, 1, Duration::from_secs(10));
+    assert_eq!(rars.len(), 1, "the RAR never arrived");
+    assert_eq!(
+        rars[0].charging_rule_remove[0].charging_rule_name,
+        ["recharge-redirect"]
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        gw.rars.lock().unwrap().len(),
+        1,
+        "delivered once, not again"
     );
 }
