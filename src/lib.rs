@@ -13,6 +13,7 @@ pub mod io;
 pub mod packet;
 pub mod peers;
 pub mod policy;
+pub mod proto;
 pub mod redirect;
 pub mod replay;
 pub mod time;

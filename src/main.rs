@@ -63,6 +63,15 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:80")]
         listen: std::net::SocketAddr,
     },
+    /// Serve the reference policy engine (Gx) and its admin API over gRPC.
+    ///
+    /// Accounts in SQLite, the redirect for balances at zero or less, the billing delay, and
+    /// RARs to the gateways; see examples/policy-engine.toml.
+    PolicyEngine {
+        /// The policy engine's configuration (not the gateway's).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn load_config(path: &PathBuf) -> Result<Config, String> {
@@ -213,12 +222,34 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::PolicyEngine { config } => policy_engine(&config),
         Command::Run {
             config,
             report_out,
             json,
         } => run(&config, report_out.as_deref(), json),
         Command::CheckConfig { file } => check_config(&file),
+    }
+}
+
+fn policy_engine(path: &std::path::Path) -> ExitCode {
+    use weir::peers::policy_engine::{load_config, run, PolicyEngineError};
+    let result = load_config(path).and_then(|config| {
+        run(config, |addr| {
+            // Printed once ready, so scripts and tests can wait for it.
+            println!("weir policy-engine: listening on {addr}");
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ (PolicyEngineError::Config(_) | PolicyEngineError::Read { .. })) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("weir policy-engine: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Reference peers the gateway talks to or stands beside: today the recharge portal.
+//! Reference peers the gateway talks to or stands beside: the recharge portal and the policy
+//! engine.
 //!
 //! These are small servers for labs and tests, not part of the data path; they share the
 //! gateway's configuration file and its token format.
 
+pub mod policy_engine;
 pub mod portal;

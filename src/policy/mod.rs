@@ -10,6 +10,7 @@ mod model;
 mod snapshot;
 mod template;
 
+pub(crate) use config::{read_rule, reader};
 pub use config::{
     split_http_url, Config, ConfigError, ConfigErrors, GatewaySettings, MalformedAction,
     QuicAction, RedirectSettings, SuccessAction, SuccessUrl,

@@ -72,16 +72,20 @@
 //! 1-based lines and columns counted in characters; a Flow-Description error points at the
 //! offending token inside the string when the string has no escapes.
 
-mod reader;
+// The reader and the rule reader are shared with the policy engine's configuration
+// (peers::policy_engine), so both files read and report alike.
+pub(crate) mod reader;
 mod redirect;
 mod rules;
+
+pub(crate) use rules::read_rule;
 
 pub use redirect::{split_http_url, QuicAction, RedirectSettings, SuccessAction, SuccessUrl};
 
 use super::flow::IpPrefix;
 use super::model::{PccRule, SessionConfig};
 use reader::{as_str, Ctx, Fields};
-use rules::{peek_name, read_rule, read_session, LocatedSession};
+use rules::{peek_name, read_session, LocatedSession};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -9,19 +9,19 @@ use toml::de::{DeTable, DeValue};
 use toml::value::{Datetime, Offset};
 use toml::Spanned;
 
-pub(super) type Value<'i> = Spanned<DeValue<'i>>;
-pub(super) type Span = Range<usize>;
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
+pub(crate) type Span = Range<usize>;
 
 /// Collects errors and turns byte spans into line and column.
-pub(super) struct Ctx<'t> {
+pub(crate) struct Ctx<'t> {
     text: &'t str,
     origin: &'t str,
     line_starts: Vec<usize>,
-    pub(super) errors: Vec<ConfigError>,
+    pub(crate) errors: Vec<ConfigError>,
 }
 
 impl<'t> Ctx<'t> {
-    pub(super) fn new(text: &'t str, origin: &'t str) -> Self {
+    pub(crate) fn new(text: &'t str, origin: &'t str) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -33,12 +33,12 @@ impl<'t> Ctx<'t> {
         }
     }
 
-    pub(super) fn text(&self) -> &'t str {
+    pub(crate) fn text(&self) -> &'t str {
         self.text
     }
 
     /// 1-based line and column; the column counts characters, as editors do.
-    pub(super) fn position(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset);
         // line_starts begins with 0, so partition_point is at least 1 and the index is valid.
@@ -50,7 +50,7 @@ impl<'t> Ctx<'t> {
         (line.max(1), column + 1)
     }
 
-    pub(super) fn error(&mut self, at: usize, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, at: usize, path: &str, message: impl Into<String>) {
         let (line, column) = self.position(at);
         self.errors.push(ConfigError {
             origin: self.origin.to_string(),
@@ -61,13 +61,13 @@ impl<'t> Ctx<'t> {
         });
     }
 
-    pub(super) fn error_count(&self) -> usize {
+    pub(crate) fn error_count(&self) -> usize {
         self.errors.len()
     }
 }
 
 /// `parent.key`, or `key` at the top level.
-pub(super) fn join(parent: &str, key: &str) -> String {
+pub(crate) fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_string()
     } else {
@@ -76,15 +76,15 @@ pub(super) fn join(parent: &str, key: &str) -> String {
 }
 
 /// A table being read, with its location for errors about missing keys.
-pub(super) struct Fields<'a, 'i> {
+pub(crate) struct Fields<'a, 'i> {
     table: &'a DeTable<'i>,
-    pub(super) span: Span,
-    pub(super) path: String,
+    pub(crate) span: Span,
+    pub(crate) path: String,
 }
 
 impl<'a, 'i> Fields<'a, 'i> {
     /// Checks that `value` is a table whose keys are all in `allowed`.
-    pub(super) fn new(
+    pub(crate) fn new(
         ctx: &mut Ctx<'_>,
         value: &'a Value<'i>,
         path: String,
@@ -101,7 +101,7 @@ impl<'a, 'i> Fields<'a, 'i> {
         Some(Self::from_table(ctx, table, value.span(), path, allowed))
     }
 
-    pub(super) fn from_table(
+    pub(crate) fn from_table(
         ctx: &mut Ctx<'_>,
         table: &'a DeTable<'i>,
         span: Span,
@@ -124,15 +124,15 @@ impl<'a, 'i> Fields<'a, 'i> {
         Fields { table, span, path }
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&'a Value<'i>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value<'i>> {
         self.table.get(key)
     }
 
-    pub(super) fn path(&self, key: &str) -> String {
+    pub(crate) fn path(&self, key: &str) -> String {
         join(&self.path, key)
     }
 
-    pub(super) fn missing(&self, ctx: &mut Ctx<'_>, key: &str) {
+    pub(crate) fn missing(&self, ctx: &mut Ctx<'_>, key: &str) {
         ctx.error(
             self.span.start,
             &self.path,
@@ -140,19 +140,19 @@ impl<'a, 'i> Fields<'a, 'i> {
         );
     }
 
-    pub(super) fn str(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(&'a str, Span)> {
+    pub(crate) fn str(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(&'a str, Span)> {
         let value = self.get(key)?;
         as_str(ctx, value, &self.path(key)).map(|s| (s, value.span()))
     }
 
-    pub(super) fn required_str(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(&'a str, Span)> {
+    pub(crate) fn required_str(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(&'a str, Span)> {
         if self.get(key).is_none() {
             self.missing(ctx, key);
         }
         self.str(ctx, key)
     }
 
-    pub(super) fn bool(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<bool> {
+    pub(crate) fn bool(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<bool> {
         let value = self.get(key)?;
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
@@ -168,7 +168,7 @@ impl<'a, 'i> Fields<'a, 'i> {
     }
 
     /// An integer in `min..=max`; `what` names the range in the message.
-    pub(super) fn int(&self, ctx: &mut Ctx<'_>, key: &str, min: i128, max: i128) -> Option<i128> {
+    pub(crate) fn int(&self, ctx: &mut Ctx<'_>, key: &str, min: i128, max: i128) -> Option<i128> {
         let value = self.get(key)?;
         let path = self.path(key);
         let DeValue::Integer(int) = value.get_ref() else {
@@ -192,12 +192,12 @@ impl<'a, 'i> Fields<'a, 'i> {
         }
     }
 
-    pub(super) fn u32(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<u32> {
+    pub(crate) fn u32(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<u32> {
         self.int(ctx, key, 0, i128::from(u32::MAX))
             .and_then(|n| u32::try_from(n).ok())
     }
 
-    pub(super) fn array(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<&'a [Value<'i>]> {
+    pub(crate) fn array(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<&'a [Value<'i>]> {
         let value = self.get(key)?;
         match value.get_ref() {
             DeValue::Array(items) => Some(items),
@@ -213,7 +213,7 @@ impl<'a, 'i> Fields<'a, 'i> {
     }
 
     /// One of `choices`, matched without regard to case; the error lists them all.
-    pub(super) fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &self,
         ctx: &mut Ctx<'_>,
         key: &str,
@@ -235,7 +235,7 @@ impl<'a, 'i> Fields<'a, 'i> {
         found
     }
 
-    pub(super) fn timestamp(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(Timestamp, Span)> {
+    pub(crate) fn timestamp(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(Timestamp, Span)> {
         let value = self.get(key)?;
         let path = self.path(key);
         let DeValue::Datetime(dt) = value.get_ref() else {
@@ -259,7 +259,7 @@ impl<'a, 'i> Fields<'a, 'i> {
     }
 }
 
-pub(super) fn as_str<'a>(ctx: &mut Ctx<'_>, value: &'a Value<'_>, path: &str) -> Option<&'a str> {
+pub(crate) fn as_str<'a>(ctx: &mut Ctx<'_>, value: &'a Value<'_>, path: &str) -> Option<&'a str> {
     match value.get_ref() {
         DeValue::String(s) => Some(s),
         other => {
@@ -275,7 +275,7 @@ pub(super) fn as_str<'a>(ctx: &mut Ctx<'_>, value: &'a Value<'_>, path: &str) ->
 
 /// Days from 1970-01-01 to the given proleptic Gregorian date. Counting from a March-based year
 /// puts the leap day last, so each 400-year era has a fixed shape.
-pub(super) fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
@@ -287,7 +287,7 @@ pub(super) fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
 
 /// Rule times must name an instant, so a local date-time without an offset is refused rather
 /// than guessed in some time zone.
-pub(super) fn timestamp_of(dt: &Datetime) -> Result<Timestamp, String> {
+pub(crate) fn timestamp_of(dt: &Datetime) -> Result<Timestamp, String> {
     let (Some(date), Some(time), Some(offset)) = (dt.date, dt.time, dt.offset) else {
         return Err(format!(
             "'{dt}' needs a date, a time and an offset, e.g. 2026-01-01T00:00:00Z"

@@ -48,7 +48,7 @@ const ADDRESS_TYPE: &[(&str, RedirectAddressType)] = &[
 ];
 
 /// Reads one rule table; `None` if anything in it was wrong (all of it reported).
-pub(super) fn read_rule(ctx: &mut Ctx<'_>, value: &Value<'_>, path: String) -> Option<PccRule> {
+pub(crate) fn read_rule(ctx: &mut Ctx<'_>, value: &Value<'_>, path: String) -> Option<PccRule> {
     let before = ctx.error_count();
     let f = Fields::new(ctx, value, path, RULE_KEYS)?;
 

@@ -1,0 +1,743 @@
+//! The policy engine's store: accounts, the credits billing has yet to apply, sessions, usage
+//! and spent recharge-success nonces, in one SQLite file.
+//!
+//! Several processes may share the file (several gateways talking to several policy engines on
+//! one machine): WAL lets readers run beside the writer, every change is one `BEGIN IMMEDIATE`
+//! transaction (the write lock is taken up front, so two writers never deadlock upgrading), a
+//! busy writer is waited for, and balances only ever move by `balance = balance + ?` or by an
+//! explicit set, so no update is lost. A session's redirect state changes only by compare-and-set,
+//! so two processes reconciling the same account push one RAR, not two.
+//!
+//! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] bring any older file up to
+//! date on open, and a file from a newer Weir is refused rather than misread. Times are seconds
+//! since the Unix epoch, handed in by the caller.
+
+use crate::proto::v1 as pb;
+use prost::Message as _;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Schema changes, in order; entry `i` takes a file from version `i` to `i + 1`. Never edit an
+/// entry once released: add one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: accounts, credits, sessions, usage, nonces.
+    "CREATE TABLE accounts (
+        subscriber_id TEXT PRIMARY KEY,
+        balance INTEGER NOT NULL,
+        plan_name TEXT NOT NULL,
+        plan BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE credits (
+        id INTEGER PRIMARY KEY,
+        subscriber_id TEXT NOT NULL REFERENCES accounts(subscriber_id) ON DELETE CASCADE,
+        amount INTEGER NOT NULL,
+        reference TEXT,
+        created_at INTEGER NOT NULL,
+        due_at INTEGER NOT NULL,
+        applied_at INTEGER,
+        UNIQUE (subscriber_id, reference)
+    );
+    CREATE INDEX credits_pending ON credits(due_at) WHERE applied_at IS NULL;
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        subscriber_id TEXT NOT NULL,
+        framed_ip_address TEXT NOT NULL,
+        framed_ipv6_prefix TEXT NOT NULL,
+        reauth_endpoint TEXT NOT NULL,
+        origin_host TEXT NOT NULL,
+        redirected INTEGER NOT NULL,
+        lifted INTEGER NOT NULL,
+        installed TEXT NOT NULL,
+        cc_request_number INTEGER NOT NULL,
+        started_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_subscriber ON sessions(subscriber_id);
+    CREATE TABLE usage (
+        session_id TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
+        monitoring_key TEXT NOT NULL,
+        total_octets INTEGER NOT NULL DEFAULT 0,
+        input_octets INTEGER NOT NULL DEFAULT 0,
+        output_octets INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (session_id, monitoring_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE used_nonces (
+        nonce TEXT PRIMARY KEY,
+        subscriber_id TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} has schema version {found}, newer than this weir knows ({known}); use a newer weir")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the account already exists")]
+    Exists,
+    #[error("no account for this subscriber")]
+    NoAccount,
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A credit, pending or applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credit {
+    pub amount: i64,
+    pub reference: Option<String>,
+    pub due_at: i64,
+    pub applied_at: Option<i64>,
+}
+
+/// An account with its pending credits, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountRow {
+    pub subscriber_id: String,
+    pub balance: i64,
+    pub plan_name: String,
+    pub plan: pb::Plan,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub pending: Vec<Credit>,
+}
+
+/// A session as the policy engine keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub subscriber_id: String,
+    pub framed_ip_address: String,
+    pub framed_ipv6_prefix: String,
+    pub reauth_endpoint: String,
+    pub origin_host: String,
+    pub redirected: bool,
+    /// The redirect was lifted on a verified recharge success while the credit is pending.
+    pub lifted: bool,
+    /// Rule names the policy engine has installed.
+    pub installed: Vec<String>,
+    pub cc_request_number: u32,
+    pub started_at: i64,
+}
+
+/// Octets reported for one monitoring key, added up.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct UsageRow {
+    pub monitoring_key: String,
+    pub total_octets: u64,
+    pub input_octets: u64,
+    pub output_octets: u64,
+}
+
+/// The session's redirect state, for compare-and-set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedirectState {
+    pub redirected: bool,
+    pub lifted: bool,
+}
+
+/// What a recharge did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recharged {
+    pub account: AccountRow,
+    pub credit: Credit,
+    /// The reference was seen before: nothing changed.
+    pub duplicate: bool,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating when missing) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(open_err)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len();
+        if version > known as i64 {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tracing::info!(path = %path.display(), version = i + 1, "database migrated");
+        }
+        tx.commit()?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back on
+        // drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn read_account(conn: &Connection, sub: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = conn
+            .query_row(
+                "SELECT balance, plan_name, plan, created_at, updated_at FROM accounts
+                 WHERE subscriber_id = ?1",
+                [sub],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((balance, plan_name, plan, created_at, updated_at)) = row else {
+            return Ok(None);
+        };
+        let plan = pb::Plan::decode(plan.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("plan of {sub}: {e}")))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT amount, reference, due_at FROM credits
+             WHERE subscriber_id = ?1 AND applied_at IS NULL ORDER BY due_at, id",
+        )?;
+        let pending = stmt
+            .query_map([sub], |r| {
+                Ok(Credit {
+                    amount: r.get(0)?,
+                    reference: r.get(1)?,
+                    due_at: r.get(2)?,
+                    applied_at: None,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(AccountRow {
+            subscriber_id: sub.to_string(),
+            balance,
+            plan_name,
+            plan,
+            created_at,
+            updated_at,
+            pending,
+        }))
+    }
+
+    /// Opens an account; [`StoreError::Exists`] if it is there already.
+    pub fn create_account(
+        &self,
+        sub: &str,
+        balance: i64,
+        plan_name: &str,
+        plan: &pb::Plan,
+        now: u64,
+    ) -> Result<AccountRow, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT INTO accounts (subscriber_id, balance, plan_name, plan, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+            params![sub, balance, plan_name, plan.encode_to_vec(), to_i64(now)],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Exists);
+        }
+        let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
+        tx.commit()?;
+        Ok(account)
+    }
+
+    pub fn account(&self, sub: &str) -> Result<Option<AccountRow>, StoreError> {
+        Self::read_account(&self.conn(), sub)
+    }
+
+    /// Accounts after `after` in subscriber id order, at most `limit`.
+    pub fn accounts(&self, after: &str, limit: usize) -> Result<Vec<AccountRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT subscriber_id FROM accounts WHERE subscriber_id > ?1
+             ORDER BY subscriber_id LIMIT ?2",
+        )?;
+        let ids = stmt
+            .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(a) = Self::read_account(&conn, &id)? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn set_balance(&self, sub: &str, balance: i64, now: u64) -> Result<AccountRow, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE accounts SET balance = ?2, updated_at = ?3 WHERE subscriber_id = ?1",
+            params![sub, balance, to_i64(now)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoAccount);
+        }
+        let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
+        tx.commit()?;
+        Ok(account)
+    }
+
+    /// Records a payment due at `due_at`; applies it at once when `due_at <= now`. A reference
+    /// seen before for the account changes nothing and returns the first credit.
+    pub fn recharge(
+        &self,
+        sub: &str,
+        amount: i64,
+        reference: Option<&str>,
+        due_at: u64,
+        now: u64,
+    ) -> Result<Recharged, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM accounts WHERE subscriber_id = ?1",
+                [sub],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Err(StoreError::NoAccount);
+        }
+        if let Some(reference) = reference {
+            let seen = tx
+                .query_row(
+                    "SELECT amount, due_at, applied_at FROM credits
+                     WHERE subscriber_id = ?1 AND reference = ?2",
+                    params![sub, reference],
+                    |r| {
+                        Ok(Credit {
+                            amount: r.get(0)?,
+                            reference: Some(reference.to_string()),
+                            due_at: r.get(1)?,
+                            applied_at: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if let Some(credit) = seen {
+                let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
+                return Ok(Recharged {
+                    account,
+                    credit,
+                    duplicate: true,
+                });
+            }
+        }
+        let (now, due_at) = (to_i64(now), to_i64(due_at));
+        let applied_at = (due_at <= now).then_some(now);
+        tx.execute(
+            "INSERT INTO credits (subscriber_id, amount, reference, created_at, due_at, applied_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sub, amount, reference, now, due_at, applied_at],
+        )?;
+        if applied_at.is_some() {
+            tx.execute(
+                "UPDATE accounts SET balance = balance + ?2, updated_at = ?3
+                 WHERE subscriber_id = ?1",
+                params![sub, amount, now],
+            )?;
+        }
+        let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
+        tx.commit()?;
+        Ok(Recharged {
+            account,
+            credit: Credit {
+                amount,
+                reference: reference.map(str::to_string),
+                due_at,
+                applied_at,
+            },
+            duplicate: false,
+        })
+    }
+
+    /// Applies every credit due by `now`, each exactly once even with several processes on the
+    /// file; returns the subscribers whose balance changed.
+    pub fn apply_due_credits(&self, now: u64) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = to_i64(now);
+        let due: Vec<(String, i64)> = {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE credits SET applied_at = ?1 WHERE applied_at IS NULL AND due_at <= ?1
+                 RETURNING subscriber_id, amount",
+            )?;
+            let rows = stmt
+                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        };
+        let mut subscribers: Vec<String> = Vec::new();
+        for (sub, amount) in due {
+            tx.execute(
+                "UPDATE accounts SET balance = balance + ?2, updated_at = ?3
+                 WHERE subscriber_id = ?1",
+                params![sub, amount, now],
+            )?;
+            if !subscribers.contains(&sub) {
+                subscribers.push(sub);
+            }
+        }
+        tx.commit()?;
+        Ok(subscribers)
+    }
+
+    /// When the next pending credit falls due.
+    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        let due: Option<i64> = self.conn().query_row(
+            "SELECT MIN(due_at) FROM credits WHERE applied_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(due.map(to_u64))
+    }
+
+    /// Starts a session, replacing one of the same id (a gateway that restarted and reused it).
+    pub fn put_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+        let installed =
+            serde_json::to_string(&s.installed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM sessions WHERE session_id = ?1",
+            [&s.session_id],
+        )?;
+        tx.execute(
+            "INSERT INTO sessions (session_id, subscriber_id, framed_ip_address,
+                framed_ipv6_prefix, reauth_endpoint, origin_host, redirected, lifted, installed,
+                cc_request_number, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                s.session_id,
+                s.subscriber_id,
+                s.framed_ip_address,
+                s.framed_ipv6_prefix,
+                s.reauth_endpoint,
+                s.origin_host,
+                s.redirected,
+                s.lifted,
+                installed,
+                s.cc_request_number,
+                s.started_at
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn session_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRow, String)> {
+        Ok((
+            SessionRow {
+                session_id: r.get(0)?,
+                subscriber_id: r.get(1)?,
+                framed_ip_address: r.get(2)?,
+                framed_ipv6_prefix: r.get(3)?,
+                reauth_endpoint: r.get(4)?,
+                origin_host: r.get(5)?,
+                redirected: r.get(6)?,
+                lifted: r.get(7)?,
+                installed: Vec::new(),
+                cc_request_number: r.get(9)?,
+                started_at: r.get(10)?,
+            },
+            r.get(8)?,
+        ))
+    }
+
+    fn finish_sessions(rows: Vec<(SessionRow, String)>) -> Result<Vec<SessionRow>, StoreError> {
+        rows.into_iter()
+            .map(|(mut s, installed)| {
+                s.installed = serde_json::from_str(&installed)
+                    .map_err(|e| StoreError::Corrupt(format!("session {}: {e}", s.session_id)))?;
+                Ok(s)
+            })
+            .collect()
+    }
+
+    const SESSION_COLUMNS: &'static str = "session_id, subscriber_id, framed_ip_address,
+        framed_ipv6_prefix, reauth_endpoint, origin_host, redirected, lifted, installed,
+        cc_request_number, started_at";
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE session_id = ?1",
+            Self::SESSION_COLUMNS
+        );
+        let row = conn
+            .query_row(&sql, [id], Self::session_of_row)
+            .optional()?;
+        Ok(Self::finish_sessions(row.into_iter().collect())?.pop())
+    }
+
+    /// Sessions after `after` in id order, of one subscriber or of all (`sub` empty).
+    pub fn sessions(
+        &self,
+        sub: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE (?1 = '' OR subscriber_id = ?1) AND session_id > ?2
+             ORDER BY session_id LIMIT ?3",
+            Self::SESSION_COLUMNS
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params![sub, after, limit as i64], Self::session_of_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::finish_sessions(rows)
+    }
+
+    /// Moves a session from `from` to `to` with its new rule names, only if it is still in
+    /// `from`; returns whether it moved.
+    pub fn swap_redirect_state(
+        &self,
+        id: &str,
+        from: RedirectState,
+        to: RedirectState,
+        installed: &[String],
+    ) -> Result<bool, StoreError> {
+        let installed =
+            serde_json::to_string(installed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = self.conn().execute(
+            "UPDATE sessions SET redirected = ?4, lifted = ?5, installed = ?6
+             WHERE session_id = ?1 AND redirected = ?2 AND lifted = ?3",
+            params![
+                id,
+                from.redirected,
+                from.lifted,
+                to.redirected,
+                to.lifted,
+                installed
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Replaces the rule names of a session (after a push the gateway accepted).
+    pub fn set_installed(&self, id: &str, installed: &[String]) -> Result<(), StoreError> {
+        let installed =
+            serde_json::to_string(installed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn().execute(
+            "UPDATE sessions SET installed = ?2 WHERE session_id = ?1",
+            params![id, installed],
+        )?;
+        Ok(())
+    }
+
+    /// Adds reported usage and records the request number; one transaction.
+    pub fn add_usage(
+        &self,
+        id: &str,
+        cc_request_number: u32,
+        usage: &[UsageRow],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE sessions SET cc_request_number = MAX(cc_request_number, ?2)
+             WHERE session_id = ?1",
+            params![id, cc_request_number],
+        )?;
+        for u in usage {
+            tx.execute(
+                "INSERT INTO usage (session_id, monitoring_key, total_octets, input_octets,
+                    output_octets) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (session_id, monitoring_key) DO UPDATE SET
+                    total_octets = total_octets + excluded.total_octets,
+                    input_octets = input_octets + excluded.input_octets,
+                    output_octets = output_octets + excluded.output_octets",
+                params![
+                    id,
+                    u.monitoring_key,
+                    to_i64(u.total_octets),
+                    to_i64(u.input_octets),
+                    to_i64(u.output_octets)
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn usage(&self, id: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT monitoring_key, total_octets, input_octets, output_octets FROM usage
+             WHERE session_id = ?1 ORDER BY monitoring_key",
+        )?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(UsageRow {
+                    monitoring_key: r.get(0)?,
+                    total_octets: to_u64(r.get(1)?),
+                    input_octets: to_u64(r.get(2)?),
+                    output_octets: to_u64(r.get(3)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Ends a session; returns it as it was, with its usage.
+    pub fn delete_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRow, Vec<UsageRow>)>, StoreError> {
+        let Some(s) = self.session(id)? else {
+            return Ok(None);
+        };
+        let usage = self.usage(id)?;
+        self.conn()
+            .execute("DELETE FROM sessions WHERE session_id = ?1", [id])?;
+        Ok(Some((s, usage)))
+    }
+
+    /// Spends a nonce; false if it was spent before. Forgets nonces past their expiry, which no
+    /// token can present any more.
+    pub fn spend_nonce(
+        &self,
+        nonce: &str,
+        sub: &str,
+        expires: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM used_nonces WHERE expires < ?1", [to_i64(now)])?;
+        let n = tx.execute(
+            "INSERT INTO used_nonces (nonce, subscriber_id, expires) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![nonce, sub, to_i64(expires)],
+        )?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("weir-store-{}-{name}.sqlite", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+        }
+        p
+    }
+
+    #[test]
+    fn migrates_once_and_refuses_a_newer_file() {
+        let path = temp("migrate");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.create_account("imsi-1", 5, "p", &pb::Plan::default(), 1)
+            .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.account("imsi-1").unwrap().unwrap().balance, 5);
+        s.conn().pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn credits_wait_for_their_due_time_and_apply_once() {
+        let path = temp("credits");
+        let s = Store::open(&path).unwrap();
+        s.create_account("imsi-1", 0, "p", &pb::Plan::default(), 100)
+            .unwrap();
+        let r = s.recharge("imsi-1", 500, Some("pay-1"), 130, 100).unwrap();
+        assert_eq!((r.account.balance, r.duplicate), (0, false));
+        assert_eq!(r.account.pending.len(), 1);
+        let again = s.recharge("imsi-1", 500, Some("pay-1"), 130, 101).unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.account.pending.len(), 1);
+        assert_eq!(s.next_due().unwrap(), Some(130));
+        assert!(s.apply_due_credits(129).unwrap().is_empty());
+        assert_eq!(
+            s.apply_due_credits(130).unwrap(),
+            vec!["imsi-1".to_string()]
+        );
+        assert!(s.apply_due_credits(131).unwrap().is_empty());
+        let a = s.account("imsi-1").unwrap().unwrap();
+        assert_eq!((a.balance, a.pending.len()), (500, 0));
+        // Applied at once when nothing is to wait for.
+        let now = s.recharge("imsi-1", 7, None, 200, 200).unwrap();
+        assert_eq!(now.account.balance, 507);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn nonces_are_spent_once() {
+        let path = temp("nonce");
+        let s = Store::open(&path).unwrap();
+        assert!(s.spend_nonce("n1", "imsi-1", 1000, 10).unwrap());
+        assert!(!s.spend_nonce("n1", "imsi-1", 1000, 11).unwrap());
+        let _ = std::fs::remove_file(&path);
+    }
+}
