@@ -1,11 +1,12 @@
-//! Every packet of the ClassBench acl1 traces must hit the rule the trace names, with the fast
-//! classifier and with the oracle. The data lives beside the checkout; a missing file fails the
-//! test by name rather than letting it pass unchecked.
+//! Every packet of every ClassBench family's trace (acl1, fw1, ipc1) must hit the rule the trace
+//! names, with the production classifier, its predecessor and the oracle, and again after every
+//! rule was removed and re-inserted. The data lives beside the checkout; a missing file fails
+//! the test by name rather than letting it pass unchecked.
 
 use std::path::PathBuf;
 
 use weir::classify::classbench::{read_rules, read_trace, TraceEntry};
-use weir::classify::{Classifier, Linear, Rule, TupleSpace};
+use weir::classify::{Classifier, Linear, PackedTuples, Rule, TupleSpace};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,9 +45,13 @@ fn check(name: &str, c: &impl Classifier, trace: &[TraceEntry], step: usize) {
 
 fn check_set(set: &str, linear_step: usize) {
     let (rules, trace) = load(set);
+    let packed = PackedTuples::build(&rules);
+    // Every family needs at most a couple of dozen tables; many more would mean the merging
+    // heuristic regressed and every lookup pays for it.
+    let (v4, wide) = packed.table_counts();
+    assert!(v4 <= 24 && wide == 0, "{set}: {v4} + {wide} tables");
+    check(&format!("{set} packed tuples"), &packed, &trace, 1);
     let fast = TupleSpace::build(&rules);
-    // acl1 needs about a dozen tables; many more would mean the merging heuristic regressed
-    // and every lookup pays for it.
     assert!(
         fast.table_count() <= 32,
         "{set}: {} tables",
@@ -59,6 +64,43 @@ fn check_set(set: &str, linear_step: usize) {
         &trace,
         linear_step,
     );
+
+    // Remove every rule in an order unlike the priority order, then insert them back in
+    // another: the answers must not depend on how the structure was reached.
+    let mut updated = PackedTuples::build(&rules);
+    let n = rules.len() as u32;
+    let scatter = |i: u32, a: u32| (i * a + 7) % n;
+    let stride = |a: u32| (a..).find(|s| gcd(*s, n) == 1).unwrap_or(1);
+    let (a, b) = (stride(7919), stride(104_729));
+    for i in 0..n {
+        let p = scatter(i, a);
+        assert_eq!(
+            updated.remove(p),
+            Some(rules[p as usize]),
+            "{set}: remove {p}"
+        );
+    }
+    assert!(updated.is_empty());
+    for i in 0..n {
+        let p = scatter(i, b);
+        updated
+            .insert(p, rules[p as usize])
+            .unwrap_or_else(|e| panic!("{set}: {e}"));
+    }
+    check(
+        &format!("{set} packed tuples after updates"),
+        &updated,
+        &trace,
+        1,
+    );
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 #[test]
@@ -76,4 +118,14 @@ fn acl1_1k() {
 #[test]
 fn acl1_10k() {
     check_set("acl1_10K", 5);
+}
+
+#[test]
+fn fw1_1k() {
+    check_set("fw1_1K", 1);
+}
+
+#[test]
+fn ipc1_1k() {
+    check_set("ipc1_1K", 1);
 }

@@ -1,14 +1,19 @@
 //! Rule lookup: given a 5-field key, find the first (highest-priority) rule that matches.
 //!
 //! Every structure implements [`Classifier`]; [`Linear`] is the brute-force first-match oracle
-//! the others are tested against. Addresses are 128-bit: IPv4 is mapped into `::ffff:0:0/96`, so
+//! the others are tested against. [`PackedTuples`] is the fast one (and takes rule inserts and
+//! removals); [`TupleSpace`] is its simpler predecessor, kept as a second reference. Addresses are 128-bit: IPv4 is mapped into `::ffff:0:0/96`, so
 //! one structure serves both families and an IPv4 prefix never matches an IPv6 address.
 
 pub mod classbench;
 mod linear;
+mod packed;
+#[cfg(test)]
+mod testing;
 mod tuple_space;
 
 pub use linear::Linear;
+pub use packed::{InsertError, PackedTuples};
 pub use tuple_space::TupleSpace;
 
 use std::net::IpAddr;

@@ -10,7 +10,7 @@ use super::model::{
     DefaultRule, FlowDirection, FlowStatus, PccRule, RedirectAddressType, RedirectInformation,
     SessionConfig, SubscriberId,
 };
-use crate::classify::{self, Classifier, Key, Linear, Ports, Prefix, Rule, TupleSpace};
+use crate::classify::{self, Classifier, Key, Linear, PackedTuples, Ports, Prefix, Rule};
 use crate::time::Timestamp;
 use crate::wire::Direction;
 use rustc_hash::FxHashMap;
@@ -31,7 +31,7 @@ const LINEAR_LIMIT: usize = 24;
 /// The per-direction lookup of one session.
 enum SessionClassifier {
     Linear(Linear),
-    TupleSpace(TupleSpace),
+    Packed(PackedTuples),
 }
 
 impl SessionClassifier {
@@ -39,14 +39,14 @@ impl SessionClassifier {
         if rules.len() <= LINEAR_LIMIT {
             SessionClassifier::Linear(Linear::build(rules))
         } else {
-            SessionClassifier::TupleSpace(TupleSpace::build(rules))
+            SessionClassifier::Packed(PackedTuples::build(rules))
         }
     }
 
     fn classify_from(&self, key: &Key, from: u32) -> Option<u32> {
         match self {
             SessionClassifier::Linear(c) => c.classify_from(key, from),
-            SessionClassifier::TupleSpace(c) => c.classify_from(key, from),
+            SessionClassifier::Packed(c) => c.classify_from(key, from),
         }
     }
 }
@@ -562,7 +562,7 @@ flow = [{ description = "permit out ip from any to assigned" }]
         assert_eq!(addrs, ["192.0.2.80", "2001:db8::80", "192.0.2.81"]);
     }
 
-    /// A session with more filters than the linear limit uses the tuple-space structure; its
+    /// A session with more filters than the linear limit uses the packed tuple space; its
     /// answers must equal a first-match scan of the same rules in precedence order.
     #[test]
     fn a_rebuild_keeps_each_subscriber_s_session_id() {
@@ -647,7 +647,7 @@ flow = [{ description = "permit out ip from any to assigned" }]
         );
         assert!(matches!(
             session.downlink.classifier,
-            SessionClassifier::TupleSpace(_)
+            SessionClassifier::Packed(_)
         ));
         let ue = ip_key("10.45.0.2".parse().unwrap());
         for net in 0..5u32 {
