@@ -20,8 +20,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use weir::engine::{Output, Port};
 use weir::io::pcap::CaptureReader;
-use weir::redirect::TokenKey;
 use weir::time::Timestamp;
+use weir::token::TokenKey;
 use weir::wire::{self, proto, tcp_flags, LinkHeader, LinkType, Parsed, TcpSegment};
 use weir_fuzz::{
     control, header, push_record, FINAL_UNIT, METERED, METERED_V6, PORTAL, PORTAL_V6, REDIRECTED,

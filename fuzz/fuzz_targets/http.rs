@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
-use weir::redirect::{sniff_request, sniff_response, write_302, ResponseSniff, Sniff, Template};
+use weir::policy::{Fill, Template};
+use weir::redirect::{sniff_request, sniff_response, write_302, ResponseSniff, Sniff};
 
 const UE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 3));
 
@@ -22,10 +23,12 @@ fn answer_reads_back(orig: &str) {
     });
     let mut location = Vec::new();
     template.render(
-        "http://portal.example/recharge",
-        orig,
-        "imsi-001010000000003",
-        UE,
+        &Fill {
+            url: "http://portal.example/recharge",
+            orig,
+            sub: "imsi-001010000000003",
+            ue: UE,
+        },
         &mut location,
     );
     let (mut response, mut body) = (Vec::new(), Vec::new());

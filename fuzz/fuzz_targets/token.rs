@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
-use weir::redirect::{parse_hex_key, Token, TokenError, TokenKey};
+use weir::token::{parse_hex_key, Holder, Token, TokenError, TokenKey};
 
 const UE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 3));
 const NOW: u64 = 1_800_000_000;
@@ -30,7 +30,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(token) = Token::from_query(query) else {
         return;
     };
-    let _ = token.verify(key(), "imsi-001010000000003", UE, NOW, 600);
+    let _ = token.verify(
+        key(),
+        Holder {
+            subscriber: "imsi-001010000000003",
+            ue: UE,
+        },
+        NOW,
+        600,
+    );
     let Some(ue) = token.ue else {
         panic!("a token without a UE address was accepted: {query:?}");
     };
@@ -43,10 +51,29 @@ fuzz_target!(|data: &[u8]| {
     );
     let now = token.expires.saturating_sub(1);
     if token.expires > 0 {
-        assert_eq!(again.verify(key(), &token.subscriber, ue, now, 600), Ok(()));
+        assert_eq!(
+            again.verify(
+                key(),
+                Holder {
+                    subscriber: &token.subscriber,
+                    ue
+                },
+                now,
+                600
+            ),
+            Ok(())
+        );
         let other = format!("{}x", token.subscriber);
         assert_eq!(
-            again.verify(key(), &other, ue, now, 600),
+            again.verify(
+                key(),
+                Holder {
+                    subscriber: &other,
+                    ue
+                },
+                now,
+                600
+            ),
             Err(TokenError::OtherSubscriber)
         );
     }

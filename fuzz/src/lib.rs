@@ -148,11 +148,12 @@ pub fn engine(link: LinkType, lenient: bool) -> Engine {
         SessionId(2),
         FinalUnitRedirect {
             rating_group: Some(20),
-            redirect: RedirectInformation {
-                enabled: true,
-                address_type: RedirectAddressType::Url,
-                server_address: "http://portal.example/topup".into(),
-            },
+            redirect: RedirectInformation::new(
+                true,
+                RedirectAddressType::Url,
+                "http://portal.example/topup",
+            )
+            .expect("a valid portal URL"),
             restriction_filters: vec!["permit out 17 from any 123 to assigned"
                 .parse()
                 .expect("a valid filter")],
