@@ -295,8 +295,15 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
         on_ready: Box::new(|| {
             tracing::info!("forwarding; SIGINT or SIGTERM stops, SIGHUP reloads the policy")
         }),
+        events: None,
     };
-    let report = match dataplane::run(PolicySnapshot::build(&config, 1), &dp, options) {
+    let report = match dataplane::run(
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicySnapshot::build(
+            &config, 1,
+        ))),
+        &dp,
+        options,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir run: {e}");

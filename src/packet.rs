@@ -14,6 +14,7 @@ use crate::wire::{
     BuildError, Direction, EthernetHeader, FiveTuple, LinkHeader, LinkType, Packet, WireError,
 };
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Where a frame came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,17 +291,72 @@ pub struct Context<'a> {
     pub frame: Frame<'a>,
 }
 
-/// What the data path reports to the control plane.
+/// What the data path reports to the control plane. Raised by the worker that owns the
+/// subscriber; queued without blocking (see `dataplane`), so an event is never lost silently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A verified recharge-success token was seen for this session.
+    /// A verified recharge-success token was seen for this session. With
+    /// `success_action = "report"` the redirect stays until the policy engine removes it; with
+    /// `"local"` the worker has already lifted it.
     RechargeSuccess {
         session: SessionId,
         subscriber: SubscriberId,
         ue: IpAddr,
         /// Wall-clock time of the packet that carried it.
         at: Timestamp,
+        /// The token as the watch read and verified it, for the policy engine to verify again.
+        token: SuccessToken,
     },
+    /// A packet from a UE-pool address that has no session, while sessions come from a policy
+    /// engine: the control plane sends CCR-I for it. Raised once per address until the session
+    /// arrives or the pending entry times out (then again on the next packet).
+    SessionRequest {
+        ue: IpAddr,
+        /// Wall-clock time of the first packet.
+        at: Timestamp,
+    },
+    /// A monitoring key's usage reached the threshold granted for it (Usage-Monitoring-
+    /// Information): the control plane reports `used` in CCR-U and installs the next grant.
+    /// Raised once per grant, by the packet that crossed it (that packet is counted in `used`).
+    UsageThreshold {
+        session: SessionId,
+        monitoring_key: Arc<str>,
+        /// The grant crossed, as [`crate::policy::MonitoringGrant::grant`] numbers it.
+        grant: u64,
+        /// Octets counted since the previous report of this key, up to and including the packet
+        /// that crossed.
+        used: Octets,
+        at: Timestamp,
+    },
+}
+
+/// Octets counted for a monitoring key, by direction relative to the UE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Octets {
+    pub uplink: u64,
+    pub downlink: u64,
+}
+
+impl Octets {
+    pub fn total(&self) -> u64 {
+        self.uplink + self.downlink
+    }
+}
+
+/// A recharge-success token the watch verified, owned (it leaves the packet path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuccessToken {
+    /// `sub`.
+    pub subscriber: String,
+    /// `ue`, when the token names one.
+    pub ue: Option<IpAddr>,
+    /// `exp`, seconds since the Unix epoch.
+    pub expires: u64,
+    pub nonce: String,
+    /// `sig`, hex.
+    pub signature: String,
+    /// `orig`, when the success URL carried it.
+    pub original_url: Option<String>,
 }
 
 #[cfg(test)]

@@ -776,6 +776,14 @@ fn a_verified_success_request_lifts_the_redirect_at_once() {
             subscriber: weir::policy::SubscriberId::parse("imsi-001010000000003").unwrap(),
             ue: UE2,
             at: at(5),
+            token: weir::packet::SuccessToken {
+                subscriber: "imsi-001010000000003".into(),
+                ue: Some(UE2),
+                expires: T0 + 300,
+                nonce: "nonce-1".into(),
+                signature: q.rsplit_once("sig=").unwrap().1.to_string(),
+                original_url: None,
+            },
         }]
     );
     assert!(browses_freely(&mut run, 30002, at(5)));

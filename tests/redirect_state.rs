@@ -477,6 +477,14 @@ fn a_token_is_judged_by_wall_time_while_flows_expire_by_monotonic_time() {
             subscriber: weir::policy::SubscriberId::parse(SUBSCRIBER).unwrap(),
             ue: UE,
             at: at(2),
+            token: weir::packet::SuccessToken {
+                subscriber: SUBSCRIBER.into(),
+                ue: Some(UE),
+                expires: T0 + 300,
+                nonce: "wall-1".into(),
+                signature: q.rsplit_once("sig=").unwrap().1.to_string(),
+                original_url: None,
+            },
         }]
     );
     assert!(browses_freely(&mut run, 43001, mono(3)));

@@ -158,12 +158,16 @@ pub struct RunOptions {
     pub reload: Reload,
     /// Called once every worker is up (the gateway is forwarding).
     pub on_ready: Box<dyn FnOnce()>,
+    /// Where workers send the events of the data path (recharge successes, subscribers without
+    /// a session, usage thresholds). A worker never blocks on it: when it is full, events wait
+    /// in the worker (coalesced) or are counted. `None`: events are logged.
+    pub events: Option<crossbeam_channel::Sender<crate::packet::Event>>,
 }
 
 /// Runs the data path until SIGINT or SIGTERM; returns the final report after the rings have
 /// been drained.
 pub fn run(
-    policy: PolicySnapshot,
+    policy: Arc<ArcSwap<PolicySnapshot>>,
     dp: &DataplaneConfig,
     mut options: RunOptions,
 ) -> Result<GatewayReport, RunError> {
@@ -174,8 +178,7 @@ pub fn run(
         Mode::Routed => "routed",
     };
     sys::install_signal_handlers().map_err(RunError::Signals)?;
-    let version = policy.version;
-    let policy = Arc::new(ArcSwap::from_pointee(policy));
+    let version = policy.load().version;
     let board = Board::new(mode, n, Arc::clone(&policy));
     let portal: resolve::PortalAddresses = Arc::default();
     let listener = if dp.report_listen.is_empty() {

@@ -112,6 +112,7 @@ impl Worker {
                     subscriber,
                     ue,
                     at,
+                    ..
                 } => tracing::info!(
                     worker = self.index,
                     session = session.0,
@@ -120,6 +121,7 @@ impl Worker {
                     %at,
                     "recharge success"
                 ),
+                other => tracing::debug!(worker = self.index, event = ?other, "event"),
             }
         }
         let tick = now.saturating_since(self.last_housekeeping) >= HOUSEKEEPING;

@@ -355,6 +355,25 @@ pub struct SessionConfig {
     /// Names of predefined rules active for this session.
     pub predefined: Vec<String>,
     pub default_rule: DefaultRule,
+    /// Usage-Monitoring-Information in force: a threshold per monitoring key (Gx).
+    pub monitoring: Vec<MonitoringGrant>,
+}
+
+/// A usage monitoring threshold granted for one monitoring key (Granted-Service-Unit of
+/// Usage-Monitoring-Information, TS 29.212 §4.5.17): the owning worker reports once the usage
+/// counted since the previous report reaches any of the limits given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonitoringGrant {
+    pub monitoring_key: std::sync::Arc<str>,
+    /// CC-Total-Octets: both directions together.
+    pub total: Option<u64>,
+    /// CC-Input-Octets: from the UE.
+    pub uplink: Option<u64>,
+    /// CC-Output-Octets: toward the UE.
+    pub downlink: Option<u64>,
+    /// Numbers the grants of one session and key, increasing: a worker that reported grant `n`
+    /// waits for a grant above `n` before it counts toward a threshold again.
+    pub grant: u64,
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ impl Redirector {
             rules: Vec::new(),
             predefined: Vec::new(),
             default_rule: s.default_rule,
+            monitoring: Vec::new(),
         };
         let mut allowed: Vec<Rule> = fu
             .restriction_filters

@@ -3,7 +3,7 @@
 //! action — the redirect lifted in this worker at once.
 
 use super::{Redirector, Segment, DNS_PORT};
-use crate::packet::{Context, Event, FlowKey};
+use crate::packet::{Context, Event, FlowKey, SuccessToken};
 use crate::policy::{PolicySnapshot, SessionId};
 use crate::time::Timestamp;
 use crate::token::{Holder, Token, TokenError, MAX_NONCE_LEN};
@@ -111,18 +111,26 @@ impl Redirector {
         // Writing to a String cannot fail.
         let _ = write!(subscriber, "{}", session.subscriber);
         let holder = Holder { subscriber, ue };
-        let mut verified = false;
+        let mut verified = None;
         watch.segment(Segment::of(cx), success, |sighting| {
             let result = Token::from_query(sighting.query).and_then(|t| {
                 t.verify(token_key, holder, wall_secs, max_age)?;
-                nonces.admit(&t, session.id, redirected, cx.wall)
+                let fresh = nonces.admit(&t, session.id, redirected, cx.wall)?;
+                Ok(fresh.then(|| SuccessToken {
+                    subscriber: t.subscriber.to_string(),
+                    ue: t.ue,
+                    expires: t.expires,
+                    nonce: t.nonce.to_string(),
+                    signature: t.sig.to_string(),
+                    original_url: None,
+                }))
             });
             match result {
-                Ok(true) => {
+                Ok(Some(token)) => {
                     counters.successes += 1;
-                    verified = true;
+                    verified = Some(token);
                 }
-                Ok(false) => counters.tokens_duplicate += 1,
+                Ok(None) => counters.tokens_duplicate += 1,
                 Err(e) => {
                     match e {
                         TokenError::Malformed => counters.tokens_malformed += 1,
@@ -141,16 +149,16 @@ impl Redirector {
                 }
             }
         });
-        if !verified || !redirected {
+        let Some(token) = verified.filter(|_| redirected) else {
             return false;
-        }
-        self.lift(snap, index, cx);
+        };
+        self.lift(snap, index, cx, token);
         true
     }
 
     /// A verified recharge success: raise the event and, with the local action, lift the
     /// session's redirect now.
-    fn lift(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>) {
+    fn lift(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>, token: SuccessToken) {
         let session = snap.session(index);
         let ue = cx.frame.ue(cx.direction);
         tracing::info!(subscriber = %session.subscriber, ue = %ue, "recharge success: redirect lifted");
@@ -160,6 +168,7 @@ impl Redirector {
                 subscriber: session.subscriber.clone(),
                 ue,
                 at: cx.wall,
+                token,
             });
         } else {
             self.counters.events_dropped += 1;

@@ -74,11 +74,16 @@
 
 // The reader and the rule reader are shared with the policy engine's configuration
 // (peers::policy_engine), so both files read and report alike.
+mod control;
 pub(crate) mod reader;
 mod redirect;
 mod rules;
 
 pub(crate) use rules::read_rule;
+
+pub use control::{
+    ClientTls, ControlSettings, PendingAction, PendingSettings, ServerTls, SubscriberMapping,
+};
 
 pub use redirect::{split_http_url, QuicAction, RedirectSettings, SuccessAction, SuccessUrl};
 
@@ -122,6 +127,9 @@ pub struct GatewaySettings {
     pub other_idle_timeout: Duration,
     /// The `[redirect]` table.
     pub redirect: RedirectSettings,
+    /// With a policy engine configured (`[control] policy_engine`): what a pool address without
+    /// a session does while its CCR-I is answered. `None`: `unknown_subscriber` decides.
+    pub pending: Option<PendingSettings>,
 }
 
 impl Default for GatewaySettings {
@@ -137,6 +145,7 @@ impl Default for GatewaySettings {
             icmp_idle_timeout: Duration::from_secs(30),
             other_idle_timeout: Duration::from_secs(60),
             redirect: RedirectSettings::default(),
+            pending: None,
         }
     }
 }
@@ -146,6 +155,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub predefined: Vec<PccRule>,
     pub sessions: Vec<SessionConfig>,
+    /// The `[control]` table and `[[subscriber]]` entries (not part of the snapshot).
+    pub control: ControlSettings,
 }
 
 /// One problem in a configuration, with where it is.
@@ -250,6 +261,7 @@ impl Config {
             gateway,
             predefined,
             sessions: sessions.into_iter().filter_map(|s| s.session).collect(),
+            control: ControlSettings::default(),
         })
     }
 }

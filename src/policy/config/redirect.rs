@@ -12,6 +12,9 @@ use std::time::Duration;
 pub enum SuccessAction {
     /// Lift the session's redirect in the data path at once, and raise the event.
     Local,
+    /// Raise the event only: the control plane reports it to the policy engine (CCR-U with
+    /// WEIR_RECHARGE_SUCCESS), which removes the redirect in its answer or a RAR.
+    Report,
 }
 
 /// What a redirected subscriber's QUIC (UDP 443) gets.

@@ -323,6 +323,7 @@ pub(super) fn read_session(
             rules,
             predefined: predefined.iter().map(|(n, _)| n.clone()).collect(),
             default_rule: default_rule.unwrap_or(DefaultRule::Forward { rating_group: 0 }),
+            monitoring: Vec::new(),
         }),
         _ => None,
     };

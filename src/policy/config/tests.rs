@@ -117,6 +117,7 @@ ipv4 = "10.45.0.3"
             icmp_idle_timeout: Duration::from_secs(30),
             other_idle_timeout: Duration::from_secs(60),
             redirect: Default::default(),
+            pending: None,
         },
         predefined: vec![PccRule {
             name: "web".into(),
@@ -182,6 +183,7 @@ ipv4 = "10.45.0.3"
                 }],
                 predefined: vec!["web".into()],
                 default_rule: DefaultRule::Drop,
+                monitoring: Vec::new(),
             },
             SessionConfig {
                 subscriber: SubscriberId::parse("nai-bob@example.net").unwrap(),
@@ -190,8 +192,10 @@ ipv4 = "10.45.0.3"
                 rules: vec![],
                 predefined: vec![],
                 default_rule: DefaultRule::Forward { rating_group: 0 },
+                monitoring: vec![],
             },
         ],
+        control: Default::default(),
     };
     assert_eq!(config, expected);
 }
