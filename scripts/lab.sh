@@ -47,6 +47,8 @@
 #   WEIR_LAB_MODE     bridge (default: Weir bridges the legs) | routed (Weir on TUN, gw routes)
 #   WEIR_LAB_CONFIG   configuration for Weir and the portal (default examples/lab.toml, or
 #                     examples/lab-pcrf.toml with pcrf sessions)
+#   WEIR_LAB_PORTAL_CONFIG  the configuration the portal reads (default WEIR_LAB_CONFIG's): its
+#                     [redirect] token key and success_url, e.g. when Weir's has no success_url
 #   WEIR_BIN          the weir binary (default target/release/weir, rebuilt when out of date)
 #   WEIR_LAB_CORES    cores for Weir's workers, e.g. "1" (default: the config's)
 #   WEIR_LAB_STATE    where pid files, logs, the web root and the policy engine's database live
@@ -69,6 +71,7 @@ case "$SESSIONS" in
   pcrf) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-pcrf.toml} ;;
   *) echo "lab: WEIR_LAB_SESSIONS must be static or pcrf" >&2; exit 2 ;;
 esac
+PORTAL_CONFIG=${WEIR_LAB_PORTAL_CONFIG:-$CONFIG}
 PE_EXAMPLE=examples/policy-engine.toml
 BILLING_DELAY=${WEIR_LAB_BILLING_DELAY:-$(sed -n 's/^billing_delay *= *\([0-9]*\).*/\1/p' "$(dirname "$0")/../$PE_EXAMPLE")}
 STATE=${WEIR_LAB_STATE:-/tmp/weir-lab-${P%-}}
@@ -286,7 +289,7 @@ start_portal() {
   local bin credit=()
   bin=$(weir_bin)
   [ "$PCRF" = 1 ] && credit=(--policy-engine "http://$PE_LISTEN")
-  ip netns exec "$PORTAL_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" portal --config "$CONFIG" --listen "[::]:80" "${credit[@]}" \
+  ip netns exec "$PORTAL_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" portal --config "$PORTAL_CONFIG" --listen "[::]:80" "${credit[@]}" \
     >"$STATE/portal.out" 2>"$STATE/portal.log" &
   echo $! >"$STATE/portal.pid"
 }
