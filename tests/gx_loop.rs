@@ -645,3 +645,63 @@ fn the_readme_lab_commands_run_as_written() {
     let c = count(&ue2, Instant::now() + Duration::from_secs(DELAY + 10), true);
     assert!(c.first_page.is_some(), "{c:?}: {context}");
 }
+
+#[test]
+fn the_lab_portal_credits_the_lab_policy_engine() {
+    // Static sessions (examples/lab.toml): this part of the loop needs no control plane.
+    if !root_or_skip("gx_loop_portal") || !grpcurl_or_skip("gx_loop_portal") {
+        return;
+    }
+    let lab = Lab::up("lp", &[("WEIR_LAB_BILLING_DELAY", DELAY_TEXT)]);
+    let ue2 = lab.ns("ue2");
+    let p = in_gw(&lab);
+    let prefix: Vec<&str> = p.iter().map(String::as_str).collect();
+    let list = grpcurl(&prefix, &[POLICY_ENGINE, "list"]);
+    let services = String::from_utf8_lossy(&list.stdout);
+    assert!(services.contains("weir.v1.Admin\n"), "{list:?}");
+    assert_eq!(int(&account(&lab, UE_SUBSCRIBER)["balance"]), 1000);
+    assert_eq!(int(&account(&lab, UE2_SUBSCRIBER)["balance"]), 0);
+
+    // The control network is not the subscribers': a client cannot reach the policy engine.
+    let reach = run(
+        &mut netns(
+            &lab.ns("ue"),
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                &format!("http://{POLICY_ENGINE}/"),
+            ],
+        ),
+        Duration::from_secs(5),
+    );
+    assert!(!reach.status.success(), "ue reached the policy engine");
+
+    let redirected = curl(&ue2, &["-4"], SITE);
+    assert_eq!(redirected.status, 302);
+    let paid = curl(&ue2, &["-4", "--data", FORM], PAY);
+    assert_eq!(paid.status, 303, "{}", paid.text());
+    let success = paid.header("location").expect("303 Location").to_string();
+    let nonce = success
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("nonce="))
+        .expect("a nonce in the success URL")
+        .to_string();
+    let a = account(&lab, UE2_SUBSCRIBER);
+    assert_eq!(int(&a["balance"]), 0, "{a}");
+    assert_eq!(int(&a["pendingCredit"][0]["amount"]), 10, "{a}");
+    assert_eq!(a["pendingCredit"][0]["reference"], nonce.as_str(), "{a}");
+    // The gateway lifts the redirect itself here (success_action = "local").
+    let done = curl(&ue2, &["-4"], &format!("http://portal.example{success}"));
+    assert_eq!(done.status, 200);
+    assert_eq!(site_status(&ue2), 200);
+    let a = wait_for_balance(&lab, UE2_SUBSCRIBER, 10);
+    assert_eq!(int(&a["balance"]), 10, "{a}");
+    assert_eq!(a["pendingCredit"], Value::Null, "{a}");
+
+    // Down removes everything, the policy engine's namespace with the rest.
+    let down = lab.down();
+    assert!(down.status.success());
+    assert!(lab.namespaces().is_empty(), "{:?}", lab.namespaces());
+}
