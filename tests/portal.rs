@@ -361,3 +361,62 @@ fn a_policy_engine_address_must_be_an_http_url_with_a_port() {
         assert!(err.to_string().contains(bad), "{err}");
     }
 }
+
+/// `weir portal` as started from the command line: the first lines of its log, up to the one
+/// saying it listens.
+fn startup_log(extra: &[&str]) -> String {
+    use std::io::BufRead as _;
+    let path = std::env::temp_dir().join(format!(
+        "weir-portal-start-{}-{}.toml",
+        std::process::id(),
+        extra.len()
+    ));
+    std::fs::write(&path, CONFIG).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["portal", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .args(extra)
+        .env("WEIR_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("recharge portal listening") {
+                break;
+            }
+        }
+        let _ = tx.send(log);
+    });
+    let log = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&path);
+    log.expect("weir portal said it listens")
+}
+
+#[test]
+fn the_portal_says_at_start_whether_payments_are_credited() {
+    let alone = startup_log(&[]);
+    assert!(
+        alone.contains("payments are credited nowhere, the portal only signs success tokens"),
+        "{alone}"
+    );
+    let crediting = startup_log(&["--policy-engine", "http://192.0.2.1:50051"]);
+    assert!(
+        crediting.contains("payments are credited through weir.v1.Admin/Recharge"),
+        "{crediting}"
+    );
+    assert!(crediting.contains("http://192.0.2.1:50051"), "{crediting}");
+    assert!(!crediting.contains("credited nowhere"), "{crediting}");
+}
