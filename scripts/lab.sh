@@ -3,48 +3,85 @@
 #
 #   ue  ─┐                                                            ┌─ inet (web server, site.example)
 #        lan ──veth── gw (Weir between gw-ue and gw-inet) ──veth── wan ┤
-#   ue2 ─┘                                                            └─ portal (weir portal, portal.example)
+#   ue2 ─┘            │ ctl 192.0.2.2                                  └─ portal (weir portal, portal.example)
+#                     │                                                     │ ctl 192.0.2.3
+#                     └──────── pcrf (weir policy-engine, 192.0.2.1) ───────┘
 #
 # By default `ue` is a subscriber in credit and browses freely; `ue2` is out of credit: its web
 # requests are answered by Weir with a 302 to the recharge portal until it recharges. The clients
 # resolve site.example and portal.example from their namespace's hosts file (/etc/netns/<ns>/hosts,
 # which `ip netns exec` puts in place of /etc/hosts).
 #
-#   scripts/lab.sh up       build the namespaces and start Weir in gw
-#   scripts/lab.sh down     stop everything and remove the namespaces (also a half-built lab)
-#   scripts/lab.sh status   what exists, and Weir's usage report
+# The policy engine (`weir policy-engine`, examples/policy-engine.toml with a fresh database) runs
+# in its own namespace on the control network 192.0.2.0/24, a bridge inside pcrf that the gateway
+# and the portal join over their own veth pairs (`ctl`); no subscriber reaches it. Its accounts:
+# `ue` (imsi-001010000000001) in credit, `ue2` (imsi-001010000000002) at zero balance. The portal
+# credits every payment there (weir.v1.Admin/Recharge) before it issues the success token.
+#
+#   scripts/lab.sh up         build the namespaces and start Weir in gw (static sessions from
+#                             examples/lab.toml, the success lifted in the gateway)
+#   scripts/lab.sh up --pcrf  the same, but Weir takes its sessions from the policy engine
+#                             (examples/lab-pcrf.toml: [control], [[subscriber]], success reported)
+#   scripts/lab.sh down       stop everything and remove the namespaces (also a half-built lab)
+#   scripts/lab.sh status     what exists, and Weir's usage report
 #
 # Then, e.g.:  ip netns exec weir-ue curl http://site.example/
 #              ip netns exec weir-ue2 curl -i http://site.example/      # the 302 to the portal
+#              ip netns exec weir-gw grpcurl -plaintext 192.0.2.1:50051 list
 #
 # Settings (environment):
 #   WEIR_LAB_PREFIX   namespace name prefix (default "weir-"): namespaces are <prefix>ue, <prefix>gw,
 #                     <prefix>inet (<prefix>lan when there is more than one client, <prefix>portal
-#                     and <prefix>wan with the portal)
+#                     and <prefix>wan with the portal, <prefix>pcrf with the policy engine)
 #   WEIR_LAB_CLIENTS  client namespaces, space separated (default "ue ue2"); client i gets 10.45.0.(2+i)
 #                     and 2001:db8:45:(i+1)::2; with several clients a switch namespace joins them
 #   WEIR_LAB_PORTAL   1 (default): `weir portal` in <prefix>portal (198.51.100.20, 2001:db8:100::20),
 #                     beside inet behind a switch namespace <prefix>wan; 0: none, inet alone
+#   WEIR_LAB_PCRF     1 (default): `weir policy-engine` in <prefix>pcrf (192.0.2.1:50051); 0: none
+#                     (the portal then only signs tokens)
+#   WEIR_LAB_SESSIONS static (default) | pcrf (what `up --pcrf` sets): where Weir's sessions come
+#                     from; pcrf makes examples/lab-pcrf.toml the default configuration
+#   WEIR_LAB_BILLING_DELAY  seconds a recharge takes to reach the balance in the policy engine
+#                     (default: examples/policy-engine.toml's billing_delay)
 #   WEIR_LAB_GATEWAY  weir (default) | bridge (the kernel's bridge, for comparison) | none
 #   WEIR_LAB_MODE     bridge (default: Weir bridges the legs) | routed (Weir on TUN, gw routes)
-#   WEIR_LAB_CONFIG   configuration for Weir (default examples/lab.toml)
+#   WEIR_LAB_CONFIG   configuration for Weir and the portal (default examples/lab.toml, or
+#                     examples/lab-pcrf.toml with pcrf sessions)
+#   WEIR_LAB_PORTAL_CONFIG  the configuration the portal reads (default WEIR_LAB_CONFIG's): its
+#                     [redirect] token key and success_url, e.g. when Weir's has no success_url
 #   WEIR_BIN          the weir binary (default target/release/weir, rebuilt when out of date)
 #   WEIR_LAB_CORES    cores for Weir's workers, e.g. "1" (default: the config's)
-#   WEIR_LAB_STATE    where pid files, logs and the web root live (default /tmp/weir-lab-<prefix>)
+#   WEIR_LAB_STATE    where pid files, logs, the web root and the policy engine's database live
+#                     (default /tmp/weir-lab-<prefix>)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
+VERB=${1:-}
+[ "${2:-}" = --pcrf ] && WEIR_LAB_SESSIONS=pcrf
+[ -z "${2:-}" ] || [ "${2:-}" = --pcrf ] || { echo "lab: unknown option '$2' (only 'up --pcrf')" >&2; exit 2; }
 P=${WEIR_LAB_PREFIX:-weir-}
 read -r -a CLIENTS <<<"${WEIR_LAB_CLIENTS:-ue ue2}"
 PORTAL=${WEIR_LAB_PORTAL:-1}
 GATEWAY=${WEIR_LAB_GATEWAY:-weir}
 MODE=${WEIR_LAB_MODE:-bridge}
-CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml}
+PCRF=${WEIR_LAB_PCRF:-1}
+SESSIONS=${WEIR_LAB_SESSIONS:-static}
+case "$SESSIONS" in
+  static) CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml} ;;
+  pcrf) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-pcrf.toml} ;;
+  *) echo "lab: WEIR_LAB_SESSIONS must be static or pcrf" >&2; exit 2 ;;
+esac
+PORTAL_CONFIG=${WEIR_LAB_PORTAL_CONFIG:-$CONFIG}
+PE_EXAMPLE=examples/policy-engine.toml
+BILLING_DELAY=${WEIR_LAB_BILLING_DELAY:-$(sed -n 's/^billing_delay *= *\([0-9]*\).*/\1/p' "$(dirname "$0")/../$PE_EXAMPLE")}
 STATE=${WEIR_LAB_STATE:-/tmp/weir-lab-${P%-}}
-GW=${P}gw INET=${P}inet LAN=${P}lan WAN=${P}wan PORTAL_NS=${P}portal
+GW=${P}gw INET=${P}inet LAN=${P}lan WAN=${P}wan PORTAL_NS=${P}portal PCRF_NS=${P}pcrf
 BUILT=1
 INET4=198.51.100.10 INET6=2001:db8:100::10
 PORTAL4=198.51.100.20 PORTAL6=2001:db8:100::20
+# The control network: the policy engine, the gateway's weir.v1.Gateway, the portal.
+PCRF4=192.0.2.1 GW_CTL4=192.0.2.2 PORTAL_CTL4=192.0.2.3
+PE_LISTEN=$PCRF4:50051
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -80,6 +117,9 @@ up() {
   [ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces): sudo $0 up"
   for tool in ip ethtool python3 curl; do command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs it)"; done
   ip netns list | grep -q "^${GW}\b" && die "a lab with prefix '$P' exists; run '$0 down' first"
+  case "$BILLING_DELAY" in ''|*[!0-9]*) die "WEIR_LAB_BILLING_DELAY must be whole seconds, got '$BILLING_DELAY'" ;; esac
+  [ "$SESSIONS" = pcrf ] && [ "$PCRF" != 1 ] && die "sessions from the policy engine need it: WEIR_LAB_PCRF=1"
+  [ "$SESSIONS" = pcrf ] && [ "$MODE" = routed ] && [ -z "${WEIR_LAB_CONFIG:-}" ] && die "no routed configuration with a policy engine ships yet: set WEIR_LAB_CONFIG"
   mkdir -p "$STATE"
   : >"$STATE/namespaces"
   : >"$STATE/etc"
@@ -168,6 +208,7 @@ up() {
   ip netns exec "$INET" python3 -m http.server 80 --bind :: --directory "$STATE/www" >"$STATE/http.log" 2>&1 &
   echo $! >"$STATE/http.pid"
 
+  [ "$PCRF" = 1 ] && start_pcrf
   [ "$PORTAL" = 1 ] && start_portal
   case "$GATEWAY" in
     weir) start_weir ;;
@@ -189,6 +230,7 @@ up() {
   BUILT=1
   echo "lab up: clients ${CLIENTS[*]/#/$P} -> $GW ($GATEWAY, $MODE) -> $INET ($INET4, $INET6, site.example)"
   [ "$PORTAL" = 1 ] && echo "        portal $PORTAL_NS ($PORTAL4, $PORTAL6, portal.example)"
+  [ "$PCRF" = 1 ] && echo "        policy engine $PCRF_NS ($PE_LISTEN, billing delay ${BILLING_DELAY} s; sessions: $SESSIONS)"
   echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://site.example/"
   [ ${#CLIENTS[@]} -gt 1 ] && echo "        ip netns exec ${P}${CLIENTS[1]} curl -i http://site.example/"
   return 0
@@ -207,10 +249,47 @@ client_hosts() {
   } >"/etc/netns/$1/hosts"
 }
 
-start_portal() {
+# A veth pair from namespace $1 (its end named ctl, address $2) to the control bridge in pcrf.
+ctl_link() {
+  ip link add ctl netns "$1" type veth peer name "$3" netns "$PCRF_NS"
+  ns "$PCRF_NS" ip link set "$3" master br0 up
+  quiet_offloads "$1" ctl
+  ns "$1" ip addr add "$2/24" dev ctl
+  ns "$1" ip link set ctl up
+}
+
+start_pcrf() {
   local bin
   bin=$(weir_bin)
-  ip netns exec "$PORTAL_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" portal --config "$CONFIG" --listen "[::]:80" \
+  add_ns "$PCRF_NS"
+  ns "$PCRF_NS" ip link add br0 type bridge
+  ns "$PCRF_NS" ip addr add "$PCRF4/24" dev br0
+  ns "$PCRF_NS" ip link set br0 up
+  ctl_link "$GW" "$GW_CTL4" gw
+  [ "$PORTAL" = 1 ] && ctl_link "$PORTAL_NS" "$PORTAL_CTL4" portal
+  # The example with the lab's addresses and delay, and a fresh database: every lab starts with
+  # ue in credit and ue2 at zero.
+  rm -f "$STATE"/policy-engine.sqlite*
+  sed -e "s/^listen *=.*/listen = \"$PE_LISTEN\"/" \
+      -e "s/^billing_delay *=[^#]*/billing_delay = $BILLING_DELAY   /" \
+      "$PE_EXAMPLE" >"$STATE/policy-engine.toml"
+  grep -q "^listen = \"$PE_LISTEN\"" "$STATE/policy-engine.toml" || die "$PE_EXAMPLE has no listen line to point at $PE_LISTEN"
+  ip netns exec "$PCRF_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" policy-engine --config "$STATE/policy-engine.toml" \
+    >"$STATE/pcrf.out" 2>"$STATE/pcrf.log" &
+  echo $! >"$STATE/pcrf.pid"
+  for _ in $(seq 100); do
+    grep -q "listening on" "$STATE/pcrf.out" 2>/dev/null && break
+    kill -0 "$(cat "$STATE/pcrf.pid")" 2>/dev/null || { cat "$STATE/pcrf.log" >&2; die "weir policy-engine did not start"; }
+    sleep 0.1
+  done
+  grep -q "listening on" "$STATE/pcrf.out" || { cat "$STATE/pcrf.log" >&2; die "weir policy-engine did not come up within 10 s"; }
+}
+
+start_portal() {
+  local bin credit=()
+  bin=$(weir_bin)
+  [ "$PCRF" = 1 ] && credit=(--policy-engine "http://$PE_LISTEN")
+  ip netns exec "$PORTAL_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" portal --config "$PORTAL_CONFIG" --listen "[::]:80" "${credit[@]}" \
     >"$STATE/portal.out" 2>"$STATE/portal.log" &
   echo $! >"$STATE/portal.pid"
 }
@@ -271,7 +350,7 @@ down() {
   for pidfile in "$STATE"/*.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  local names=("$GW" "$INET" "$LAN" "$WAN" "$PORTAL_NS")
+  local names=("$GW" "$INET" "$LAN" "$WAN" "$PORTAL_NS" "$PCRF_NS")
   local c
   for c in "${CLIENTS[@]}"; do names+=("$P$c"); done
   [ -f "$STATE/clients" ] && for c in $(cat "$STATE/clients"); do names+=("$P$c"); done
@@ -289,7 +368,7 @@ down() {
     done <"$STATE/etc"
   fi
   # Keep the final report and logs for a look after the fact; drop the rest.
-  rm -rf "$STATE/www" "$STATE"/*.pid "$STATE/namespaces" "$STATE/clients" "$STATE/etc"
+  rm -rf "$STATE/www" "$STATE"/*.pid "$STATE/namespaces" "$STATE/clients" "$STATE/etc" "$STATE"/policy-engine.sqlite*
   echo "lab down (prefix '$P')"
 }
 
@@ -306,11 +385,14 @@ status() {
   else
     echo "weir not running"
   fi
+  if [ -f "$STATE/pcrf.pid" ] && kill -0 "$(cat "$STATE/pcrf.pid")" 2>/dev/null; then
+    echo "policy engine running (pid $(cat "$STATE/pcrf.pid")) at $PE_LISTEN, log $STATE/pcrf.log"
+  fi
 }
 
-case "${1:-}" in
+case "$VERB" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status (see the top of this file for settings)" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--pcrf]|down|status (see the top of this file for settings)" >&2; exit 2 ;;
 esac

@@ -62,6 +62,11 @@ enum Command {
         /// Address and port to listen on.
         #[arg(long, default_value = "0.0.0.0:80")]
         listen: std::net::SocketAddr,
+        /// The policy engine's weir.v1.Admin endpoint (http://host:port): each payment is
+        /// credited there (Admin/Recharge) before its success token is issued. Default: the
+        /// configuration's [control] policy_engine; with neither, tokens only.
+        #[arg(long, value_name = "URL")]
+        policy_engine: Option<String>,
     },
     /// Serve the reference policy engine (Gx) and its admin API over gRPC.
     ///
@@ -206,7 +211,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Portal { config, listen } => {
+        Command::Portal {
+            config,
+            listen,
+            policy_engine,
+        } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -214,7 +223,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match weir::peers::portal::run(&config, listen) {
+            match weir::peers::portal::run(&config, listen, policy_engine.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("weir portal: {e}");

@@ -1,14 +1,23 @@
 //! `weir portal`: the recharge server. A redirected subscriber lands on its recharge page (the
 //! 302's `Location`), pays with the form, and is sent on to the success URL with a token signed
 //! with the key the gateway's success watch verifies — the moment the gateway sees that URL it
-//! lifts the redirect.
+//! reports the success (or lifts the redirect itself with `success_action = "local"`).
 //!
 //! Pages: any path shows the recharge page for the subscriber named by `sub` (or, failing that,
-//! the session owning the client's address); `POST /recharge/pay` takes the form and answers
-//! `303 See Other` to the success URL with the token and the original URL; the success path
-//! shows the success page with a link back to the page the subscriber first asked for.
+//! the session or `[[subscriber]]` owning the client's address); `POST /recharge/pay` takes the
+//! form and answers `303 See Other` to the success URL with the token and the original URL; the
+//! success path shows the success page with a link back to the page the subscriber first asked
+//! for.
+//!
+//! With a policy engine (`--policy-engine URL`, else the configuration's `[control]
+//! policy_engine`), the payment is credited through `weir.v1.Admin/Recharge` first, with the
+//! token's nonce as the payment's reference, and the token is issued only once the policy
+//! engine took the money: a payment it refuses or never hears of gets `502 Bad Gateway` and no
+//! token, so no subscriber is ever freed by a payment the store does not hold. Without one the
+//! portal only signs tokens, and says so when it starts.
 
 use crate::policy::Config;
+use crate::proto::v1 as pb;
 use crate::redirect::html_escape;
 use crate::token::{KeyTooShort, TokenKey};
 use axum::extract::{ConnectInfo, Form, Query, State};
@@ -21,6 +30,12 @@ use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::transport::Endpoint;
+
+/// How long connecting to the policy engine may take, and one Recharge call in all: a subscriber
+/// waits on the payment page meanwhile.
+const ADMIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the portal cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +51,78 @@ pub enum PortalError {
     },
     #[error("portal server: {0}")]
     Serve(std::io::Error),
+    #[error("policy engine address '{url}': {reason} (give it as http://host:port)")]
+    PolicyEngine { url: String, reason: String },
+}
+
+/// Why a payment was not credited: the page the subscriber sees says it, and no token is issued.
+#[derive(Debug, thiserror::Error)]
+enum CreditError {
+    #[error("cannot reach the policy engine at {url}: {source}")]
+    Connect {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the policy engine at {url} refused the payment ({:?}): {}", .status.code(), .status.message())]
+    Refused { url: String, status: tonic::Status },
+}
+
+/// Where payments are credited: the policy engine's `weir.v1.Admin`.
+struct Admin {
+    url: String,
+    uri: tonic::codegen::http::Uri,
+}
+
+impl Admin {
+    fn new(url: &str) -> Result<Admin, PortalError> {
+        let bad = |reason: String| PortalError::PolicyEngine {
+            url: url.to_string(),
+            reason,
+        };
+        let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("the scheme must be http or https".into()));
+        }
+        if uri.host().is_none_or(str::is_empty) || uri.port_u16().is_none() {
+            return Err(bad("a host and a port are required".into()));
+        }
+        Ok(Admin {
+            url: url.to_string(),
+            uri,
+        })
+    }
+
+    /// Credits `amount` to `sub`. One connection per payment: payments are rare, and a fresh
+    /// connection finds a restarted policy engine without any reconnect logic.
+    async fn recharge(
+        &self,
+        sub: &str,
+        amount: i64,
+        reference: &str,
+    ) -> Result<pb::RechargeResponse, CreditError> {
+        let channel = Endpoint::from(self.uri.clone())
+            .connect_timeout(ADMIN_CONNECT_TIMEOUT)
+            .timeout(ADMIN_TIMEOUT)
+            .connect()
+            .await
+            .map_err(|source| CreditError::Connect {
+                url: self.url.clone(),
+                source,
+            })?;
+        let mut client = pb::admin_client::AdminClient::new(channel);
+        client
+            .recharge(pb::RechargeRequest {
+                subscriber_id: sub.to_string(),
+                amount,
+                reference: reference.to_string(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| CreditError::Refused {
+                url: self.url.clone(),
+                status,
+            })
+    }
 }
 
 /// What the portal serves from.
@@ -45,6 +132,8 @@ pub struct Portal {
     max_age: Duration,
     /// Subscribers by address, to name the subscriber when the URL does not.
     sessions: Vec<(crate::policy::IpPrefix, String)>,
+    /// Where payments are credited; `None`: tokens only.
+    admin: Option<Admin>,
 }
 
 impl Portal {
@@ -52,15 +141,25 @@ impl Portal {
         let r = &config.gateway.redirect;
         let success = r.success_url.as_ref().ok_or(PortalError::NoSuccessUrl)?;
         let mut sessions = Vec::new();
-        for s in &config.sessions {
-            if let Some(v4) = s.ipv4 {
+        let static_sessions = config
+            .sessions
+            .iter()
+            .map(|s| (&s.subscriber, s.ipv4, s.ipv6));
+        // Sessions that come from the policy engine are named by the [[subscriber]] mapping.
+        let mapped = config
+            .control
+            .subscribers
+            .iter()
+            .map(|m| (&m.subscriber, m.ipv4, m.ipv6));
+        for (sub, v4, v6) in static_sessions.chain(mapped) {
+            if let Some(v4) = v4 {
                 sessions.push((
                     crate::policy::IpPrefix::host(IpAddr::V4(v4)),
-                    s.subscriber.to_string(),
+                    sub.to_string(),
                 ));
             }
-            if let Some(v6) = s.ipv6 {
-                sessions.push((v6, s.subscriber.to_string()));
+            if let Some(v6) = v6 {
+                sessions.push((v6, sub.to_string()));
             }
         }
         Ok(Portal {
@@ -69,7 +168,20 @@ impl Portal {
             success_path: success.path.clone(),
             max_age: r.token_max_age,
             sessions,
+            admin: None,
         })
+    }
+
+    /// Credits every payment through the `weir.v1.Admin` service at `url` (`http://host:port`)
+    /// before issuing its token.
+    pub fn with_policy_engine(mut self, url: &str) -> Result<Portal, PortalError> {
+        self.admin = Some(Admin::new(url)?);
+        Ok(self)
+    }
+
+    /// The policy engine payments are credited at, if any.
+    pub fn policy_engine(&self) -> Option<&str> {
+        self.admin.as_ref().map(|a| a.url.as_str())
     }
 
     fn subscriber_of(&self, addr: IpAddr) -> Option<&str> {
@@ -107,9 +219,23 @@ pub async fn serve(
     .map_err(PortalError::Serve)
 }
 
-/// Runs the portal on `addr` until Ctrl-C or SIGTERM.
-pub fn run(config: &Config, addr: SocketAddr) -> Result<(), PortalError> {
-    let portal = Portal::from_config(config)?;
+/// Runs the portal on `addr` until Ctrl-C or SIGTERM, crediting payments at `policy_engine`
+/// (else the configuration's `[control] policy_engine`; with neither, tokens only).
+pub fn run(
+    config: &Config,
+    addr: SocketAddr,
+    policy_engine: Option<&str>,
+) -> Result<(), PortalError> {
+    let mut portal = Portal::from_config(config)?;
+    match policy_engine.or(config.control.policy_engine.as_deref()) {
+        Some(url) => {
+            portal = portal.with_policy_engine(url)?;
+            tracing::info!(policy_engine = %url, "payments are credited through weir.v1.Admin/Recharge before the success token is issued");
+        }
+        None => tracing::warn!(
+            "no policy engine (--policy-engine or [control] policy_engine): payments are credited nowhere, the portal only signs success tokens"
+        ),
+    }
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| PortalError::Listen { addr, source })?;
     tracing::info!(%addr, "recharge portal listening");
@@ -230,12 +356,49 @@ async fn pay(
     } else {
         form.sub
     };
+    let nonce = nonce();
+    if let Some(admin) = &portal.admin {
+        let amount = match form.amount.trim().parse::<i64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return no_store(
+                    (
+                        StatusCode::BAD_REQUEST,
+                        Html(format!(
+                            "<p>Invalid amount '{}': a whole number greater than zero.</p>",
+                            esc(&form.amount)
+                        )),
+                    )
+                        .into_response(),
+                )
+            }
+        };
+        // The token's nonce names the payment in the store, so the pending credit and the
+        // success report the gateway sends later point at the same payment.
+        match admin.recharge(&sub, amount, &nonce).await {
+            Ok(r) => {
+                let credit = r.credit.unwrap_or_default();
+                tracing::info!(subscriber = %sub, ue = %ue, amount, applied = r.applied,
+                    due_at = credit.due_at, "recharge credited at the policy engine");
+            }
+            Err(e) => {
+                tracing::warn!(subscriber = %sub, ue = %ue, amount, error = %e,
+                    "recharge not credited; no success token issued");
+                let body = format!(
+                    "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Recharge failed</title></head><body>\n\
+<h1 id=\"failed\">Recharge failed</h1>\n<p>The billing system did not confirm your payment, so the \
+portal cannot free your browsing yet. Please try again in a moment.</p>\n<p id=\"reason\">{}</p>\n</body></html>\n",
+                    esc(&e.to_string())
+                );
+                return no_store((StatusCode::BAD_GATEWAY, Html(body)).into_response());
+            }
+        }
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
     let expires = now + portal.max_age.as_secs();
-    let nonce = nonce();
     let token = portal.key.sign(&sub, ue, expires, &nonce);
     let mut location = format!("{}?{token}", portal.success_path);
     if !form.orig.is_empty() {
