@@ -1,6 +1,7 @@
 //! What every worker does between batches, whatever its I/O: pick up the newest policy
 //! snapshot, expire idle flows, publish its counters (a copy; the report is built elsewhere).
 
+use super::events::Outbox;
 use super::report::{Board, IoCounters, WorkerReport};
 use super::resolve::PortalAddresses;
 use crate::engine::{Engine, Output, Tally};
@@ -20,6 +21,8 @@ pub struct Shared {
     pub portal: PortalAddresses,
     /// `now` for the engine (monotonic) and the wall clock beside it.
     pub clock: Clock,
+    /// The control plane's end of the events; `None`: events are logged.
+    pub events: Option<crossbeam_channel::Sender<crate::packet::Event>>,
 }
 
 /// The engine of one worker and what surrounds it.
@@ -33,6 +36,7 @@ pub struct Worker {
     board: Arc<Board>,
     portal: PortalAddresses,
     clock: Clock,
+    outbox: Outbox,
     /// The resolved portal addresses this engine has learned.
     portal_seen: Arc<Vec<(std::net::IpAddr, Timestamp)>>,
     answered: u64,
@@ -68,6 +72,7 @@ impl Worker {
             board: shared.board,
             portal: shared.portal,
             clock: shared.clock,
+            outbox: Outbox::new(shared.events),
             portal_seen: Arc::default(),
             answered: 0,
             publish_pending: false,
@@ -103,27 +108,14 @@ impl Worker {
                 self.portal_seen = Arc::clone(&resolved);
             }
         }
-        // Until recharge successes are reported to the policy engine, they are logged here (the
-        // local success action already lifted the redirect in the engine).
-        for event in self.engine.drain_events() {
-            match event {
-                crate::redirect::Event::RechargeSuccess {
-                    session,
-                    subscriber,
-                    ue,
-                    at,
-                    ..
-                } => tracing::info!(
-                    worker = self.index,
-                    session = session.0,
-                    %subscriber,
-                    %ue,
-                    %at,
-                    "recharge success"
-                ),
-                other => tracing::debug!(worker = self.index, event = ?other, "event"),
-            }
-        }
+        // Out to the control plane without waiting; what finds the channel full waits here.
+        let Worker {
+            engine,
+            outbox,
+            index,
+            ..
+        } = self;
+        outbox.send(*index, engine.drain_events());
         let tick = now.saturating_since(self.last_housekeeping) >= HOUSEKEEPING;
         if tick {
             self.last_housekeeping = now;
@@ -145,11 +137,13 @@ impl Worker {
     /// the slot already has, no report built here.
     fn publish(&mut self, generation: u64) {
         let (index, core, io, engine) = (self.index, self.core, &self.io, &self.engine);
+        let events = &self.outbox.counters;
         let done = self.board.try_publish(index, generation, |slot| {
             slot.worker = index;
             slot.core = core;
             slot.io.clone_from(io);
             slot.tally.copy_from(engine);
+            slot.tally.events.add(events);
         });
         if done {
             self.answered = generation;
@@ -159,7 +153,8 @@ impl Worker {
 
     /// Publishes the last numbers and hands them back.
     pub fn finish(self) -> WorkerReport {
-        let tally = Tally::of(&self.engine);
+        let mut tally = Tally::of(&self.engine);
+        tally.events.add(&self.outbox.counters);
         let last = WorkerReport {
             worker: self.index,
             core: self.core,
@@ -199,6 +194,7 @@ mod tests {
             board: Arc::clone(&board),
             portal: Arc::default(),
             clock,
+            events: None,
         };
         let engine = Engine::new(policy.load_full(), LinkType::RawIp);
         (Worker::new(0, 0, engine, shared), board)
