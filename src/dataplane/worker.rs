@@ -238,4 +238,83 @@ mod tests {
         let fin = w.finish();
         assert_eq!(fin.tally.flows.expired, 1);
     }
+
+    const PENDING: &str = r#"
+[gateway]
+ue_pools = ["10.45.0.0/16"]
+
+[[session]]
+subscriber = "imsi-001010000000001"
+ipv4 = "10.45.0.2"
+"#;
+
+    fn pending_policy(extra: &str, version: u64) -> PolicySnapshot {
+        let mut config =
+            crate::policy::Config::from_toml_str(&format!("{PENDING}{extra}"), "t.toml").unwrap();
+        config.gateway.pending = Some(crate::policy::PendingSettings::default());
+        PolicySnapshot::build(&config, version)
+    }
+
+    /// Session requests find the event channel full: one waits in the worker and goes on the
+    /// next batch; the report shows both; a snapshot with the session readies the held frames.
+    #[test]
+    fn events_wait_in_the_worker_while_the_channel_is_full() {
+        let (clock, _time) = Clock::manual(Timestamp::from_secs(1_000), Timestamp::from_secs(1));
+        let policy = Arc::new(ArcSwap::from_pointee(pending_policy("", 1)));
+        let board = Board::new("bridge", 1, Arc::clone(&policy));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let shared = Shared {
+            policy: Arc::clone(&policy),
+            board: Arc::clone(&board),
+            portal: Arc::default(),
+            clock,
+            events: Some(tx),
+        };
+        let engine = Engine::new(policy.load_full(), LinkType::RawIp);
+        let mut w = Worker::new(0, 0, engine, shared);
+        let now = w.now();
+        for ue in [[10, 45, 0, 8], [10, 45, 0, 9]] {
+            let p = udp(ue, 5000, [192, 0, 2, 53], 53, 30);
+            let Worker { engine, out, .. } = &mut w;
+            assert_eq!(engine.handle_frame(now, Port::Any, &p, out), Verdict::Held);
+        }
+        board.fresh(Duration::ZERO);
+        w.between_batches(now);
+        let first = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err());
+        let e = board.current().report.events;
+        assert_eq!((e.sent, e.waiting, e.retried), (1, 1, 0));
+        board.fresh(Duration::ZERO);
+        w.between_batches(now);
+        let second = rx.try_recv().unwrap();
+        let ues: Vec<_> = [first, second]
+            .into_iter()
+            .map(|e| match e {
+                crate::packet::Event::SessionRequest { ue, .. } => ue.to_string(),
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(ues, ["10.45.0.8", "10.45.0.9"]);
+        let e = board.current().report.events;
+        assert_eq!((e.sent, e.waiting, e.retried), (2, 0, 1));
+
+        // The session of 10.45.0.8 arrives: picked up between batches, its frame ready.
+        policy.store(Arc::new(pending_policy(
+            "\n[[session]]\nsubscriber = \"imsi-001010000000008\"\nipv4 = \"10.45.0.8\"\n",
+            2,
+        )));
+        w.between_batches(now);
+        assert!(w.engine.has_held_ready());
+        let mut released = Vec::new();
+        let Worker { engine, out, .. } = &mut w;
+        engine.release_held(now, out, |_, f, v, _| released.push((f.to_vec(), v)));
+        assert_eq!(
+            released,
+            [(
+                udp([10, 45, 0, 8], 5000, [192, 0, 2, 53], 53, 30),
+                Verdict::Forward
+            )]
+        );
+        assert_eq!(w.engine.pending(), (1, 1));
+    }
 }
