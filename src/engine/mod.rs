@@ -11,8 +11,14 @@
 //! caller last gave [`Engine::set_wall_clock`] (none for a replay).
 //!
 //! The engine is the policy snapshot in force plus the worker's own [`State`] (flows, counters,
-//! the redirect stage); the stages in `stages` are methods of the state that read the snapshot,
-//! so a stage can never hold the snapshot it is also replacing.
+//! the redirect stage, usage monitoring, the subscribers waiting for their session); the stages
+//! in `stages` are methods of the state that read the snapshot, so a stage can never hold the
+//! snapshot it is also replacing.
+//!
+//! What the control plane must hear of — a recharge success, a pool address without a session,
+//! a usage threshold reached — is queued as an [`Event`] for the caller to take with
+//! [`Engine::drain_events`]; frames held for a session on its way come back through
+//! [`Engine::release_held`] once a snapshot brings it.
 
 mod counters;
 mod flow_table;
