@@ -1,7 +1,7 @@
 //! The worker's end of the event channel to the control plane: never blocks. What the channel
 //! has no room for waits here and is sent again after the next batch — recharge successes in
 //! order (a bounded queue: a subscriber who paid must not be forgotten), session requests and
-//! usage thresholds merged per subscriber or key (a later one replaces a waiting one; usage
+//! usage thresholds merged per subscriber or key (one request per subscriber waits; usage
 //! octets are added, so no octet goes unreported). What finds no room even here is counted by
 //! kind.
 
@@ -156,9 +156,13 @@ impl Outbox {
     }
 }
 
-/// A later event for the same subscriber or key replaces the waiting one; for usage the octets
-/// of both are reported together, under the later grant.
+/// A later session request of a subscriber already waiting adds nothing (the waiting one has
+/// the first packet's time); a later usage report of a key waiting carries the octets of both,
+/// under the later grant.
 fn merge(waiting: &mut Event, later: Event) {
+    if matches!(waiting, Event::SessionRequest { .. }) {
+        return;
+    }
     if let (Event::UsageThreshold { used: old, .. }, Event::UsageThreshold { used: mut new, .. }) =
         (&*waiting, &later)
     {
@@ -269,6 +273,8 @@ mod tests {
                 success(2),
                 request(1, 2),
                 request(2, 3),
+                // 10.45.1.2 asks again: one request of it waits, with the first time.
+                request(2, 9),
                 usage(1, 100),
                 usage(2, 50),
                 success(3),
@@ -280,7 +286,7 @@ mod tests {
             [request(1, 1), success(1)]
         );
         assert_eq!(o.waiting(), 5);
-        assert_eq!((o.counters.sent, o.counters.coalesced), (2, 1));
+        assert_eq!((o.counters.sent, o.counters.coalesced), (2, 2));
 
         // Room for two: the recharge successes go first, in order.
         o.send(0, std::iter::empty());
