@@ -37,6 +37,10 @@ pub enum Verdict {
     /// The engine answered the frame itself: the frames in [`Output`] go out, the original does
     /// not.
     Inject,
+    /// Kept by the engine (a subscriber whose session is on its way, `pending.action = "hold"`):
+    /// nothing goes out now; the frame comes back through [`crate::engine::Engine::release_held`]
+    /// once the session is in force, or is dropped when it does not come in time.
+    Held,
 }
 
 /// Why a frame was dropped. Small and `Copy`: it is a counter index.
@@ -58,10 +62,18 @@ pub enum DropReason {
     /// A subscriber address on the wrong leg: a UE-pool source arriving from the internet, or
     /// traffic to a UE pool arriving from the UE side.
     WrongLeg,
+    /// A pool address without a session while its session is being fetched, and
+    /// `pending.action = "drop"`.
+    PendingSession,
+    /// Held for a pending session, but its queue (`pending.queue` frames) is full.
+    PendingQueueFull,
+    /// A pool address without a session, but this worker already waits for `pending.subscribers`
+    /// sessions: no room to remember it, so no session is asked for either.
+    PendingTableFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = WireError::ALL.len() + 6;
+    pub const COUNT: usize = WireError::ALL.len() + 9;
 
     pub fn index(self) -> usize {
         match self {
@@ -72,6 +84,9 @@ impl DropReason {
             DropReason::NonSubscriber => WireError::ALL.len() + 3,
             DropReason::WalledGarden => WireError::ALL.len() + 4,
             DropReason::WrongLeg => WireError::ALL.len() + 5,
+            DropReason::PendingSession => WireError::ALL.len() + 6,
+            DropReason::PendingQueueFull => WireError::ALL.len() + 7,
+            DropReason::PendingTableFull => WireError::ALL.len() + 8,
         }
     }
 
@@ -86,6 +101,9 @@ impl DropReason {
                 DropReason::NonSubscriber,
                 DropReason::WalledGarden,
                 DropReason::WrongLeg,
+                DropReason::PendingSession,
+                DropReason::PendingQueueFull,
+                DropReason::PendingTableFull,
             ])
     }
 
@@ -99,6 +117,9 @@ impl DropReason {
             DropReason::NonSubscriber => "non_subscriber",
             DropReason::WalledGarden => "walled_garden",
             DropReason::WrongLeg => "wrong_leg",
+            DropReason::PendingSession => "pending_session",
+            DropReason::PendingQueueFull => "pending_queue_full",
+            DropReason::PendingTableFull => "pending_table_full",
         }
     }
 }
@@ -330,8 +351,43 @@ pub enum Event {
     },
 }
 
+/// Which kind an [`Event`] is: a counter index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    RechargeSuccess,
+    SessionRequest,
+    UsageThreshold,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [
+        EventKind::RechargeSuccess,
+        EventKind::SessionRequest,
+        EventKind::UsageThreshold,
+    ];
+
+    /// Stable snake_case name used in counters and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RechargeSuccess => "recharge_success",
+            EventKind::SessionRequest => "session_request",
+            EventKind::UsageThreshold => "usage_threshold",
+        }
+    }
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::RechargeSuccess { .. } => EventKind::RechargeSuccess,
+            Event::SessionRequest { .. } => EventKind::SessionRequest,
+            Event::UsageThreshold { .. } => EventKind::UsageThreshold,
+        }
+    }
+}
+
 /// Octets counted for a monitoring key, by direction relative to the UE.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Octets {
     pub uplink: u64,
     pub downlink: u64,

@@ -221,7 +221,7 @@ impl Run {
             .handle_frame(now, Port::Any, frame, &mut self.out);
         match v {
             Verdict::Forward => self.forwarded += 1,
-            Verdict::Drop(_) => self.dropped += 1,
+            Verdict::Drop(_) | Verdict::Held => self.dropped += 1,
             Verdict::Inject => self.injected += 1,
         }
         for (_, f) in self.out.frames() {

@@ -1,9 +1,14 @@
 //! Usage metering: uplink and downlink bytes and packets, first and last seen, per session ×
-//! rating group and per session × monitoring key.
+//! rating group and per session × monitoring key; the usage-monitoring thresholds beside them
+//! (`monitoring`).
 //!
 //! Counters live in slots owned by one worker: the packet path resolves a slot once per flow and
 //! then only adds to it, so counting costs no hashing and no allocation per packet. Bytes are IP
 //! bytes (IPv4 total length, or 40 + IPv6 payload length), as a gateway meters them.
+
+mod monitoring;
+
+pub use monitoring::Monitoring;
 
 use crate::policy::SessionId;
 use crate::time::Timestamp;
@@ -51,6 +56,15 @@ impl Usage {
 /// Handle of a counter slot in a [`Meter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Slot(u32);
+
+impl Slot {
+    /// Its position among the meter's slots (in the order first seen), for state kept beside
+    /// them.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// What a slot counts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

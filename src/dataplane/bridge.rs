@@ -37,6 +37,18 @@ impl BridgeWorker {
             let Worker {
                 engine, out, io, ..
             } = &mut self.worker;
+            // Frames held for subscribers whose session just arrived go out first, in order,
+            // ahead of anything newer of theirs.
+            if engine.has_held_ready() {
+                let (ue_tx, inet_tx) = (&mut self.ue_tx, &mut self.inet_tx);
+                engine.release_held(now, out, |port, frame, verdict, out| {
+                    let (same, other) = match port {
+                        Port::Internet => (&mut *inet_tx, &mut *ue_tx),
+                        Port::Ue | Port::Any => (&mut *ue_tx, &mut *inet_tx),
+                    };
+                    transmit(port, frame, verdict, out, same, other, io);
+                });
+            }
             let mut batch = Batch {
                 engine,
                 out,
@@ -154,25 +166,40 @@ fn leg(leg: Leg<'_>, b: &mut Batch<'_>) -> usize {
             }
             _ => data,
         };
-        match engine.handle_frame(now, port, frame, out) {
-            Verdict::Forward => send(other, frame, io),
-            Verdict::Drop(_) => {}
-            Verdict::Inject => {
-                for (toward, f) in out.frames() {
-                    let back = matches!(
-                        (toward, port),
-                        (Toward::Ue, Port::Ue) | (Toward::Internet, Port::Internet)
-                    );
-                    if back {
-                        send(same, f, io);
-                    } else {
-                        send(other, f, io);
-                    }
+        let verdict = engine.handle_frame(now, port, frame, out);
+        transmit(port, frame, verdict, out, same, other, io);
+        out.clear();
+    })
+}
+
+/// Does what the verdict says with a frame that came from `port`: forwarded out of the other
+/// leg, injected frames out of the leg they are meant for (`same` is the one it came from).
+fn transmit(
+    port: Port,
+    frame: &[u8],
+    verdict: Verdict,
+    out: &Output,
+    same: &mut Transmitter,
+    other: &mut Transmitter,
+    io: &mut IoCounters,
+) {
+    match verdict {
+        Verdict::Forward => send(other, frame, io),
+        Verdict::Drop(_) | Verdict::Held => {}
+        Verdict::Inject => {
+            for (toward, f) in out.frames() {
+                let back = matches!(
+                    (toward, port),
+                    (Toward::Ue, Port::Ue) | (Toward::Internet, Port::Internet)
+                );
+                if back {
+                    send(same, f, io);
+                } else {
+                    send(other, f, io);
                 }
-                out.clear();
             }
         }
-    })
+    }
 }
 
 fn send(tx: &mut Transmitter, frame: &[u8], io: &mut IoCounters) {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod report;
 
 mod bridge;
+mod events;
 pub mod resolve;
 mod routed;
 mod worker;
@@ -192,6 +193,7 @@ pub fn run(
         board: Arc::clone(&board),
         portal: Arc::clone(&portal),
         clock: Clock::system(),
+        events: options.events.take(),
     };
     let make_worker = |index: usize, link: LinkType| {
         Worker::new(

@@ -77,6 +77,8 @@ pub struct WorkerSummary {
     pub forwarded: u64,
     pub dropped: u64,
     pub drop_reasons: std::collections::BTreeMap<&'static str, u64>,
+    /// Its events for the control plane: sent, waiting, coalesced, dropped by kind.
+    pub events: crate::engine::EventCounters,
 }
 
 /// The report of a running (or just stopped) gateway: the usage report `weir replay` prints,
@@ -110,6 +112,7 @@ impl GatewayReport {
                 forwarded: t.forwarded,
                 dropped: t.dropped,
                 drop_reasons: t.drop_reasons,
+                events: w.tally.events.clone(),
             });
         }
         GatewayReport {

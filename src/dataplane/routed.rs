@@ -195,6 +195,13 @@ impl RoutedWorker {
             let Worker {
                 engine, out, io, ..
             } = &mut self.worker;
+            // Frames held for subscribers whose session just arrived go out first, in order.
+            if engine.has_held_ready() {
+                let queue = &self.queue;
+                engine.release_held(now, out, |_, packet, verdict, out| {
+                    transmit(queue, packet, verdict, out, io)
+                });
+            }
             let mut n = 0;
             while n < self.batch {
                 let len = match self.queue.recv(&mut buf) {
@@ -257,14 +264,21 @@ fn process(
     now: Timestamp,
 ) {
     // A routed gateway has one device for both directions: the UE pools alone tell them apart.
-    match engine.handle_frame(now, Port::Any, packet, out) {
+    let verdict = engine.handle_frame(now, Port::Any, packet, out);
+    transmit(queue, packet, verdict, out, io);
+    out.clear();
+}
+
+/// Does what the verdict says with a packet: back to the device for the kernel to route on,
+/// with any injected answers.
+fn transmit(queue: &TunQueue, packet: &[u8], verdict: Verdict, out: &Output, io: &mut IoCounters) {
+    match verdict {
         Verdict::Forward => write(queue, packet, io),
-        Verdict::Drop(_) => {}
+        Verdict::Drop(_) | Verdict::Held => {}
         Verdict::Inject => {
             for (_, f) in out.frames() {
                 write(queue, f, io);
             }
-            out.clear();
         }
     }
 }

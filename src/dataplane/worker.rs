@@ -1,6 +1,7 @@
 //! What every worker does between batches, whatever its I/O: pick up the newest policy
 //! snapshot, expire idle flows, publish its counters (a copy; the report is built elsewhere).
 
+use super::events::Outbox;
 use super::report::{Board, IoCounters, WorkerReport};
 use super::resolve::PortalAddresses;
 use crate::engine::{Engine, Output, Tally};
@@ -20,6 +21,8 @@ pub struct Shared {
     pub portal: PortalAddresses,
     /// `now` for the engine (monotonic) and the wall clock beside it.
     pub clock: Clock,
+    /// The control plane's end of the events; `None`: events are logged.
+    pub events: Option<crossbeam_channel::Sender<crate::packet::Event>>,
 }
 
 /// The engine of one worker and what surrounds it.
@@ -33,6 +36,7 @@ pub struct Worker {
     board: Arc<Board>,
     portal: PortalAddresses,
     clock: Clock,
+    outbox: Outbox,
     /// The resolved portal addresses this engine has learned.
     portal_seen: Arc<Vec<(std::net::IpAddr, Timestamp)>>,
     answered: u64,
@@ -68,6 +72,7 @@ impl Worker {
             board: shared.board,
             portal: shared.portal,
             clock: shared.clock,
+            outbox: Outbox::new(shared.events),
             portal_seen: Arc::default(),
             answered: 0,
             publish_pending: false,
@@ -103,27 +108,14 @@ impl Worker {
                 self.portal_seen = Arc::clone(&resolved);
             }
         }
-        // Until recharge successes are reported to the policy engine, they are logged here (the
-        // local success action already lifted the redirect in the engine).
-        for event in self.engine.drain_events() {
-            match event {
-                crate::redirect::Event::RechargeSuccess {
-                    session,
-                    subscriber,
-                    ue,
-                    at,
-                    ..
-                } => tracing::info!(
-                    worker = self.index,
-                    session = session.0,
-                    %subscriber,
-                    %ue,
-                    %at,
-                    "recharge success"
-                ),
-                other => tracing::debug!(worker = self.index, event = ?other, "event"),
-            }
-        }
+        // Out to the control plane without waiting; what finds the channel full waits here.
+        let Worker {
+            engine,
+            outbox,
+            index,
+            ..
+        } = self;
+        outbox.send(*index, engine.drain_events());
         let tick = now.saturating_since(self.last_housekeeping) >= HOUSEKEEPING;
         if tick {
             self.last_housekeeping = now;
@@ -145,11 +137,13 @@ impl Worker {
     /// the slot already has, no report built here.
     fn publish(&mut self, generation: u64) {
         let (index, core, io, engine) = (self.index, self.core, &self.io, &self.engine);
+        let events = &self.outbox.counters;
         let done = self.board.try_publish(index, generation, |slot| {
             slot.worker = index;
             slot.core = core;
             slot.io.clone_from(io);
             slot.tally.copy_from(engine);
+            slot.tally.events.add(events);
         });
         if done {
             self.answered = generation;
@@ -159,7 +153,8 @@ impl Worker {
 
     /// Publishes the last numbers and hands them back.
     pub fn finish(self) -> WorkerReport {
-        let tally = Tally::of(&self.engine);
+        let mut tally = Tally::of(&self.engine);
+        tally.events.add(&self.outbox.counters);
         let last = WorkerReport {
             worker: self.index,
             core: self.core,
@@ -199,6 +194,7 @@ mod tests {
             board: Arc::clone(&board),
             portal: Arc::default(),
             clock,
+            events: None,
         };
         let engine = Engine::new(policy.load_full(), LinkType::RawIp);
         (Worker::new(0, 0, engine, shared), board)
@@ -241,5 +237,84 @@ mod tests {
         assert_eq!(last_seen(&mut w, &board), Some(wall));
         let fin = w.finish();
         assert_eq!(fin.tally.flows.expired, 1);
+    }
+
+    const PENDING: &str = r#"
+[gateway]
+ue_pools = ["10.45.0.0/16"]
+
+[[session]]
+subscriber = "imsi-001010000000001"
+ipv4 = "10.45.0.2"
+"#;
+
+    fn pending_policy(extra: &str, version: u64) -> PolicySnapshot {
+        let mut config =
+            crate::policy::Config::from_toml_str(&format!("{PENDING}{extra}"), "t.toml").unwrap();
+        config.gateway.pending = Some(crate::policy::PendingSettings::default());
+        PolicySnapshot::build(&config, version)
+    }
+
+    /// Session requests find the event channel full: one waits in the worker and goes on the
+    /// next batch; the report shows both; a snapshot with the session readies the held frames.
+    #[test]
+    fn events_wait_in_the_worker_while_the_channel_is_full() {
+        let (clock, _time) = Clock::manual(Timestamp::from_secs(1_000), Timestamp::from_secs(1));
+        let policy = Arc::new(ArcSwap::from_pointee(pending_policy("", 1)));
+        let board = Board::new("bridge", 1, Arc::clone(&policy));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let shared = Shared {
+            policy: Arc::clone(&policy),
+            board: Arc::clone(&board),
+            portal: Arc::default(),
+            clock,
+            events: Some(tx),
+        };
+        let engine = Engine::new(policy.load_full(), LinkType::RawIp);
+        let mut w = Worker::new(0, 0, engine, shared);
+        let now = w.now();
+        for ue in [[10, 45, 0, 8], [10, 45, 0, 9]] {
+            let p = udp(ue, 5000, [192, 0, 2, 53], 53, 30);
+            let Worker { engine, out, .. } = &mut w;
+            assert_eq!(engine.handle_frame(now, Port::Any, &p, out), Verdict::Held);
+        }
+        board.fresh(Duration::ZERO);
+        w.between_batches(now);
+        let first = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err());
+        let e = board.current().report.events;
+        assert_eq!((e.sent, e.waiting, e.retried), (1, 1, 0));
+        board.fresh(Duration::ZERO);
+        w.between_batches(now);
+        let second = rx.try_recv().unwrap();
+        let ues: Vec<_> = [first, second]
+            .into_iter()
+            .map(|e| match e {
+                crate::packet::Event::SessionRequest { ue, .. } => ue.to_string(),
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(ues, ["10.45.0.8", "10.45.0.9"]);
+        let e = board.current().report.events;
+        assert_eq!((e.sent, e.waiting, e.retried), (2, 0, 1));
+
+        // The session of 10.45.0.8 arrives: picked up between batches, its frame ready.
+        policy.store(Arc::new(pending_policy(
+            "\n[[session]]\nsubscriber = \"imsi-001010000000008\"\nipv4 = \"10.45.0.8\"\n",
+            2,
+        )));
+        w.between_batches(now);
+        assert!(w.engine.has_held_ready());
+        let mut released = Vec::new();
+        let Worker { engine, out, .. } = &mut w;
+        engine.release_held(now, out, |_, f, v, _| released.push((f.to_vec(), v)));
+        assert_eq!(
+            released,
+            [(
+                udp([10, 45, 0, 8], 5000, [192, 0, 2, 53], 53, 30),
+                Verdict::Forward
+            )]
+        );
+        assert_eq!(w.engine.pending(), (1, 1));
     }
 }

@@ -27,6 +27,19 @@ pub struct Counters {
     pub fragments_resolved: u64,
     /// Later fragments whose first fragment was not seen: classified without ports.
     pub fragments_orphan: u64,
+    /// Pool addresses without a session for which a session was asked (`Event::SessionRequest`).
+    pub session_requests: u64,
+    /// Frames kept while their subscriber's session was on its way (`Verdict::Held`).
+    pub held: u64,
+    /// Held frames handed back through the pipeline once the session was in force (each then
+    /// counted again under the verdict it got, but not again as a frame).
+    pub held_released: u64,
+    /// Held frames dropped because no session came within `pending.timeout`.
+    pub held_expired: u64,
+    /// Frames of a pending subscriber forwarded unenforced (`pending.action = "forward"`).
+    pub pending_forwarded: u64,
+    /// Usage-monitoring thresholds crossed (`Event::UsageThreshold`).
+    pub usage_thresholds: u64,
 }
 
 impl Counters {
@@ -53,6 +66,12 @@ impl Counters {
         self.fragments_first += other.fragments_first;
         self.fragments_resolved += other.fragments_resolved;
         self.fragments_orphan += other.fragments_orphan;
+        self.session_requests += other.session_requests;
+        self.held += other.held;
+        self.held_released += other.held_released;
+        self.held_expired += other.held_expired;
+        self.pending_forwarded += other.pending_forwarded;
+        self.usage_thresholds += other.usage_thresholds;
     }
 }
 
@@ -74,6 +93,12 @@ pub struct VerdictTotals {
     pub fragments_first: u64,
     pub fragments_resolved: u64,
     pub fragments_orphan: u64,
+    pub session_requests: u64,
+    pub held: u64,
+    pub held_released: u64,
+    pub held_expired: u64,
+    pub pending_forwarded: u64,
+    pub usage_thresholds: u64,
 }
 
 impl From<&Counters> for VerdictTotals {
@@ -97,6 +122,12 @@ impl From<&Counters> for VerdictTotals {
             fragments_first: c.fragments_first,
             fragments_resolved: c.fragments_resolved,
             fragments_orphan: c.fragments_orphan,
+            session_requests: c.session_requests,
+            held: c.held,
+            held_released: c.held_released,
+            held_expired: c.held_expired,
+            pending_forwarded: c.pending_forwarded,
+            usage_thresholds: c.usage_thresholds,
         }
     }
 }
@@ -121,5 +152,53 @@ impl VerdictTotals {
         self.fragments_first += o.fragments_first;
         self.fragments_resolved += o.fragments_resolved;
         self.fragments_orphan += o.fragments_orphan;
+        self.session_requests += o.session_requests;
+        self.held += o.held;
+        self.held_released += o.held_released;
+        self.held_expired += o.held_expired;
+        self.pending_forwarded += o.pending_forwarded;
+        self.usage_thresholds += o.usage_thresholds;
+    }
+}
+
+/// What became of the events raised for the control plane on their way out of a worker: sent
+/// on the event channel, waiting in the worker for room, merged into one waiting for the same
+/// subscriber or key, or dropped (by kind) when not even the worker had room for them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounters {
+    pub sent: u64,
+    /// Sent on a later batch, after waiting in the worker.
+    pub retried: u64,
+    /// Waiting in the worker at the time of the report.
+    pub waiting: u64,
+    /// Merged into an event of the same kind and key already waiting.
+    pub coalesced: u64,
+    pub dropped_recharge_success: u64,
+    pub dropped_session_request: u64,
+    pub dropped_usage_threshold: u64,
+}
+
+impl EventCounters {
+    pub fn dropped(&mut self, kind: crate::packet::EventKind) {
+        use crate::packet::EventKind;
+        match kind {
+            EventKind::RechargeSuccess => self.dropped_recharge_success += 1,
+            EventKind::SessionRequest => self.dropped_session_request += 1,
+            EventKind::UsageThreshold => self.dropped_usage_threshold += 1,
+        }
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_recharge_success + self.dropped_session_request + self.dropped_usage_threshold
+    }
+
+    pub fn add(&mut self, o: &EventCounters) {
+        self.sent += o.sent;
+        self.retried += o.retried;
+        self.waiting += o.waiting;
+        self.coalesced += o.coalesced;
+        self.dropped_recharge_success += o.dropped_recharge_success;
+        self.dropped_session_request += o.dropped_session_request;
+        self.dropped_usage_threshold += o.dropped_usage_threshold;
     }
 }

@@ -11,23 +11,30 @@
 //! caller last gave [`Engine::set_wall_clock`] (none for a replay).
 //!
 //! The engine is the policy snapshot in force plus the worker's own [`State`] (flows, counters,
-//! the redirect stage); the stages in `stages` are methods of the state that read the snapshot,
-//! so a stage can never hold the snapshot it is also replacing.
+//! the redirect stage, usage monitoring, the subscribers waiting for their session); the stages
+//! in `stages` are methods of the state that read the snapshot, so a stage can never hold the
+//! snapshot it is also replacing.
+//!
+//! What the control plane must hear of — a recharge success, a pool address without a session,
+//! a usage threshold reached — is queued as an [`Event`] for the caller to take with
+//! [`Engine::drain_events`]; frames held for a session on its way come back through
+//! [`Engine::release_held`] once a snapshot brings it.
 
 mod counters;
 mod flow_table;
 mod hits;
+mod pending;
 mod report;
 mod stages;
 
-pub use counters::{Counters, VerdictTotals};
+pub use counters::{Counters, EventCounters, VerdictTotals};
 pub use flow_table::{Decision, FlowEntry, FlowTable, IdleTimeouts};
 pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits, Tally};
 // The engine's vocabulary, defined below every stage so that the stages need not import the
 // engine.
 pub use crate::packet::{DropReason, Event, FlowKey, Frame, Output, Port, Toward, Verdict};
 
-use crate::charging::Meter;
+use crate::charging::{Meter, Monitoring};
 use crate::policy::{PolicySnapshot, SessionId};
 use crate::redirect::{FinalUnitRedirect, Redirector};
 use crate::time::Timestamp;
@@ -51,7 +58,18 @@ struct State {
     hits: HitCounters,
     counters: Counters,
     redirect: Redirector,
+    pending: pending::Pending,
+    monitoring: Monitoring,
+    /// Session requests and usage thresholds for the control plane, oldest first (recharge
+    /// successes wait in the redirect stage).
+    events: Vec<Event>,
+    /// Events that found `events` full, by kind.
+    event_counters: EventCounters,
 }
+
+/// Events waiting in an engine for its caller, at most; later ones are counted and dropped. A
+/// live worker drains them after every batch.
+const MAX_EVENTS: usize = 1024;
 
 impl Engine {
     pub fn new(snapshot: Arc<PolicySnapshot>, link: LinkType) -> Engine {
@@ -74,16 +92,64 @@ impl Engine {
             hits: HitCounters::default(),
             counters: Counters::default(),
             redirect: Redirector::new(&snapshot),
+            pending: pending::Pending::default(),
+            monitoring: Monitoring::new(),
+            events: Vec::with_capacity(64),
+            event_counters: EventCounters::default(),
         };
         Engine { snapshot, state }
     }
 
     /// Installs a newer policy. Cached decisions made under the old one are re-made lazily, on
     /// each flow's next packet; usage counters carry over (they are keyed by session id).
+    ///
+    /// Held frames of subscribers whose session the new snapshot has are then ready: the caller
+    /// hands them on with [`Engine::release_held`] before its next frame, so they keep their
+    /// order ahead of the subscriber's later packets.
     pub fn set_snapshot(&mut self, snapshot: Arc<PolicySnapshot>) {
         self.state.redirect.set_snapshot(&snapshot);
         self.state.hits.new_snapshot();
+        self.state.counters.held_expired += self.state.pending.set_snapshot(&snapshot);
         self.snapshot = snapshot;
+    }
+
+    /// Whether held frames wait for [`Engine::release_held`].
+    pub fn has_held_ready(&self) -> bool {
+        self.state.pending.has_ready()
+    }
+
+    /// Runs the held frames of subscribers whose session has arrived through the pipeline, in
+    /// the order they came, each enforced and metered like any frame; `send` is handed each
+    /// frame with the leg it came from, its verdict and the frames injected for it (in `out`,
+    /// cleared before each).
+    pub fn release_held(
+        &mut self,
+        now: Timestamp,
+        out: &mut Output,
+        mut send: impl FnMut(Port, &[u8], Verdict, &Output),
+    ) {
+        if !self.state.pending.has_ready() {
+            return;
+        }
+        let ready = self.state.pending.take_ready();
+        for &i in &ready {
+            let (bytes, frames) = self.state.pending.take_frames(i);
+            for &(port, start, len) in &frames {
+                let frame = &bytes[start as usize..(start + len) as usize];
+                out.clear();
+                self.state.counters.held_released += 1;
+                let verdict = self.pipeline(now, port, frame, out);
+                send(port, frame, verdict, out);
+            }
+            out.clear();
+            self.state.pending.released(i, bytes, frames);
+        }
+        self.state.pending.ready_done(ready);
+    }
+
+    /// Pool addresses waiting for their session, and the frames held for them.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.state.pending.len(), self.state.pending.held())
     }
 
     /// Applies online charging's Final-Unit-Action REDIRECT to a session (or one of its rating
@@ -103,9 +169,20 @@ impl Engine {
         }
     }
 
-    /// Events for the control plane (recharge successes), oldest first.
+    /// Events for the control plane, oldest first within a kind: recharge successes, then
+    /// session requests and usage thresholds.
     pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
-        self.state.redirect.drain_events()
+        let st = &mut self.state;
+        st.redirect.drain_events().chain(st.events.drain(..))
+    }
+
+    /// Events this engine had no room for, by kind.
+    pub fn event_counters(&self) -> &EventCounters {
+        &self.state.event_counters
+    }
+
+    pub fn monitoring(&self) -> &Monitoring {
+        &self.state.monitoring
     }
 
     /// The redirect stage: its counters, portal host names to resolve, and the SYN-cookie
@@ -142,9 +219,14 @@ impl Engine {
         self.state.clock = WallClock::at(now, wall);
     }
 
-    /// Housekeeping the caller runs now and then (e.g. once a second): expires idle flows.
+    /// Housekeeping the caller runs now and then (e.g. once a second): expires idle flows, and
+    /// the pending subscribers whose session did not come in time (their held frames dropped).
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.state.flows.expire(now);
+        let st = &mut self.state;
+        st.counters.held_expired += st
+            .pending
+            .expire(now, self.snapshot.settings.pending.as_ref());
     }
 
     /// The usage report: totals, usage per session × rating group and monitoring key, rule hits.

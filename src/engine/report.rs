@@ -1,7 +1,8 @@
 //! The usage report: what `weir replay` prints and a running gateway serves.
 
-use super::{Counters, Engine, VerdictTotals};
+use super::{Counters, Engine, EventCounters, VerdictTotals};
 use crate::charging::{Metered, Usage};
+use crate::packet::Octets;
 use crate::policy::{PolicySnapshot, SessionId, SubscriberId};
 use crate::redirect;
 use rustc_hash::FxHashMap;
@@ -26,6 +27,8 @@ pub struct MonitoringUsage {
     pub monitoring_key: String,
     #[serde(flatten)]
     pub usage: Usage,
+    /// IP octets counted since the key's last usage report (what CCR-T sends as final usage).
+    pub unreported: Octets,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -55,6 +58,8 @@ pub struct Report {
     pub flows: FlowSummary,
     /// What the redirect stage did: 302s, resets, walled-garden passes and blocks, successes.
     pub redirect: redirect::Counters,
+    /// Events for the control plane: sent, waiting, coalesced, dropped by kind.
+    pub events: EventCounters,
 }
 
 /// What a report is built from: one engine's raw counters, copied out without names, sorting or
@@ -69,6 +74,10 @@ pub struct Tally {
     pub usage: Vec<(Metered, Usage)>,
     /// Rule hits by session and rule name.
     pub hits: Vec<(SessionId, Arc<str>, u64)>,
+    /// Octets since the last usage report, by meter slot as `usage` (zero for rating groups).
+    pub unreported: Vec<Octets>,
+    /// Events on their way to the control plane (the engine's; a worker adds its own).
+    pub events: EventCounters,
 }
 
 impl Tally {
@@ -101,6 +110,11 @@ impl Tally {
             n = i + 1;
         }
         self.usage.truncate(n);
+        let monitoring = engine.monitoring();
+        self.unreported.clear();
+        self.unreported
+            .extend((0..n).map(|i| monitoring.unreported(i).unwrap_or_default()));
+        self.events.clone_from(engine.event_counters());
         self.hits.clear();
         self.hits.extend(
             engine
@@ -147,17 +161,26 @@ impl Report {
     ) -> Report {
         let mut counters = Counters::default();
         let mut rg: BTreeMap<(SessionId, u32), Usage> = BTreeMap::new();
-        let mut mk: BTreeMap<(SessionId, Arc<str>), Usage> = BTreeMap::new();
+        let mut mk: BTreeMap<(SessionId, Arc<str>), (Usage, Octets)> = BTreeMap::new();
         let mut hits: BTreeMap<(SessionId, Arc<str>), u64> = BTreeMap::new();
         let mut flows = FlowSummary::default();
         let mut redirect = redirect::Counters::default();
+        let mut events = EventCounters::default();
         for t in tallies {
             counters.add(&t.counters);
             redirect.add(&t.redirect);
-            for (what, usage) in &t.usage {
+            events.add(&t.events);
+            for (i, (what, usage)) in t.usage.iter().enumerate() {
                 let target = match what {
                     Metered::RatingGroup(s, g) => rg.entry((*s, *g)).or_default(),
-                    Metered::MonitoringKey(s, k) => mk.entry((*s, Arc::clone(k))).or_default(),
+                    Metered::MonitoringKey(s, k) => {
+                        let (usage, unreported) = mk.entry((*s, Arc::clone(k))).or_default();
+                        add_octets(
+                            unreported,
+                            &t.unreported.get(i).copied().unwrap_or_default(),
+                        );
+                        usage
+                    }
                 };
                 // The engine meters on its wall clock: the times are shown as they are.
                 merge(target, usage);
@@ -184,11 +207,12 @@ impl Report {
                 .collect(),
             monitoring_keys: mk
                 .into_iter()
-                .map(|((s, k), usage)| MonitoringUsage {
+                .map(|((s, k), (usage, unreported))| MonitoringUsage {
                     subscriber: names.get(s),
                     session_id: s.0,
                     monitoring_key: k.to_string(),
                     usage,
+                    unreported,
                 })
                 .collect(),
             rules: hits
@@ -202,8 +226,14 @@ impl Report {
                 .collect(),
             flows,
             redirect,
+            events,
         }
     }
+}
+
+fn add_octets(into: &mut Octets, from: &Octets) {
+    into.uplink += from.uplink;
+    into.downlink += from.downlink;
 }
 
 fn merge(into: &mut Usage, from: &Usage) {
@@ -228,8 +258,10 @@ impl Report {
         let mut hits: BTreeMap<(u32, String), RuleHits> = BTreeMap::new();
         let mut flows = FlowSummary::default();
         let mut redirect = redirect::Counters::default();
+        let mut events = EventCounters::default();
         for p in parts {
             redirect.add(&p.redirect);
+            events.add(&p.events);
             match &mut totals {
                 None => totals = Some(p.totals.clone()),
                 Some(t) => t.add(&p.totals),
@@ -241,7 +273,10 @@ impl Report {
             }
             for u in &p.monitoring_keys {
                 mk.entry((u.session_id, u.monitoring_key.clone()))
-                    .and_modify(|e| merge(&mut e.usage, &u.usage))
+                    .and_modify(|e| {
+                        merge(&mut e.usage, &u.usage);
+                        add_octets(&mut e.unreported, &u.unreported);
+                    })
                     .or_insert_with(|| u.clone());
             }
             for h in &p.rules {
@@ -261,6 +296,7 @@ impl Report {
             rules: hits.into_values().collect(),
             flows,
             redirect,
+            events,
         }
     }
 }
@@ -287,6 +323,13 @@ impl fmt::Display for Report {
             "fragments: first {}  resolved {}  orphan {}",
             t.fragments_first, t.fragments_resolved, t.fragments_orphan
         )?;
+        if t.session_requests + t.held + t.pending_forwarded + t.usage_thresholds > 0 {
+            writeln!(
+                f,
+                "pending: session requests {}  held {}  released {}  expired {}  forwarded {}  usage thresholds {}",
+                t.session_requests, t.held, t.held_released, t.held_expired, t.pending_forwarded, t.usage_thresholds
+            )?;
+        }
         writeln!(f, "\nusage per session x rating group (IP bytes)")?;
         writeln!(
             f,
@@ -319,6 +362,18 @@ impl fmt::Display for Report {
                     u.usage.downlink_packets
                 )?;
             }
+        }
+        let e = &self.events;
+        if e.sent + e.waiting + e.coalesced + e.dropped_total() > 0 {
+            writeln!(
+                f,
+                "\nevents: sent {}  retried {}  waiting {}  coalesced {}  dropped {}",
+                e.sent,
+                e.retried,
+                e.waiting,
+                e.coalesced,
+                e.dropped_total()
+            )?;
         }
         writeln!(f, "\nrule hits (packets)")?;
         for h in &self.rules {

@@ -4,12 +4,15 @@
 
 use super::{Decision, DropReason, Engine, FlowEntry, Frame, Output, Port, State, Verdict};
 use crate::charging::Metered;
-use crate::packet::{ip_key, Context, FlowKey};
-use crate::policy::{DefaultRule, MalformedAction, PolicySnapshot, SessionId};
+use crate::packet::{ip_key, Context, Event, FlowKey};
+use crate::policy::{
+    DefaultRule, MalformedAction, PendingAction, PendingSettings, PolicySnapshot, SessionId,
+};
 use crate::redirect::Stage;
 use crate::time::Timestamp;
 use crate::wire::{self, Direction, FragmentOutcome, Packet, Parsed, WireError};
 use std::ops::ControlFlow::{self, Break, Continue};
+use std::sync::Arc;
 
 /// A stage's outcome: the frame's verdict, or what the next stage works on.
 type Step<T> = ControlFlow<Verdict, T>;
@@ -28,7 +31,22 @@ struct Flow {
 
 impl Engine {
     /// Runs one frame through the pipeline.
+    #[inline]
     pub fn handle_frame(
+        &mut self,
+        now: Timestamp,
+        port: Port,
+        bytes: &[u8],
+        out: &mut Output,
+    ) -> Verdict {
+        self.state.count(bytes);
+        self.pipeline(now, port, bytes, out)
+    }
+
+    /// The stages after a frame is counted: also the way back in for a held frame, which was
+    /// counted when it first came.
+    #[inline]
+    pub(super) fn pipeline(
         &mut self,
         now: Timestamp,
         port: Port,
@@ -39,7 +57,6 @@ impl Engine {
         let mut stages = || -> Step<Verdict> {
             // The parse is matched here, not handed back through a stage: a packet is large,
             // and copying it out of a wrapper costs more than the rest of a cache hit.
-            st.count(bytes);
             let mut packet = match wire::parse(st.link, bytes) {
                 Ok(Parsed::Ip(p)) => p,
                 other => return Break(st.not_ip(snap, other)),
@@ -49,12 +66,12 @@ impl Engine {
             let cx = st.context(now, direction, bytes, &packet);
             let mut flow = match st.cached(snap, &cx) {
                 Some(flow) => flow,
-                None => st.admit(snap, &cx, out)?,
+                None => st.admit(snap, port, &cx, out)?,
             };
             st.decide_reverse(snap, &cx, &mut flow);
             st.held(snap, &cx, &mut flow, out)?;
             st.gate(&flow)?;
-            st.meter(&cx, &flow);
+            st.meter(snap, &cx, &flow);
             st.watch(snap, &cx, &flow);
             Continue(st.forward())
         };
@@ -186,8 +203,17 @@ impl State {
     /// and remember the flow decided for this direction. What the redirect stage answers or
     /// blocks leaves no flow state behind, so a flood of new connections cannot fill the table
     /// (a flow held by a rating-group redirect is classified first, and cached like any other).
-    fn admit(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, out: &mut Output) -> Step<Flow> {
+    fn admit(
+        &mut self,
+        snap: &PolicySnapshot,
+        port: Port,
+        cx: &Context<'_>,
+        out: &mut Output,
+    ) -> Step<Flow> {
         let Some(index) = snap.session_index(cx.key.ue) else {
+            if let Some(p) = &snap.settings.pending {
+                return Break(self.pending(p, port, cx));
+            }
             return Break(if snap.settings.forward_unknown_subscriber {
                 self.counters.unknown_subscriber_forwarded += 1;
                 self.forward()
@@ -235,6 +261,49 @@ impl State {
         };
         self.flows.insert(cx.key, entry, cx.now);
         Continue(flow)
+    }
+
+    /// A pool address without a session while sessions come from a policy engine: ask for the
+    /// session once, and hold, forward or drop the packet meanwhile.
+    #[cold]
+    fn pending(&mut self, p: &PendingSettings, port: Port, cx: &Context<'_>) -> Verdict {
+        let key = super::pending::key(cx.key.ue);
+        let expired = &mut self.counters.held_expired;
+        let (entry, ask) = match self.pending.enter(key, cx.now, p, expired) {
+            Ok(e) => e,
+            Err(_) => return self.drop(DropReason::PendingTableFull),
+        };
+        if ask {
+            self.counters.session_requests += 1;
+            self.raise(Event::SessionRequest {
+                ue: cx.frame.ue(cx.direction),
+                at: cx.wall,
+            });
+        }
+        match p.action {
+            PendingAction::Hold => {
+                if self.pending.hold(entry, port, cx.frame.bytes, p.queue) {
+                    self.counters.held += 1;
+                    Verdict::Held
+                } else {
+                    self.drop(DropReason::PendingQueueFull)
+                }
+            }
+            PendingAction::Forward => {
+                self.counters.pending_forwarded += 1;
+                self.forward()
+            }
+            PendingAction::Drop => self.drop(DropReason::PendingSession),
+        }
+    }
+
+    /// Queues an event for the caller; counted by kind when the queue is full.
+    fn raise(&mut self, event: Event) {
+        if self.events.len() < super::MAX_EVENTS {
+            self.events.push(event);
+        } else {
+            self.event_counters.dropped(event.kind());
+        }
     }
 
     /// The first packet of this direction on a flow the other direction opened: classify once
@@ -319,9 +388,9 @@ impl State {
         }
     }
 
-    /// Usage under the flow's rating group and monitoring key.
+    /// Usage under the flow's rating group and monitoring key, and the key's threshold.
     #[inline]
-    fn meter(&mut self, cx: &Context<'_>, flow: &Flow) {
+    fn meter(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow) {
         let Decision::Decided {
             rating_group,
             monitoring_key,
@@ -336,6 +405,13 @@ impl State {
         }
         if let Some(slot) = monitoring_key {
             self.meter.add(slot, cx.direction, len, cx.wall);
+            let crossed = self
+                .monitoring
+                .add(slot, snap, flow.session, cx.direction, len, cx.wall);
+            if let Some(event) = crossed {
+                self.counters.usage_thresholds += 1;
+                self.raise(event);
+            }
         }
     }
 
@@ -380,8 +456,12 @@ impl State {
                         .rating_group
                         .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
                     monitoring_key: rule.monitoring_key.as_ref().map(|mk| {
-                        self.meter
-                            .slot(Metered::MonitoringKey(session.id, mk.as_str().into()))
+                        let key: Arc<str> = mk.as_str().into();
+                        let slot = self
+                            .meter
+                            .slot(Metered::MonitoringKey(session.id, Arc::clone(&key)));
+                        self.monitoring.track(slot, session.id, &key);
+                        slot
                     }),
                     hits: Some(self.hits.slot(session.id, id, &rule.name)),
                 }

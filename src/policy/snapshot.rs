@@ -108,6 +108,8 @@ pub struct Session {
     /// Its rules carrying Redirect-Information with Redirect-Support ENABLED, best precedence
     /// first: while one is active the whole session is under redirect.
     pub redirect_rules: Vec<RuleId>,
+    /// Usage-Monitoring-Information in force, as the session's config has it.
+    pub monitoring: Vec<super::model::MonitoringGrant>,
     uplink: DirectionalRules,
     downlink: DirectionalRules,
     /// Activation/deactivation instants of its rules, sorted; classification results are valid
@@ -305,6 +307,7 @@ impl PolicySnapshot {
                 default_rule: s.default_rule,
                 rules: ids,
                 redirect_rules,
+                monitoring: s.monitoring.clone(),
                 uplink,
                 downlink,
                 boundaries,

@@ -33,6 +33,8 @@ pub struct Counters {
     pub dns_learned: u64,
     pub successes: u64,
     pub lifts: u64,
+    /// Successes left for the policy engine to lift (`success_action = "report"`).
+    pub successes_reported: u64,
     pub tokens_malformed: u64,
     pub tokens_forged: u64,
     pub tokens_expired: u64,
@@ -70,6 +72,7 @@ impl Counters {
             dns_learned,
             successes,
             lifts,
+            successes_reported,
             tokens_malformed,
             tokens_forged,
             tokens_expired,

@@ -93,6 +93,9 @@ impl Redirector {
             .final_units
             .retain(|f| f.fu.rating_group != rating_group);
         let changed = state.final_units.len() != before;
+        if state.final_units.is_empty() {
+            state.success_reported = false;
+        }
         self.recount();
         changed
     }

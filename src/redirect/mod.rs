@@ -11,7 +11,7 @@
 //!
 //! Portal flows are watched for the recharge-success URL; a verified token raises a
 //! [`Event::RechargeSuccess`] and, with `success_action = "local"`, lifts the redirect in this
-//! worker at once. The lift is worker state layered over the immutable policy snapshot: it holds
+//! worker at once; with `"report"` the redirect stays until the policy engine removes it. The lift is worker state layered over the immutable policy snapshot: it holds
 //! until the policy engine changes the session's redirect rules.
 //!
 //! Like the engine, nothing here reads a clock or touches a socket; the only frames it writes
@@ -103,6 +103,9 @@ struct SessionState {
     lifted_rules: Vec<String>,
     final_units: Vec<FinalUnitState>,
     grace_until: Timestamp,
+    /// `success_action = "report"`: a recharge success was reported while the session was
+    /// redirected, and the policy engine has not removed the redirect yet.
+    success_reported: bool,
 }
 
 /// One worker's redirect state.
@@ -170,6 +173,11 @@ impl Redirector {
                         .iter()
                         .any(|r| snap.rule(*r).rule.name == *name)
                 });
+                // The policy engine answered the report: a later redirect is a new one, and
+                // the reported token replayed under it is a replay.
+                if s.redirect_rules.is_empty() && state.final_units.is_empty() {
+                    state.success_reported = false;
+                }
             }
         }
         let live: rustc_hash::FxHashSet<SessionId> = snap.sessions.iter().map(|s| s.id).collect();

@@ -1,10 +1,12 @@
 //! What the success watch's sightings lead to: a token verified (signature, expiry, owner, and
 //! a nonce never used before), the event for the control plane, and — with the local success
-//! action — the redirect lifted in this worker at once.
+//! action — the redirect lifted in this worker at once. With the report action the redirect
+//! stays until the policy engine removes it; the same token seen again meanwhile is a duplicate
+//! that raises nothing.
 
 use super::{Redirector, Segment, DNS_PORT};
 use crate::packet::{Context, Event, FlowKey, SuccessToken};
-use crate::policy::{PolicySnapshot, SessionId};
+use crate::policy::{PolicySnapshot, SessionId, SuccessAction};
 use crate::time::Timestamp;
 use crate::token::{Holder, Token, TokenError, MAX_NONCE_LEN};
 use crate::wire::{proto, Direction};
@@ -93,6 +95,12 @@ impl Redirector {
                     .sessions
                     .get(&session.id)
                     .is_some_and(|s| !s.final_units.is_empty()));
+        // Reported and still redirected: the success page (or the portal's redirect to it) seen
+        // again while the policy engine answers is no replay.
+        let awaiting = self
+            .sessions
+            .get(&session.id)
+            .is_some_and(|s| s.success_reported);
         let Redirector {
             settings,
             watch,
@@ -115,14 +123,14 @@ impl Redirector {
         watch.segment(Segment::of(cx), success, |sighting| {
             let result = Token::from_query(sighting.query).and_then(|t| {
                 t.verify(token_key, holder, wall_secs, max_age)?;
-                let fresh = nonces.admit(&t, session.id, redirected, cx.wall)?;
+                let fresh = nonces.admit(&t, session.id, redirected && !awaiting, cx.wall)?;
                 Ok(fresh.then(|| SuccessToken {
                     subscriber: t.subscriber.to_string(),
                     ue: t.ue,
                     expires: t.expires,
                     nonce: t.nonce.to_string(),
                     signature: t.sig.to_string(),
-                    original_url: None,
+                    original_url: original_url(sighting.query),
                 }))
             });
             match result {
@@ -152,16 +160,32 @@ impl Redirector {
         let Some(token) = verified.filter(|_| redirected) else {
             return false;
         };
-        self.lift(snap, index, cx, token);
-        true
+        self.raise(snap, index, cx, token);
+        match self.settings.success_action {
+            SuccessAction::Local => {
+                self.lift(snap, index, cx);
+                true
+            }
+            SuccessAction::Report => {
+                self.sessions
+                    .entry(session.id)
+                    .or_default()
+                    .success_reported = true;
+                self.counters.successes_reported += 1;
+                tracing::info!(
+                    subscriber = %session.subscriber,
+                    ue = %ue,
+                    "recharge success: reported, the redirect stays until the policy engine removes it"
+                );
+                false
+            }
+        }
     }
 
-    /// A verified recharge success: raise the event and, with the local action, lift the
-    /// session's redirect now.
-    fn lift(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>, token: SuccessToken) {
+    /// Raises the event of a verified recharge success.
+    fn raise(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>, token: SuccessToken) {
         let session = snap.session(index);
         let ue = cx.frame.ue(cx.direction);
-        tracing::info!(subscriber = %session.subscriber, ue = %ue, "recharge success: redirect lifted");
         if self.events.len() < MAX_EVENTS {
             self.events.push(Event::RechargeSuccess {
                 session: session.id,
@@ -173,7 +197,13 @@ impl Redirector {
         } else {
             self.counters.events_dropped += 1;
         }
-        // The only success action today is `local`: the data path lifts the redirect itself.
+    }
+
+    /// The local success action: the data path lifts the session's redirect itself, now.
+    fn lift(&mut self, snap: &PolicySnapshot, index: u32, cx: &Context<'_>) {
+        let session = snap.session(index);
+        let ue = cx.frame.ue(cx.direction);
+        tracing::info!(subscriber = %session.subscriber, ue = %ue, "recharge success: redirect lifted");
         let state = self.sessions.entry(session.id).or_default();
         for id in &session.redirect_rules {
             let name = &snap.rule(*id).rule.name;
@@ -185,5 +215,34 @@ impl Redirector {
         state.grace_until = cx.now.saturating_add(self.settings.grace);
         self.counters.lifts += 1;
         self.recount();
+    }
+}
+
+/// The original URL the success URL carries in `orig` (the portal passes on the page the
+/// subscriber asked for), decoded; `None` without one.
+fn original_url(query: &str) -> Option<String> {
+    let value = query
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("orig="))?;
+    let plus_as_space = value.replace('+', " ");
+    let url = percent_encoding::percent_decode_str(&plus_as_space).decode_utf8_lossy();
+    (!url.is_empty()).then(|| url.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::original_url;
+
+    #[test]
+    fn the_original_url_is_read_from_orig_and_decoded() {
+        assert_eq!(
+            original_url("sub=a&orig=http%3A%2F%2Fsite.example%2Fnews%3Fa%3D1%26b%3D2&sig=00"),
+            Some("http://site.example/news?a=1&b=2".into())
+        );
+        assert_eq!(original_url("?orig=a+b"), Some("a b".into()));
+        assert_eq!(original_url("sub=a&sig=00"), None);
+        assert_eq!(original_url("orig=&sub=a"), None);
+        assert_eq!(original_url("xorig=1"), None);
     }
 }

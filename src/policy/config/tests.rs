@@ -365,6 +365,18 @@ quic = "drop"
 }
 
 #[test]
+fn success_action_report_leaves_the_lift_to_the_policy_engine() {
+    let config = Config::from_toml_str("[redirect]\nsuccess_action = \"report\"\n", "t")
+        .unwrap_or_else(|e| panic!("{:#?}", e.0));
+    assert_eq!(
+        config.gateway.redirect.success_action,
+        SuccessAction::Report
+    );
+    let config = Config::from_toml_str("[redirect]\n", "t").unwrap();
+    assert_eq!(config.gateway.redirect.success_action, SuccessAction::Local);
+}
+
+#[test]
 fn redirect_mistakes_are_each_located() {
     let text = r#"[redirect]
 http_ports = [0, "x"]
@@ -374,7 +386,7 @@ token_key = "abc"
 token_max_age = 0
 portal_hosts = ["bad host"]
 dns_resolvers = ["10.0.0.300"]
-success_action = "report"
+success_action = "lift"
 colour = 1
 "#;
     let e = errors(text);
@@ -393,6 +405,7 @@ colour = 1
     assert!(at(7).3.contains("not a host name"));
     assert!(at(8).3.contains("not an IP address"));
     assert_eq!(at(9).2, "redirect.success_action");
+    assert!(at(9).3.contains("report"), "{:?}", at(9));
     assert!(at(10).3.contains("unknown key 'colour'"));
     // A success URL without a key to verify its tokens.
     let e = errors("[redirect]\nsuccess_url = \"http://p/ok\"\n");
