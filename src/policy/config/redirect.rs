@@ -275,7 +275,14 @@ pub(super) fn read_redirect(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Redi
             }
         }
     }
-    if let Some(a) = f.choice(ctx, "success_action", &[("local", SuccessAction::Local)]) {
+    if let Some(a) = f.choice(
+        ctx,
+        "success_action",
+        &[
+            ("local", SuccessAction::Local),
+            ("report", SuccessAction::Report),
+        ],
+    ) {
         r.success_action = a;
     }
     if let Some(q) = f.choice(
