@@ -32,6 +32,8 @@ pub struct Gx {
     tallies: Tallies,
     /// UE addresses whose CCR-I is on its way.
     pending: Mutex<HashSet<IpAddr>>,
+    /// The ReAuth endpoint CCR-I gives, once the server is bound.
+    reauth_endpoint: Mutex<String>,
 }
 
 /// Whether trying again may help: the policy engine was unreachable or busy.
@@ -67,11 +69,20 @@ impl Gx {
             .connect_lazy();
         Ok(Gx {
             client: PolicyEngineClient::new(channel),
-            settings,
             manager,
             tallies,
+            reauth_endpoint: Mutex::new(settings.reauth_endpoint()),
+            settings,
             pending: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Where the policy engine reaches this gateway's ReAuth (given in each CCR-I).
+    pub fn set_reauth_endpoint(&self, endpoint: String) {
+        *self
+            .reauth_endpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = endpoint;
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashSet<IpAddr>> {
@@ -109,7 +120,11 @@ impl Gx {
             subscriber_id: mapping.subscriber.to_string(),
             framed_ip_address: mapping.ipv4.map(|a| a.to_string()).unwrap_or_default(),
             framed_ipv6_prefix: mapping.ipv6.map(|p| p.to_string()).unwrap_or_default(),
-            reauth_endpoint: self.settings.reauth_endpoint(),
+            reauth_endpoint: self
+                .reauth_endpoint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             event_trigger: vec![pb::EventTrigger::UeIpAddressAllocate as i32],
         };
         let started = std::time::Instant::now();

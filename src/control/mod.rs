@@ -20,7 +20,7 @@ use crate::policy::{Config, PolicySnapshot};
 use crate::time::Timestamp;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// Where the workers' published tallies are read from, once the data path is up.
@@ -54,14 +54,16 @@ pub struct Control {
     manager: Manager,
     gx: Option<Arc<gx::Gx>>,
     events: crossbeam_channel::Sender<Event>,
-    local_addr: Option<SocketAddr>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    settings: crate::policy::ControlSettings,
+    tallies: Tallies,
+    local_addr: OnceLock<SocketAddr>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Starts the control plane for `config`: the session manager with the file's sessions, whose
-/// first snapshot goes into `policy`; the Gateway server on `control.listen`; and, with a
-/// policy engine, the Gx client reading the data path's events.
+/// first snapshot goes into `policy`, and, with a policy engine, the Gx client reading the data
+/// path's events. The Gateway server starts with [`Control::listen`].
 pub fn start(
     config: &Config,
     policy: Arc<ArcSwap<PolicySnapshot>>,
@@ -74,16 +76,9 @@ pub fn start(
         .build()
         .map_err(ControlError::Runtime)?;
     let settings = config.control.clone();
-    let listener = match settings.listen {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| ControlError::Listen { addr, source })?;
-            Some(l)
-        }
-        None => None,
-    };
-    let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    if settings.tls.is_some() {
+        return Err(ControlError::Tls);
+    }
     let sessions = Sessions::new(config, Timestamp::now());
     let (manager, _task) = {
         let _guard = runtime.enter();
@@ -92,17 +87,15 @@ pub fn start(
     let success_action = config.gateway.redirect.success_action;
     let gx = match &settings.policy_engine {
         Some(endpoint) => {
-            let mut s = settings.clone();
-            // Port 0 asks for any port: the policy engine needs the one bound.
-            if s.advertise.is_none() {
-                if let Some(a) = local_addr {
-                    s.advertise = Some(format!("http://{a}"));
-                }
-            }
             let _guard = runtime.enter();
             Some(Arc::new(
-                gx::Gx::new(endpoint, s, manager.clone(), Arc::clone(&tallies))
-                    .map_err(|_| ControlError::Endpoint(endpoint.clone()))?,
+                gx::Gx::new(
+                    endpoint,
+                    settings.clone(),
+                    manager.clone(),
+                    Arc::clone(&tallies),
+                )
+                .map_err(|_| ControlError::Endpoint(endpoint.clone()))?,
             ))
         }
         None => None,
@@ -119,49 +112,74 @@ pub fn start(
     if let Some(g) = &gx {
         runtime.spawn(Arc::clone(g).idle_sweep());
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = match listener {
-        Some(l) => {
-            let svc =
-                server::GatewayService::new(manager.clone(), Arc::clone(&tallies), gx.clone());
-            let tls = settings.tls.clone();
-            let routes = runtime.block_on(server::routes(svc))?;
-            if tls.is_some() {
-                return Err(ControlError::Tls);
-            }
-            tracing::info!(addr = ?local_addr, "weir.v1.Gateway listening");
-            Some(runtime.spawn(async move {
-                if let Err(e) = server::serve(l, routes, tls.as_ref(), async {
-                    let _ = stopped.await;
-                })
-                .await
-                {
-                    tracing::error!(error = %e, "weir.v1.Gateway server stopped");
-                }
-            }))
-        }
-        None => None,
-    };
     Ok(Control {
         runtime,
         manager,
         gx,
         events,
-        local_addr,
-        stop: Some(stop),
-        server,
+        settings,
+        tallies,
+        local_addr: OnceLock::new(),
+        stop: Mutex::new(None),
+        server: Mutex::new(None),
     })
 }
 
 impl Control {
+    /// Binds `control.listen` and serves weir.v1.Gateway there (reflection and health beside
+    /// it); nothing when the server is turned off. Once bound, CCR-I gives the policy engine
+    /// this address (unless `advertise` names another).
+    pub fn listen(&self) -> Result<Option<SocketAddr>, ControlError> {
+        let Some(addr) = self.settings.listen else {
+            return Ok(None);
+        };
+        if let Some(a) = self.local_addr.get() {
+            return Ok(Some(*a));
+        }
+        let l = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| ControlError::Listen { addr, source })?;
+        let bound = l.local_addr().unwrap_or(addr);
+        let _ = self.local_addr.set(bound);
+        if let Some(gx) = &self.gx {
+            gx.set_reauth_endpoint(
+                self.settings
+                    .advertise
+                    .clone()
+                    .unwrap_or(format!("http://{bound}")),
+            );
+        }
+        let svc = server::GatewayService::new(
+            self.manager.clone(),
+            Arc::clone(&self.tallies),
+            self.gx.clone(),
+        );
+        let routes = self.runtime.block_on(server::routes(svc))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls = self.settings.tls.clone();
+        let task = self.runtime.spawn(async move {
+            if let Err(e) = server::serve(l, routes, tls.as_ref(), async {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "weir.v1.Gateway server stopped");
+            }
+        });
+        tracing::info!(addr = %bound, "weir.v1.Gateway listening");
+        *lock(&self.stop) = Some(stop);
+        *lock(&self.server) = Some(task);
+        Ok(Some(bound))
+    }
+
     /// Where the data path sends its events.
     pub fn events(&self) -> crossbeam_channel::Sender<Event> {
         self.events.clone()
     }
 
-    /// Where weir.v1.Gateway is served, if it is.
+    /// Where weir.v1.Gateway is served, once it is.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+        self.local_addr.get().copied()
     }
 
     pub fn manager(&self) -> &Manager {
@@ -176,22 +194,33 @@ impl Control {
     /// SIGHUP: applies the re-read file through the session manager (file sessions replaced,
     /// the policy engine's and the operator's kept). Waits until it is published.
     pub fn reload(&self, config: Config) {
+        (self.reloader())(config);
+    }
+
+    /// [`Control::reload`] as a function of its own, for a caller on another thread.
+    pub fn reloader(&self) -> impl FnMut(Config) + Send + 'static {
         let m = self.manager.clone();
-        let done = self.runtime.block_on(async move {
-            m.call(move |s, now| {
-                s.reload(&config, now);
-            })
-            .await
-        });
-        if done.is_err() {
-            tracing::warn!("reload: the session manager has stopped");
+        let handle = self.runtime.handle().clone();
+        move |config: Config| {
+            let m = m.clone();
+            let done = handle.block_on(async move {
+                m.call(move |s, now| {
+                    s.reload(&config, now);
+                    s.len()
+                })
+                .await
+            });
+            match done {
+                Ok(n) => tracing::info!(sessions = n, "policy reloaded"),
+                Err(_) => tracing::warn!("reload: the session manager has stopped"),
+            }
         }
     }
 
     /// Stops: the server first, then CCR-T for every session from the policy engine, each
     /// given until `deadline` (best effort: the policy engine cleans up stale sessions itself).
     pub fn stop(mut self, deadline: Duration) {
-        if let Some(s) = self.stop.take() {
+        if let Some(s) = lock(&self.stop).take() {
             let _ = s.send(());
         }
         if let Some(gx) = self.gx.take() {
@@ -228,7 +257,8 @@ impl Control {
                 }
             });
         }
-        if let Some(server) = self.server.take() {
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
             let _ = self
                 .runtime
                 .block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
@@ -246,4 +276,9 @@ where
     for h in handles {
         let _ = h.await;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Handles only: a panic elsewhere leaves them usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
