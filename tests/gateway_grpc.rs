@@ -83,6 +83,7 @@ flow = [{ description = "permit out ip from any to assigned" }]
 [[plan]]
 name = "standard"
 predefined = ["dns", "web"]
+usage_monitoring = [{ monitoring_key = "mk-web", total_octets = 1000 }]
 
 [[account]]
 subscriber = "imsi-001010000000002"
@@ -177,6 +178,10 @@ struct Gateway {
 
 impl Gateway {
     fn start(policy_engine: Option<&str>) -> Gateway {
+        Gateway::start_with(policy_engine, "")
+    }
+
+    fn start_with(policy_engine: Option<&str>, extra: &str) -> Gateway {
         let pe = policy_engine
             .map(|a| {
                 format!(
@@ -192,7 +197,7 @@ ue_pools = ["10.45.0.0/16"]
 [control]
 listen = "127.0.0.1:0"
 origin_host = "gw.test"
-{pe}
+{pe}{extra}
 [redirect]
 token_key = "{KEY}"
 
@@ -676,6 +681,48 @@ fn a_session_request_installs_the_cca_and_a_recharge_success_lifts_the_redirect(
         ]
     );
 
+    // Usage past the grant: CCR-U with USAGE_REPORT, and the answer's next grant is numbered
+    // above the one crossed.
+    let rich = SubscriberId::parse(RICH).unwrap();
+    let grants = |gw: &Gateway| {
+        let rich = rich.clone();
+        gw.control()
+            .block_on(gw.control().manager().call(move |s, _| {
+                let id = s.by_subscriber(&rich)?;
+                Some((id, s.get(id)?.config.monitoring.clone()))
+            }))
+            .unwrap()
+            .unwrap()
+    };
+    let (rich_id, first) = grants(&gw);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (&*first[0].monitoring_key, first[0].total, first[0].grant),
+        ("mk-web", Some(1000), 1)
+    );
+    events
+        .send(Event::UsageThreshold {
+            session: rich_id,
+            monitoring_key: "mk-web".into(),
+            grant: 1,
+            used: weir::packet::Octets {
+                uplink: 400,
+                downlink: 700,
+            },
+            at: Timestamp::now(),
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = grants(&gw);
+        if now.first().is_some_and(|g| g.grant > 1) {
+            assert_eq!((now.len(), now[0].total), (1, Some(1000)));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no next grant: {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // ASR from the policy engine's side: the session ends and CCR-T removes it there.
     let asa = gw.call("AbortSession", json!({ "session_id": session_id }));
     assert_eq!(asa["resultCode"], "DIAMETER_SUCCESS");
@@ -685,6 +732,54 @@ fn a_session_request_installs_the_cca_and_a_recharge_success_lifts_the_redirect(
             &pe.addr,
             "weir.v1.Admin/ListSessions",
             json!({ "subscriber_id": ZERO }),
+        )
+        .unwrap();
+        if held.get("sessions").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "CCR-T never reached the policy engine: {held}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_idle_session_ends_with_ccr_t() {
+    if !grpcurl_or_skip("gw-idle") {
+        return;
+    }
+    let dir = Dir::new("idle");
+    let pe = PolicyEngine::start(&dir);
+    let gw = Gateway::start_with(Some(&pe.addr), "session_idle_timeout = 1\n");
+    let events = gw.control().events();
+    events
+        .send(Event::SessionRequest {
+            ue: "10.45.0.2".parse().unwrap(),
+            at: Timestamp::now(),
+        })
+        .unwrap();
+    gw.wait_published("10.45.0.2", |_| true);
+    let held = try_call(
+        &pe.addr,
+        "weir.v1.Admin/ListSessions",
+        json!({ "subscriber_id": RICH }),
+    )
+    .unwrap();
+    assert_eq!(held["sessions"].as_array().unwrap().len(), 1, "{held}");
+    // No packet ever (no tallies): idle from its start. The file's session stays.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.published("10.45.0.2").is_some() {
+        assert!(Instant::now() < deadline, "the idle session never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gw.published("10.45.0.9").is_some());
+    loop {
+        let held = try_call(
+            &pe.addr,
+            "weir.v1.Admin/ListSessions",
+            json!({ "subscriber_id": RICH }),
         )
         .unwrap();
         if held.get("sessions").is_none() {
