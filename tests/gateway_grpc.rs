@@ -792,3 +792,54 @@ fn an_idle_session_ends_with_ccr_t() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_revalidation_time_reached_asks_the_policy_engine_again() {
+    if !grpcurl_or_skip("gw-revalidation") {
+        return;
+    }
+    let dir = Dir::new("revalidation");
+    let pe = PolicyEngine::start(&dir);
+    // Checked every quarter of the idle timeout: every 2 s here.
+    let gw = Gateway::start_with(Some(&pe.addr), "session_idle_timeout = 8\n");
+    gw.control()
+        .events()
+        .send(Event::SessionRequest {
+            ue: "10.45.0.2".parse().unwrap(),
+            at: Timestamp::now(),
+        })
+        .unwrap();
+    gw.wait_published("10.45.0.2", |_| true);
+    let s = gw.call(
+        "GetSession",
+        json!({ "session": { "ue_address": "10.45.0.2" } }),
+    );
+    let session_id = s["sessionId"].as_str().unwrap();
+    let number = |pe: &PolicyEngine| {
+        let held = try_call(
+            &pe.addr,
+            "weir.v1.Admin/ListSessions",
+            json!({ "subscriber_id": RICH }),
+        )
+        .unwrap();
+        held["sessions"][0]["ccRequestNumber"].as_u64().unwrap_or(0)
+    };
+    assert_eq!(number(&pe), 0);
+    let due = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let raa = gw.call(
+        "ReAuth",
+        json!({ "session_id": session_id, "revalidation_time": due }),
+    );
+    assert_eq!(raa["resultCode"], "DIAMETER_SUCCESS");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while number(&pe) != 1 {
+        assert!(Instant::now() < deadline, "no CCR-U for the revalidation");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Once only.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(number(&pe), 1);
+}

@@ -362,7 +362,9 @@ impl Gx {
     }
 
     /// Ends the policy engine's sessions that saw no packet for `session_idle_timeout` (judged
-    /// from the workers' tallies; a session with no traffic at all from its start).
+    /// from the workers' tallies; a session with no traffic at all from its start), and sends
+    /// CCR-U with REVALIDATION_TIMEOUT for sessions whose Revalidation-Time has come. Runs every
+    /// quarter of the idle timeout, between 0.2 and 10 s.
     pub async fn idle_sweep(self: Arc<Self>) {
         let idle = self.settings.session_idle_timeout;
         let every = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(10));
@@ -395,6 +397,34 @@ impl Gx {
                 })
                 .await;
             let Ok(ended) = ended else { return };
+            // Revalidation-Time reached: ask again (CCR-U with REVALIDATION_TIMEOUT), once.
+            let due = self
+                .manager
+                .call(|s, now| {
+                    let secs = super::sessions::unix_secs(now);
+                    let due: Vec<SessionId> = s
+                        .iter()
+                        .filter(|e| e.origin == Origin::PolicyEngine)
+                        .filter(|e| e.revalidation_time != 0 && e.revalidation_time <= secs)
+                        .map(|e| e.id)
+                        .collect();
+                    for id in &due {
+                        if let Some(e) = s.get_mut(*id) {
+                            e.revalidation_time = 0;
+                        }
+                    }
+                    due
+                })
+                .await
+                .unwrap_or_default();
+            for id in due {
+                let gx = Arc::clone(&self);
+                let request = pb::UpdateSessionRequest {
+                    event_trigger: vec![pb::EventTrigger::RevalidationTimeout as i32],
+                    ..Default::default()
+                };
+                tokio::spawn(async move { gx.update(id, request, "revalidation").await });
+            }
             for e in ended {
                 tracing::info!(session = %e.session_id, subscriber = %e.config.subscriber, "session idle: CCR-T");
                 let gx = Arc::clone(&self);

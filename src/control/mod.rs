@@ -10,6 +10,7 @@ pub mod gx;
 pub mod manager;
 pub mod server;
 pub mod sessions;
+mod update;
 
 pub use manager::Manager;
 pub use sessions::{Entry, Origin, Refused, Sessions, Update};
