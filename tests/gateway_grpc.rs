@@ -173,6 +173,7 @@ fn try_call(addr: &str, method: &str, body: Value) -> Result<Value, (String, Str
 struct Gateway {
     control: Option<Control>,
     policy: Arc<ArcSwap<PolicySnapshot>>,
+    tallies: control::Tallies,
     addr: String,
 }
 
@@ -211,6 +212,7 @@ flow = [{{ description = "permit out 17 from any 53 to assigned" }}]
 name = "web"
 precedence = 100
 rating_group = 10
+monitoring_key = "mk-web"
 flow = [{{ description = "permit out 6 from any 80,443 to assigned" }}]
 
 [[session]]
@@ -230,12 +232,13 @@ ipv4 = "10.45.0.2"
         let config =
             Config::from_toml_str(&text, "gw.toml").unwrap_or_else(|e| panic!("{:#?}", e.0));
         let policy = Arc::new(ArcSwap::from_pointee(PolicySnapshot::build(&config, 0)));
-        let control =
-            control::start(&config, Arc::clone(&policy), control::Tallies::default()).unwrap();
+        let tallies = control::Tallies::default();
+        let control = control::start(&config, Arc::clone(&policy), Arc::clone(&tallies)).unwrap();
         let addr = control.listen().unwrap().unwrap().to_string();
         Gateway {
             control: Some(control),
             policy,
+            tallies,
             addr,
         }
     }
@@ -761,13 +764,8 @@ fn an_idle_session_ends_with_ccr_t() {
         })
         .unwrap();
     gw.wait_published("10.45.0.2", |_| true);
-    let held = try_call(
-        &pe.addr,
-        "weir.v1.Admin/ListSessions",
-        json!({ "subscriber_id": RICH }),
-    )
-    .unwrap();
-    assert_eq!(held["sessions"].as_array().unwrap().len(), 1, "{held}");
+    // The CCA-I was installed, so the policy engine holds the session (it answers CCR-I only
+    // after storing it); it is gone there only once CCR-T arrives.
     // No packet ever (no tallies): idle from its start. The file's session stays.
     let deadline = Instant::now() + Duration::from_secs(10);
     while gw.published("10.45.0.2").is_some() {
@@ -842,4 +840,83 @@ fn a_revalidation_time_reached_asks_the_policy_engine_again() {
     // Once only.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(number(&pe), 1);
+}
+
+/// An IPv4/TCP segment with `payload` bytes of payload (checksums left zero: the engine meters,
+/// it does not verify).
+fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let total = (40 + payload) as u16;
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend(src);
+    p.extend(dst);
+    p.extend(sport.to_be_bytes());
+    p.extend(dport.to_be_bytes());
+    p.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    p.resize(usize::from(total), 0);
+    p
+}
+
+#[test]
+fn usage_and_worker_counters_come_from_the_published_tallies() {
+    if !grpcurl_or_skip("gw-usage") {
+        return;
+    }
+    let dir = Dir::new("usage");
+    let pe = PolicyEngine::start(&dir);
+    let gw = Gateway::start(Some(&pe.addr));
+    gw.control()
+        .events()
+        .send(Event::SessionRequest {
+            ue: "10.45.0.2".parse().unwrap(),
+            at: Timestamp::now(),
+        })
+        .unwrap();
+    gw.wait_published("10.45.0.2", |_| true);
+    // One worker's engine on the published policy, its counters published on the board the
+    // control plane reads.
+    use weir::engine::{Engine, Output, Port, Verdict};
+    let board = weir::dataplane::report::Board::new("routed", 1, Arc::clone(&gw.policy));
+    let mut engine = Engine::new(gw.policy.load_full(), weir::wire::LinkType::RawIp);
+    let mut out = Output::default();
+    let now = Timestamp::now();
+    for p in [
+        tcp([10, 45, 0, 2], 40000, [198, 51, 100, 10], 80, 0x02, 0),
+        tcp([198, 51, 100, 10], 80, [10, 45, 0, 2], 40000, 0x12, 0),
+        tcp([10, 45, 0, 2], 40000, [198, 51, 100, 10], 80, 0x18, 60),
+        tcp([198, 51, 100, 10], 80, [10, 45, 0, 2], 40000, 0x18, 1000),
+    ] {
+        assert_eq!(
+            engine.handle_frame(now, Port::Any, &p, &mut out),
+            Verdict::Forward
+        );
+    }
+    assert!(board.try_publish(0, 1, |slot| {
+        slot.io.rx_frames = 4;
+        slot.io.tx_frames = 4;
+        slot.tally.copy_from(&engine);
+    }));
+    assert!(gw.tallies.set(board).is_ok());
+    let s = gw.call(
+        "GetSession",
+        json!({ "session": { "ue_address": "10.45.0.2" } }),
+    );
+    let usage = json!({
+        "uplinkOctets": "140", "downlinkOctets": "1080",
+        "uplinkPackets": "2", "downlinkPackets": "2"
+    });
+    assert_eq!(
+        s["ratingGroupUsage"],
+        json!([{ "ratingGroup": 10, "usage": usage }])
+    );
+    assert_eq!(
+        s["monitoringKeyUsage"],
+        json!([{ "monitoringKey": "mk-web", "usage": usage, "grantedServiceUnit": { "ccTotalOctets": "1000" } }])
+    );
+    let stats = gw.call("GetStats", json!({}));
+    assert_eq!(
+        stats["workers"],
+        json!([{ "framesIn": "4", "framesOut": "4", "flows": "1" }])
+    );
+    assert_eq!(stats["sessions"], "2");
 }
