@@ -190,7 +190,13 @@ fn select(s: &Sessions, sel: Option<&pb::SessionSelector>) -> Result<SessionId, 
             s.by_address(ue)
         }
     };
-    found.ok_or_else(|| Refused::NotFound(format!("no session for {key:?}")))
+    found.ok_or_else(|| {
+        Refused::NotFound(match key {
+            Key::SessionId(id) => format!("no session '{id}'"),
+            Key::SubscriberId(sub) => format!("no session for subscriber {sub}"),
+            Key::UeAddress(ue) => format!("no session owns {ue}"),
+        })
+    })
 }
 
 /// Binds reflection and health beside the Gateway service.
