@@ -7,6 +7,7 @@
 
 pub mod charging;
 pub mod classify;
+pub mod control;
 pub mod dataplane;
 pub mod engine;
 pub mod io;

@@ -283,9 +283,28 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
             return ExitCode::from(2);
         }
     };
+    // The session manager publishes the policy; version 0 is never seen by a worker.
+    let policy = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicySnapshot::build(
+        &config, 0,
+    )));
+    let tallies = weir::control::Tallies::default();
+    let control = match weir::control::start(
+        &config,
+        std::sync::Arc::clone(&policy),
+        std::sync::Arc::clone(&tallies),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weir run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let control = std::sync::Arc::new(control);
     let reload_path = path.clone();
+    let mut apply = control.reloader();
+    let serving = std::sync::Arc::clone(&control);
     let options = RunOptions {
-        reload: Box::new(move |version, current| {
+        reload: Box::new(move |_, _| {
             let text = match std::fs::read_to_string(&reload_path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -294,25 +313,34 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
                 }
             };
             match policy_from_text(&text, &reload_path) {
-                Ok(c) => Some(PolicySnapshot::rebuild(&c, version, current)),
+                // Through the session manager, the one writer of policy: it publishes.
+                Ok(c) => apply(c),
                 Err(e) => {
                     tracing::error!(errors = %e, "reload: configuration has errors; keeping the current policy");
-                    None
                 }
             }
+            None
         }),
-        on_ready: Box::new(|| {
+        // The Gateway server starts once the data path is up, so a data path that cannot start
+        // says why before anything else is bound.
+        on_ready: Box::new(move || {
+            if let Err(e) = serving.listen() {
+                tracing::error!(error = %e, "cannot serve weir.v1.Gateway; stopping");
+                weir::io::sys::request_stop();
+                return;
+            }
             tracing::info!("forwarding; SIGINT or SIGTERM stops, SIGHUP reloads the policy")
         }),
-        events: None,
+        events: Some(control.events()),
+        board: Some(tallies),
     };
-    let report = match dataplane::run(
-        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicySnapshot::build(
-            &config, 1,
-        ))),
-        &dp,
-        options,
-    ) {
+    let report = dataplane::run(policy, &dp, options);
+    // Workers have stopped; open sessions get their CCR-T, best effort.
+    match std::sync::Arc::try_unwrap(control) {
+        Ok(c) => c.stop(std::time::Duration::from_secs(2)),
+        Err(_) => tracing::warn!("control plane still in use at exit"),
+    }
+    let report = match report {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir run: {e}");

@@ -163,6 +163,9 @@ pub struct RunOptions {
     /// a session, usage thresholds). A worker never blocks on it: when it is full, events wait
     /// in the worker (coalesced) or are counted. `None`: events are logged.
     pub events: Option<crossbeam_channel::Sender<crate::packet::Event>>,
+    /// Filled with the workers' board once it exists, for the control plane to read usage and
+    /// counters from.
+    pub board: Option<Arc<std::sync::OnceLock<Arc<Board>>>>,
 }
 
 /// Runs the data path until SIGINT or SIGTERM; returns the final report after the rings have
@@ -181,6 +184,9 @@ pub fn run(
     sys::install_signal_handlers().map_err(RunError::Signals)?;
     let version = policy.load().version;
     let board = Board::new(mode, n, Arc::clone(&policy));
+    if let Some(cell) = &options.board {
+        let _ = cell.set(Arc::clone(&board));
+    }
     let portal: resolve::PortalAddresses = Arc::default();
     let listener = if dp.report_listen.is_empty() {
         None

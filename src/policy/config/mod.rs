@@ -25,7 +25,9 @@
 //! portal_hosts = ["portal.example"]   # DNS answers for these names join the walled garden
 //! portal_addresses = ["192.0.2.80"]   # portal addresses known up front
 //! dns_resolvers = ["10.45.0.1"]       # the only resolvers a redirected subscriber may query
-//! success_action = "local"            # lift the redirect in the data path at once
+//! success_action = "local"            # lift the redirect in the data path at once; or "report":
+//!     # raise the event only, the policy engine lifts it (the default with [control] policy_engine;
+//!     # "report" without a policy engine is an error)
 //! grace = 30                          # seconds the watch keeps looking after a lift (0-3600)
 //! quic = "unreachable"                # UDP 443: ICMP port unreachable, or "drop"
 //! cookie_secret = "…"                 # hex, >= 16 bytes; default derived from token_key
@@ -68,13 +70,40 @@
 //! flow = [{ description = "permit out 17 from any to assigned 5060" }]
 //! ```
 //!
+//!
+//! [control]                           # optional; the gRPC side of `weir run`
+//! listen = "127.0.0.1:50052"          # weir.v1.Gateway (with reflection and health); "" turns it off
+//! advertise = "http://192.0.2.1:50052"   # ReAuth endpoint given in CCR-I; default http://<listen>
+//! origin_host = "weir.gateway"        # Origin-Host of CCR-I/U/T; 1-255 printable ASCII
+//! policy_engine = "http://127.0.0.1:50051"   # weir.v1.PolicyEngine; unset: no Gx, sessions come
+//!                                     # from the file and the operator API only
+//! request_timeout = 5                 # seconds one request to the policy engine may take (1-86400)
+//! retry_backoff = 1                   # first wait before a failed report is sent again (0-86400)
+//! retry_max_backoff = 30              # largest wait, doubling up to it (>= retry_backoff)
+//! session_idle_timeout = 300          # seconds without a packet before CCR-T (1-604800)
+//! pending_action = "hold"             # while CCR-I is answered: "hold", "forward" or "drop"
+//! pending_queue = 8                   # packets held per subscriber (1-64)
+//! pending_subscribers = 1024          # subscribers pending at once per worker (1-65536)
+//! pending_timeout = 5                 # seconds before held packets are dropped and asked again (1-600)
+//!     # the pending_* keys and policy_engine_tls need policy_engine
+//! tls = { cert = "gw.pem", key = "gw.key", client_ca = "ca.pem" }   # serve TLS; client_ca
+//!                                     # optional: then client certificates are required
+//! policy_engine_tls = { ca = "ca.pem", cert = "c.pem", key = "c.key", domain = "pcrf" }
+//!                                     # dial the policy engine over TLS; cert+key together
+//!
+//! [[subscriber]]                      # the subscriber id CCR-I names for an address; an address
+//! subscriber = "imsi-001010000000009" # with no entry is `private-<address>` (an IPv6 address
+//! ipv4 = "10.45.0.9"                  # by its /64: `private-2001:db8:45:9::/64`); ipv4 and/or
+//! ipv6 = "2001:db8:45:9::/64"         # ipv6, none mapped twice
+//! ```
+//!
 //! Enumerated strings match without regard to case. Unknown keys are errors. Positions are
 //! 1-based lines and columns counted in characters; a Flow-Description error points at the
 //! offending token inside the string when the string has no escapes.
 
 // The reader and the rule reader are shared with the policy engine's configuration
 // (peers::policy_engine), so both files read and report alike.
-mod control;
+pub(crate) mod control;
 pub(crate) mod reader;
 mod redirect;
 mod rules;
@@ -202,6 +231,8 @@ impl Config {
                 "predefined_rule",
                 "session",
                 "dataplane",
+                "control",
+                "subscriber",
             ],
         );
 
@@ -252,6 +283,37 @@ impl Config {
         }
         check_sessions(&mut ctx, &gateway, &names, &sessions);
 
+        let mut control_settings = ControlSettings::default();
+        if let Some((c, pending)) = root
+            .get("control")
+            .and_then(|v| control::read_control(&mut ctx, v))
+        {
+            control_settings = c;
+            gateway.pending = pending;
+        }
+        if let Some(items) = root.array(&mut ctx, "subscriber") {
+            control_settings.subscribers = control::read_subscribers(&mut ctx, items);
+        }
+        // With a policy engine the recharge success is its to act on, unless the file says
+        // otherwise; without one nobody would lift the redirect on a report.
+        let explicit = root.get("redirect").and_then(|v| match v.get_ref() {
+            toml::de::DeValue::Table(t) => t.get("success_action").map(|a| {
+                let report = matches!(a.get_ref(), toml::de::DeValue::String(s) if s.eq_ignore_ascii_case("report"));
+                (a.span().start, report)
+            }),
+            _ => None,
+        });
+        match (explicit, control_settings.policy_engine.is_some()) {
+            (None, true) => gateway.redirect.success_action = SuccessAction::Report,
+            (Some((at, true)), false) => ctx
+                .error(
+                    at,
+                    "redirect.success_action",
+                    "\"report\" needs a policy engine to report to ([control] policy_engine); use \"local\"",
+                ),
+            _ => {}
+        }
+
         if !ctx.errors.is_empty() {
             let mut errors = ctx.errors;
             errors.sort_by_key(|e| (e.line, e.column));
@@ -261,7 +323,7 @@ impl Config {
             gateway,
             predefined,
             sessions: sessions.into_iter().filter_map(|s| s.session).collect(),
-            control: ControlSettings::default(),
+            control: control_settings,
         })
     }
 }

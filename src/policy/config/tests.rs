@@ -366,8 +366,11 @@ quic = "drop"
 
 #[test]
 fn success_action_report_leaves_the_lift_to_the_policy_engine() {
-    let config = Config::from_toml_str("[redirect]\nsuccess_action = \"report\"\n", "t")
-        .unwrap_or_else(|e| panic!("{:#?}", e.0));
+    let config = Config::from_toml_str(
+        "[redirect]\nsuccess_action = \"report\"\n[control]\npolicy_engine = \"http://127.0.0.1:50051\"\n",
+        "t",
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.0));
     assert_eq!(
         config.gateway.redirect.success_action,
         SuccessAction::Report
@@ -413,4 +416,146 @@ colour = 1
     assert!(e[0].3.contains("token_key"));
     let e = errors("[redirect]\ntoken_key = \"0011\"\n");
     assert!(e[0].3.contains("at least 16 bytes"), "{e:?}");
+}
+
+#[test]
+fn the_control_table_and_subscriber_entries_are_read() {
+    let text = r#"
+[gateway]
+ue_pools = ["10.45.0.0/16"]
+
+[control]
+listen = "127.0.0.1:0"
+advertise = "http://192.0.2.1:50052"
+origin_host = "gw1.example"
+policy_engine = "http://127.0.0.1:50051"
+request_timeout = 2
+retry_backoff = 0
+retry_max_backoff = 4
+session_idle_timeout = 60
+pending_action = "forward"
+pending_queue = 4
+pending_subscribers = 16
+pending_timeout = 3
+tls = { cert = "gw.pem", key = "gw.key" }
+policy_engine_tls = { ca = "ca.pem", domain = "pcrf" }
+
+[[subscriber]]
+subscriber = "imsi-001010000000009"
+ipv4 = "10.45.0.9"
+ipv6 = "2001:db8:45:9::/64"
+"#;
+    let c = Config::from_toml_str(text, "t.toml").unwrap();
+    assert_eq!(
+        c.control,
+        ControlSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            advertise: Some("http://192.0.2.1:50052".into()),
+            origin_host: "gw1.example".into(),
+            policy_engine: Some("http://127.0.0.1:50051".into()),
+            request_timeout: Duration::from_secs(2),
+            retry_backoff: Duration::ZERO,
+            retry_max_backoff: Duration::from_secs(4),
+            session_idle_timeout: Duration::from_secs(60),
+            subscribers: vec![SubscriberMapping {
+                subscriber: SubscriberId::parse("imsi-001010000000009").unwrap(),
+                ipv4: Some("10.45.0.9".parse().unwrap()),
+                ipv6: Some(IpPrefix::parse("2001:db8:45:9::/64", true).unwrap()),
+            }],
+            tls: Some(ServerTls {
+                cert: "gw.pem".into(),
+                key: "gw.key".into(),
+                client_ca: None,
+            }),
+            policy_engine_tls: Some(ClientTls {
+                ca: "ca.pem".into(),
+                cert: None,
+                key: None,
+                domain: Some("pcrf".into()),
+            }),
+        }
+    );
+    assert_eq!(
+        c.gateway.pending,
+        Some(PendingSettings {
+            action: PendingAction::Forward,
+            queue: 4,
+            subscribers: 16,
+            timeout: Duration::from_secs(3),
+        })
+    );
+    // With a policy engine the recharge success is reported by default.
+    assert_eq!(c.gateway.redirect.success_action, SuccessAction::Report);
+    assert_eq!(c.control.reauth_endpoint(), "http://192.0.2.1:50052");
+    let mapped = c.control.subscriber_for("10.45.0.9".parse().unwrap());
+    assert_eq!(mapped.subscriber.to_string(), "imsi-001010000000009");
+    let v6 = c
+        .control
+        .subscriber_for("2001:db8:45:7::5".parse().unwrap());
+    assert_eq!(v6.subscriber.to_string(), "private-2001:db8:45:7::/64");
+    let other = c.control.subscriber_for("10.45.0.10".parse().unwrap());
+    assert_eq!(other.subscriber.to_string(), "private-10.45.0.10");
+}
+
+#[test]
+fn without_a_policy_engine_nothing_is_pending_and_success_stays_local() {
+    let c = Config::from_toml_str("[control]\nlisten = \"\"\n", "t.toml").unwrap();
+    assert_eq!(c.control.listen, None);
+    assert_eq!(c.gateway.pending, None);
+    assert_eq!(c.gateway.redirect.success_action, SuccessAction::Local);
+    let explicit = Config::from_toml_str(
+        "[control]\npolicy_engine = \"http://127.0.0.1:1\"\n[redirect]\nsuccess_action = \"local\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        explicit.gateway.redirect.success_action,
+        SuccessAction::Local
+    );
+    assert!(explicit.gateway.pending.is_some());
+}
+
+#[test]
+fn control_mistakes_are_located() {
+    let text = r#"[control]
+listen = "nowhere"
+policy_engine = "127.0.0.1:50051"
+retry_backoff = 10
+retry_max_backoff = 5
+pending_action = "wait"
+colour = 1
+tls = { cert = "a.pem" }
+
+[[subscriber]]
+subscriber = "imsi-1"
+ipv4 = "10.45.0.9"
+
+[[subscriber]]
+subscriber = "imsi-1"
+ipv4 = "10.45.0.9"
+
+[[subscriber]]
+subscriber = "imsi-2"
+
+[redirect]
+success_action = "report"
+"#;
+    let got = errors(text);
+    let expected: Vec<(usize, usize, String, String)> = [
+        (1, 1, "control.retry_max_backoff", "retry_max_backoff (5 s) must be at least retry_backoff (10 s)"),
+        (2, 10, "control.listen", "'nowhere' is not an address and port such as 127.0.0.1:50052 (\"\" turns the server off)"),
+        (3, 17, "control.policy_engine", "'127.0.0.1:50051' must be an http:// or https:// URL with a port"),
+        (6, 18, "control.pending_action", "'wait' is not one of hold, forward, drop"),
+        (6, 18, "control.pending_action", "pending_action applies only with a policy_engine"),
+        (7, 1, "control.colour", "unknown key 'colour'; expected one of listen, advertise, origin_host, policy_engine, request_timeout, retry_backoff, retry_max_backoff, session_idle_timeout, pending_action, pending_queue, pending_subscribers, pending_timeout, tls, policy_engine_tls"),
+        (8, 7, "control.tls", "missing required key 'key'"),
+        (15, 14, "subscriber[1].subscriber", "imsi-1 is already mapped at subscriber[0]"),
+        (16, 8, "subscriber[1].ipv4", "10.45.0.9 is already mapped to imsi-1"),
+        (18, 1, "subscriber[2]", "a subscriber entry needs an ipv4 address, an ipv6 prefix, or both"),
+        (22, 18, "redirect.success_action", "\"report\" needs a policy engine to report to ([control] policy_engine); use \"local\""),
+    ]
+    .into_iter()
+    .map(|(l, c, p, m)| (l, c, p.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(got, expected);
 }

@@ -1,0 +1,285 @@
+//! The control plane of `weir run`: the session manager (the single writer of policy), the
+//! `weir.v1.Gateway` server (Gx RAR/ASR and the operator API, with reflection and health), and
+//! the `weir.v1.PolicyEngine` client (Gx CCR-I/U/T) driven by the data path's events.
+//!
+//! It runs on a tokio runtime of its own, beside the workers; it never blocks a worker (the
+//! workers only send on a bounded channel and read the snapshot it publishes) and it never
+//! touches packets.
+
+pub mod gx;
+pub mod manager;
+pub mod server;
+pub mod sessions;
+mod update;
+
+pub use manager::Manager;
+pub use sessions::{Entry, Origin, Refused, Sessions, Update};
+
+use crate::dataplane::report::Board;
+use crate::packet::Event;
+use crate::policy::{Config, PolicySnapshot};
+use crate::time::Timestamp;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+/// Where the workers' published tallies are read from, once the data path is up.
+pub type Tallies = Arc<OnceLock<Arc<Board>>>;
+
+/// Events the data path may queue for the control plane before a worker has to coalesce or
+/// count them.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Why the control plane cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot start the control plane's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen for weir.v1.Gateway on {addr}: {source} (set listen in [control], or \"\" to turn the server off)")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Reflection(#[from] crate::proto::ReflectionError),
+    #[error("[control] tls is configured but serving TLS is not available in this build")]
+    Tls,
+    #[error("policy engine endpoint '{0}' is not usable")]
+    Endpoint(String),
+}
+
+/// The running control plane.
+pub struct Control {
+    runtime: tokio::runtime::Runtime,
+    manager: Manager,
+    gx: Option<Arc<gx::Gx>>,
+    events: crossbeam_channel::Sender<Event>,
+    settings: crate::policy::ControlSettings,
+    tallies: Tallies,
+    local_addr: OnceLock<SocketAddr>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Starts the control plane for `config`: the session manager with the file's sessions, whose
+/// first snapshot goes into `policy`, and, with a policy engine, the Gx client reading the data
+/// path's events. The Gateway server starts with [`Control::listen`].
+pub fn start(
+    config: &Config,
+    policy: Arc<ArcSwap<PolicySnapshot>>,
+    tallies: Tallies,
+) -> Result<Control, ControlError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("weir-control")
+        .enable_all()
+        .build()
+        .map_err(ControlError::Runtime)?;
+    let settings = config.control.clone();
+    if settings.tls.is_some() {
+        return Err(ControlError::Tls);
+    }
+    let sessions = Sessions::new(config, Timestamp::now());
+    let (manager, _task) = {
+        let _guard = runtime.enter();
+        Manager::start(sessions, policy, manager::BATCH_WINDOW)
+    };
+    let success_action = config.gateway.redirect.success_action;
+    let gx = match &settings.policy_engine {
+        Some(endpoint) => {
+            let _guard = runtime.enter();
+            Some(Arc::new(
+                gx::Gx::new(
+                    endpoint,
+                    settings.clone(),
+                    manager.clone(),
+                    Arc::clone(&tallies),
+                )
+                .map_err(|_| ControlError::Endpoint(endpoint.clone()))?,
+            ))
+        }
+        None => None,
+    };
+    let (events, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+    gx::spawn_event_pump(
+        rx,
+        runtime.handle().clone(),
+        manager.clone(),
+        gx.clone(),
+        success_action,
+    )
+    .map_err(ControlError::Runtime)?;
+    if let Some(g) = &gx {
+        runtime.spawn(Arc::clone(g).idle_sweep());
+    }
+    Ok(Control {
+        runtime,
+        manager,
+        gx,
+        events,
+        settings,
+        tallies,
+        local_addr: OnceLock::new(),
+        stop: Mutex::new(None),
+        server: Mutex::new(None),
+    })
+}
+
+impl Control {
+    /// Binds `control.listen` and serves weir.v1.Gateway there (reflection and health beside
+    /// it); nothing when the server is turned off. Once bound, CCR-I gives the policy engine
+    /// this address (unless `advertise` names another).
+    pub fn listen(&self) -> Result<Option<SocketAddr>, ControlError> {
+        let Some(addr) = self.settings.listen else {
+            return Ok(None);
+        };
+        if let Some(a) = self.local_addr.get() {
+            return Ok(Some(*a));
+        }
+        let l = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| ControlError::Listen { addr, source })?;
+        let bound = l.local_addr().unwrap_or(addr);
+        let _ = self.local_addr.set(bound);
+        if let Some(gx) = &self.gx {
+            gx.set_reauth_endpoint(
+                self.settings
+                    .advertise
+                    .clone()
+                    .unwrap_or(format!("http://{bound}")),
+            );
+        }
+        let svc = server::GatewayService::new(
+            self.manager.clone(),
+            Arc::clone(&self.tallies),
+            self.gx.clone(),
+        );
+        let routes = self.runtime.block_on(server::routes(svc))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls = self.settings.tls.clone();
+        let task = self.runtime.spawn(async move {
+            if let Err(e) = server::serve(l, routes, tls.as_ref(), async {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "weir.v1.Gateway server stopped");
+            }
+        });
+        tracing::info!(addr = %bound, "weir.v1.Gateway listening");
+        *lock(&self.stop) = Some(stop);
+        *lock(&self.server) = Some(task);
+        Ok(Some(bound))
+    }
+
+    /// Where the data path sends its events.
+    pub fn events(&self) -> crossbeam_channel::Sender<Event> {
+        self.events.clone()
+    }
+
+    /// Where weir.v1.Gateway is served, once it is.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr.get().copied()
+    }
+
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    /// Runs a future on the control plane's runtime (for the command line and tests).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// SIGHUP: applies the re-read file through the session manager (file sessions replaced,
+    /// the policy engine's and the operator's kept). Waits until it is published.
+    pub fn reload(&self, config: Config) {
+        (self.reloader())(config);
+    }
+
+    /// [`Control::reload`] as a function of its own, for a caller on another thread.
+    pub fn reloader(&self) -> impl FnMut(Config) + Send + 'static {
+        let m = self.manager.clone();
+        let handle = self.runtime.handle().clone();
+        move |config: Config| {
+            let m = m.clone();
+            let done = handle.block_on(async move {
+                m.call(move |s, now| {
+                    s.reload(&config, now);
+                    s.len()
+                })
+                .await
+            });
+            match done {
+                Ok(n) => tracing::info!(sessions = n, "policy reloaded"),
+                Err(_) => tracing::warn!("reload: the session manager has stopped"),
+            }
+        }
+    }
+
+    /// Stops: the server first, then CCR-T for every session from the policy engine, each
+    /// given until `deadline` (best effort: the policy engine cleans up stale sessions itself).
+    pub fn stop(mut self, deadline: Duration) {
+        if let Some(s) = lock(&self.stop).take() {
+            let _ = s.send(());
+        }
+        if let Some(gx) = self.gx.take() {
+            let m = self.manager.clone();
+            self.runtime.block_on(async move {
+                let ended = m
+                    .call(|s, now| {
+                        let ids: Vec<_> = s
+                            .iter()
+                            .filter(|e| e.origin == Origin::PolicyEngine)
+                            .map(|e| e.id)
+                            .collect();
+                        ids.into_iter()
+                            .filter_map(|id| {
+                                s.end(id, crate::proto::v1::TerminationCause::DiameterLogout, now)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .unwrap_or_default();
+                let n = ended.len();
+                let all = futures_join(ended.into_iter().map(|e| {
+                    let gx = Arc::clone(&gx);
+                    async move {
+                        gx.terminate_once(e, crate::proto::v1::TerminationCause::DiameterLogout)
+                            .await
+                    }
+                }));
+                if tokio::time::timeout(deadline, all).await.is_err() {
+                    tracing::warn!(
+                        sessions = n,
+                        "stopping: not every CCR-T was answered in time"
+                    );
+                }
+            });
+        }
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
+        }
+        self.runtime.shutdown_timeout(Duration::from_millis(500));
+    }
+}
+
+/// Waits for every future (spawned, so they run side by side).
+async fn futures_join<F>(futures: impl Iterator<Item = F>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Handles only: a panic elsewhere leaves them usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
