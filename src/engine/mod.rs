@@ -78,11 +78,11 @@ impl Engine {
         Engine { snapshot, state }
     }
 
-    /// Installs a newer policy. Cached decisions made under the old one are re-made lazily, on
-    /// each flow's next packet; usage counters carry over (they are keyed by session id).
+    /// Installs a newer policy. Cached decisions of sessions it changed (all of them, after a
+    /// full build) are re-made lazily, on each flow's next packet; other flows stay cached.
+    /// Usage counters carry over (they are keyed by session id).
     pub fn set_snapshot(&mut self, snapshot: Arc<PolicySnapshot>) {
         self.state.redirect.set_snapshot(&snapshot);
-        self.state.hits.new_snapshot();
         self.snapshot = snapshot;
     }
 

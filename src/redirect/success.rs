@@ -176,7 +176,7 @@ impl Redirector {
         // The only success action today is `local`: the data path lifts the redirect itself.
         let state = self.sessions.entry(session.id).or_default();
         for id in &session.redirect_rules {
-            let name = &snap.rule(*id).rule.name;
+            let name = &session.rule(*id).rule.name;
             if !state.lifted_rules.contains(name) {
                 state.lifted_rules.push(name.clone());
             }
