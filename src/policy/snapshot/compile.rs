@@ -63,14 +63,31 @@ impl DirectionalRules {
     }
 }
 
+/// A session's lookups, one per direction. Sessions with the same predefined rules and none
+/// of their own share one (see [`compile`]).
+pub(super) struct Classifiers {
+    pub(super) uplink: DirectionalRules,
+    pub(super) downlink: DirectionalRules,
+}
+
+/// Classifiers shared by sessions made of predefined rules alone, keyed by those rules (their
+/// addresses, in the session's order: the predefined rules live as long as the map).
+pub(super) type SharedClassifiers = FxHashMap<Box<[usize]>, Arc<Classifiers>>;
+
 /// Compiles one session. `predefined` holds the shared rules by name; a name it lacks (the
 /// configuration checks names) is skipped.
+///
+/// The classifiers match the UE end of `assigned` as any address: a packet only reaches a
+/// session's classifier when its UE address is the session's (that is how the session was
+/// found), so this answers the same, and it makes the classifiers of a session with only
+/// predefined rules independent of its addresses — shared through `shared`, not copied.
 pub(super) fn compile(
     id: SessionId,
     slot: u32,
     stamp: u64,
     s: &SessionConfig,
     predefined: &FxHashMap<String, Arc<PccRule>>,
+    shared: &mut Arc<SharedClassifiers>,
 ) -> Session {
     let mut rules: Vec<CompiledRule> = s
         .rules
@@ -98,7 +115,25 @@ pub(super) fn compile(
     // A predefined rule named twice is one rule.
     rules.dedup_by(|a, b| a.predefined && b.predefined && Arc::ptr_eq(&a.rule, &b.rule));
     rules.shrink_to_fit();
-    let (uplink, downlink) = compile_classifiers(s, &rules);
+    let shareable = rules
+        .iter()
+        .all(|r| r.predefined && r.rule.filters.iter().all(|f| !remote_is_assigned(&f.flow)));
+    let classifiers = if shareable {
+        let key: Box<[usize]> = rules
+            .iter()
+            .map(|r| Arc::as_ptr(&r.rule) as usize)
+            .collect();
+        match shared.get(&key) {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = Arc::new(compile_classifiers(s, &rules));
+                Arc::make_mut(shared).insert(key, Arc::clone(&c));
+                c
+            }
+        }
+    } else {
+        Arc::new(compile_classifiers(s, &rules))
+    };
     let mut boundaries: Vec<Timestamp> = rules
         .iter()
         .flat_map(|r| [r.rule.activation, r.rule.deactivation])
@@ -124,16 +159,22 @@ pub(super) fn compile(
         rules,
         redirect_rules,
         monitoring: s.monitoring.clone(),
-        uplink,
-        downlink,
+        classifiers,
         boundaries,
     }
 }
 
-fn compile_classifiers(
-    s: &SessionConfig,
-    rules: &[CompiledRule],
-) -> (DirectionalRules, DirectionalRules) {
+/// Whether a filter names the session's own address as the remote end (a hairpin filter):
+/// its classifier then depends on the session's addresses.
+fn remote_is_assigned(flow: &FlowDescription) -> bool {
+    let remote = match flow.direction {
+        FilterDirection::Out => &flow.src,
+        FilterDirection::In => &flow.dst,
+    };
+    matches!(remote, AddressMatch::Assigned)
+}
+
+fn compile_classifiers(s: &SessionConfig, rules: &[CompiledRule]) -> Classifiers {
     let mut up = (Vec::new(), Vec::new());
     let mut down = (Vec::new(), Vec::new());
     // A rule carrying Redirect-Information is enforced by the redirect stage, before these
@@ -146,7 +187,7 @@ fn compile_classifiers(
         .map(|(i, r)| (RuleId(i as u32), r));
     for (id, r) in normal {
         for filter in &r.rule.filters {
-            let expanded = expand_filter(&filter.flow, s);
+            let expanded = expand(&filter.flow, s, true);
             if matches!(
                 filter.direction,
                 FlowDirection::Uplink | FlowDirection::Bidirectional
@@ -175,19 +216,31 @@ fn compile_classifiers(
             entries
         },
     };
-    (finish(up), finish(down))
+    Classifiers {
+        uplink: finish(up),
+        downlink: finish(down),
+    }
 }
 
 /// Turns one Flow-Description into classifier rules in subscriber orientation: `assigned`
 /// becomes the session's addresses, port lists become one rule per range pair.
 pub(crate) fn expand_filter(flow: &FlowDescription, s: &SessionConfig) -> Vec<Rule> {
+    expand(flow, s, false)
+}
+
+/// [`expand_filter`]; with `ue_any`, the UE end of `assigned` as any address.
+fn expand(flow: &FlowDescription, s: &SessionConfig, ue_any: bool) -> Vec<Rule> {
     // In subscriber orientation the remote end is `from` for `out` and `to` for `in`.
     let (remote, remote_ports, ue, ue_ports) = match flow.direction {
         FilterDirection::Out => (&flow.src, &flow.src_ports, &flow.dst, &flow.dst_ports),
         FilterDirection::In => (&flow.dst, &flow.dst_ports, &flow.src, &flow.src_ports),
     };
     let remote_prefixes = prefixes(remote, s);
-    let ue_prefixes = prefixes(ue, s);
+    let ue_prefixes = if ue_any && matches!(ue, AddressMatch::Assigned) {
+        vec![Prefix::ANY]
+    } else {
+        prefixes(ue, s)
+    };
     let mut out = Vec::new();
     for rp in &remote_prefixes {
         for up in &ue_prefixes {

@@ -25,7 +25,7 @@ use crate::classify::{self, Key, Prefix};
 use crate::time::Timestamp;
 use crate::wire::Direction;
 pub(crate) use compile::expand_filter;
-use compile::DirectionalRules;
+use compile::{Classifiers, SharedClassifiers};
 use persist::{FreeSlots, ShardedMap, Slots};
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
@@ -90,8 +90,8 @@ pub struct Session {
     pub redirect_rules: Vec<RuleId>,
     /// Usage-Monitoring-Information in force, as configured or installed.
     pub monitoring: Vec<MonitoringGrant>,
-    uplink: DirectionalRules,
-    downlink: DirectionalRules,
+    /// Shared with every session of the same predefined rules and none of its own.
+    classifiers: Arc<Classifiers>,
     /// Activation/deactivation instants of its rules, sorted; classification results are valid
     /// only until the next one.
     boundaries: Vec<Timestamp>,
@@ -116,8 +116,11 @@ impl Session {
     pub fn classify(&self, direction: Direction, key: &Key, now: Timestamp) -> Option<RuleId> {
         let timed = !self.boundaries.is_empty();
         match direction {
-            Direction::Uplink => self.uplink.lookup(&self.rules, key, now, timed),
-            Direction::Downlink => self.downlink.lookup(&self.rules, key, now, timed),
+            Direction::Uplink => self.classifiers.uplink.lookup(&self.rules, key, now, timed),
+            Direction::Downlink => self
+                .classifiers
+                .downlink
+                .lookup(&self.rules, key, now, timed),
         }
     }
 
@@ -140,6 +143,8 @@ pub struct PolicySnapshot {
     pools: Arc<[Prefix]>,
     /// The predefined rules by name, each compiled once and shared by the sessions using it.
     predefined: Arc<FxHashMap<String, Arc<PccRule>>>,
+    /// Classifiers of sessions made of predefined rules alone, one per combination.
+    shared: Arc<SharedClassifiers>,
     /// Sessions by slot.
     slots: Slots<Arc<Session>>,
     free: FreeSlots,
@@ -261,6 +266,7 @@ impl PolicySnapshot {
                 .map(|p| Prefix::from_ip(p.addr, p.len))
                 .collect(),
             predefined: Arc::new(by_name),
+            shared: Arc::new(FxHashMap::default()),
             slots: Slots::default(),
             free: FreeSlots::default(),
             slot_end: 0,
@@ -330,7 +336,7 @@ impl PolicySnapshot {
                 self.slot_end - 1
             }),
         };
-        let session = compile::compile(id, slot, stamp, s, &self.predefined);
+        let session = compile::compile(id, slot, stamp, s, &self.predefined, &mut self.shared);
         portals_changed |= self.index(&session);
         self.by_id.insert(id.0, slot);
         self.slots.set(slot, Some(Arc::new(session)));

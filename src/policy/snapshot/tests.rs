@@ -127,7 +127,7 @@ fn large_sessions_classify_like_a_first_match_scan() {
             .unwrap(),
     );
     assert!(matches!(
-        session.downlink.classifier,
+        session.classifiers.downlink.classifier,
         compile::SessionClassifier::Packed(_)
     ));
     let ue = ip_key("10.45.0.2".parse().unwrap());
