@@ -262,11 +262,7 @@ ipv4 = "10.45.0.2"
         let snap = self.policy.load();
         let index = snap.session_index(ip_key(ue.parse().unwrap()))?;
         let s = snap.session(index);
-        let names = s
-            .rules
-            .iter()
-            .map(|r| snap.rule(*r).rule.name.clone())
-            .collect();
+        let names = s.rules.iter().map(|r| r.rule.name.clone()).collect();
         Some((names, !s.redirect_rules.is_empty()))
     }
 

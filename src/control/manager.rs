@@ -50,7 +50,7 @@ impl Manager {
         window: Duration,
     ) -> (Manager, tokio::task::JoinHandle<()>) {
         if let Some(s) = sessions.snapshot() {
-            policy.store(Arc::new(s));
+            policy.store(s);
         }
         let (jobs, rx) = mpsc::channel(QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -123,7 +123,7 @@ async fn run(
                 sessions = sessions.len(),
                 "policy published"
             );
-            policy.store(Arc::new(snapshot));
+            policy.store(snapshot);
         }
         for e in sessions.take_events() {
             // No watcher is not an error.

@@ -372,15 +372,9 @@ impl pb::gateway_server::Gateway for GatewayService {
         update.check()?;
         // The operator gets every mistake as INVALID_ARGUMENT, before anything changes.
         let policy = self.manager.policy();
-        let predefined: Vec<&str> = policy
-            .rules
-            .iter()
-            .filter(|r| r.session.is_none())
-            .map(|r| r.rule.name.as_str())
-            .collect();
         for (i, install) in update.installs.iter().enumerate() {
             for (j, n) in install.charging_rule_name.iter().enumerate() {
-                if !predefined.contains(&n.as_str()) {
+                if policy.predefined_rule(n).is_none() {
                     return Err(Invalid::new(
                         format!("charging_rule_install[{i}].charging_rule_name[{j}]"),
                         format!("'{n}' is not a predefined rule of this gateway"),

@@ -101,17 +101,6 @@ impl Entry {
     }
 }
 
-/// Builds the snapshot the workers read from the sessions in force. The only place a snapshot
-/// is made, so a cheaper per-session build can replace it here alone.
-pub fn build_snapshot(
-    settings: &GatewaySettings,
-    predefined: &[PccRule],
-    sessions: &[(SessionId, &SessionConfig)],
-    version: u64,
-) -> PolicySnapshot {
-    PolicySnapshot::build_from(settings, predefined, sessions, version)
-}
-
 /// Every session, and the policy around them.
 pub struct Sessions {
     settings: GatewaySettings,
@@ -121,6 +110,13 @@ pub struct Sessions {
     next_id: u32,
     version: u64,
     dirty: bool,
+    /// Sessions added, changed or ended since the last snapshot.
+    changed: std::collections::BTreeSet<SessionId>,
+    /// The settings or predefined rules changed (or nothing was published yet): the next
+    /// snapshot is built whole.
+    full: bool,
+    /// The snapshot published last, which the next one shares everything unchanged with.
+    published: Option<Arc<PolicySnapshot>>,
     origin_host: String,
     /// Seconds since the Unix epoch when the gateway started: part of every Session-Id, so ids
     /// never repeat across restarts.
@@ -146,6 +142,9 @@ impl Sessions {
             next_id: 0,
             version: 0,
             dirty: true,
+            changed: Default::default(),
+            full: true,
+            published: None,
             origin_host: config.control.origin_host.clone(),
             boot: unix_secs(now),
             events: Vec::new(),
@@ -198,6 +197,7 @@ impl Sessions {
         }
         self.by_session_id.insert(session_id, id);
         self.entries.insert(id, entry);
+        self.changed.insert(id);
         self.dirty = true;
     }
 
@@ -507,6 +507,9 @@ impl Sessions {
             _ => {}
         }
         self.entries.insert(id, next);
+        if changed {
+            self.changed.insert(id);
+        }
         self.dirty |= changed;
         Ok(reports)
     }
@@ -527,6 +530,7 @@ impl Sessions {
                 termination_cause: cause as i32,
             }),
         );
+        self.changed.insert(id);
         self.dirty = true;
         Some(entry)
     }
@@ -578,24 +582,43 @@ impl Sessions {
         for id in gone {
             self.end(id, pb::TerminationCause::DiameterAdministrative, now);
         }
+        self.full = true;
         self.dirty = true;
     }
 
-    /// The snapshot to publish if anything changed since the last one.
-    pub fn snapshot(&mut self) -> Option<PolicySnapshot> {
+    /// The snapshot to publish if anything changed since the last one. It costs what the
+    /// changed sessions cost: everything else is shared with the snapshot published before. A
+    /// reload (new settings or predefined rules) builds it whole.
+    pub fn snapshot(&mut self) -> Option<Arc<PolicySnapshot>> {
         if !self.dirty {
             return None;
         }
         self.dirty = false;
         self.version += 1;
-        let sessions: Vec<(SessionId, &SessionConfig)> =
-            self.entries.values().map(|e| (e.id, &e.config)).collect();
-        Some(build_snapshot(
-            &self.settings,
-            &self.predefined,
-            &sessions,
-            self.version,
-        ))
+        let changed = std::mem::take(&mut self.changed);
+        let snapshot = match self.published.as_ref().filter(|_| !self.full) {
+            Some(previous) => {
+                let changes: Vec<(SessionId, Option<&SessionConfig>)> = changed
+                    .iter()
+                    .map(|id| (*id, self.entries.get(id).map(|e| &e.config)))
+                    .collect();
+                previous.with_changes(self.version, &changes)
+            }
+            None => {
+                let sessions: Vec<(SessionId, &SessionConfig)> =
+                    self.entries.values().map(|e| (e.id, &e.config)).collect();
+                PolicySnapshot::build_from(
+                    &self.settings,
+                    &self.predefined,
+                    &sessions,
+                    self.version,
+                )
+            }
+        };
+        self.full = false;
+        let snapshot = Arc::new(snapshot);
+        self.published = Some(Arc::clone(&snapshot));
+        Some(snapshot)
     }
 
     /// The events recorded since the last call.

@@ -32,8 +32,10 @@ pub enum Decision {
 
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEntry {
-    /// Snapshot the decisions were made under.
-    pub version: u64,
+    /// The stamp of the session the decisions were made under: they hold, across snapshots,
+    /// while the session at `session` has the same stamp (see `PolicySnapshot::is_current`).
+    pub stamp: u64,
+    /// The session's slot in the snapshot.
     pub session: u32,
     pub session_id: SessionId,
     pub uplink: Decision,
@@ -59,14 +61,14 @@ impl FlowEntry {
     }
 
     pub fn new(
-        version: u64,
+        stamp: u64,
         session: u32,
         session_id: SessionId,
         valid_until: Timestamp,
         now: Timestamp,
     ) -> Self {
         FlowEntry {
-            version,
+            stamp,
             session,
             session_id,
             uplink: Decision::Undecided,

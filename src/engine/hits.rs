@@ -9,17 +9,19 @@ use std::sync::Arc;
 #[derive(Default)]
 pub(super) struct HitCounters {
     by_name: FxHashMap<(SessionId, Arc<str>), u32>,
-    /// The same indices by rule of the snapshot in force (rule ids mean nothing across
-    /// snapshots): a new flow of a rule already counted builds no name.
-    by_rule: FxHashMap<(SessionId, RuleId), u32>,
+    /// The same indices by rule of a compiled session, with its stamp (rule ids mean nothing
+    /// across compilations): a new flow of a rule already counted builds no name.
+    by_rule: FxHashMap<(SessionId, RuleId), (u64, u32)>,
     counts: Vec<u64>,
 }
 
 impl HitCounters {
     /// The counter of `rule` (named `name`) of `session`, made on first use.
-    pub(super) fn slot(&mut self, session: SessionId, rule: RuleId, name: &str) -> u32 {
-        if let Some(i) = self.by_rule.get(&(session, rule)) {
-            return *i;
+    pub(super) fn slot(&mut self, session: SessionId, stamp: u64, rule: RuleId, name: &str) -> u32 {
+        if let Some((s, i)) = self.by_rule.get(&(session, rule)) {
+            if *s == stamp {
+                return *i;
+            }
         }
         let next = self.counts.len() as u32;
         let i = *self
@@ -29,7 +31,7 @@ impl HitCounters {
         if i == next {
             self.counts.push(0);
         }
-        self.by_rule.insert((session, rule), i);
+        self.by_rule.insert((session, rule), (stamp, i));
         i
     }
 
@@ -39,11 +41,6 @@ impl HitCounters {
         if let Some(n) = self.counts.get_mut(i as usize) {
             *n += 1;
         }
-    }
-
-    /// A new snapshot renumbers the rules; names stay.
-    pub(super) fn new_snapshot(&mut self) {
-        self.by_rule.clear();
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&(SessionId, Arc<str>), u64)> {

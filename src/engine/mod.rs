@@ -100,15 +100,15 @@ impl Engine {
         Engine { snapshot, state }
     }
 
-    /// Installs a newer policy. Cached decisions made under the old one are re-made lazily, on
-    /// each flow's next packet; usage counters carry over (they are keyed by session id).
+    /// Installs a newer policy. Cached decisions of sessions it changed (all of them, after a
+    /// full build) are re-made lazily, on each flow's next packet; other flows stay cached.
+    /// Usage counters carry over (they are keyed by session id).
     ///
     /// Held frames of subscribers whose session the new snapshot has are then ready: the caller
     /// hands them on with [`Engine::release_held`] before its next frame, so they keep their
     /// order ahead of the subscriber's later packets.
     pub fn set_snapshot(&mut self, snapshot: Arc<PolicySnapshot>) {
         self.state.redirect.set_snapshot(&snapshot);
-        self.state.hits.new_snapshot();
         self.state.counters.held_expired += self.state.pending.set_snapshot(&snapshot);
         self.snapshot = snapshot;
     }

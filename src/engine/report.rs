@@ -131,7 +131,7 @@ impl<'s> Names<'s> {
     fn of(snapshot: Option<&'s PolicySnapshot>) -> Names<'s> {
         Names(
             snapshot
-                .map(|s| s.sessions.iter().map(|s| (s.id, &s.subscriber)).collect())
+                .map(|s| s.sessions().map(|s| (s.id, &s.subscriber)).collect())
                 .unwrap_or_default(),
         )
     }

@@ -175,14 +175,15 @@ impl State {
         }
     }
 
-    /// The flow cache: a hit is a flow of this snapshot, not idle, whose rules have not turned
-    /// on or off since it was classified. A hit costs one table lookup; what the rest of the
+    /// The flow cache: a hit is a flow whose session has not changed since it was classified
+    /// (another session's change leaves it cached), not idle, whose rules have not turned on or
+    /// off since. A hit costs one table lookup; what the rest of the
     /// path needs is copied out of it.
     #[inline]
     fn cached(&mut self, snap: &PolicySnapshot, cx: &Context<'_>) -> Option<Flow> {
         let idle_limit = self.flows.timeouts.for_protocol(cx.key.protocol);
         let e = self.flows.get_mut(&cx.key)?;
-        if e.version != snap.version
+        if !snap.is_current(e.session, e.stamp)
             || cx.wall >= e.valid_until
             || cx.now.saturating_since(e.last_seen) > idle_limit
         {
@@ -225,7 +226,7 @@ impl State {
         let stage = self.redirect.enforce(snap, index, cx, out);
         let session = snap.session(index);
         let mut entry = FlowEntry::new(
-            snap.version,
+            session.stamp,
             index,
             session.id,
             session.next_boundary(cx.wall),
@@ -447,7 +448,7 @@ impl State {
         let session = snap.session(index);
         match snap.classify(session, cx.direction, &cx.key.subscriber_key(), cx.wall) {
             Some(id) => {
-                let compiled = snap.rule(id);
+                let compiled = session.rule(id);
                 let rule = &compiled.rule;
                 Decision::Decided {
                     rule: Some(id),
@@ -463,7 +464,7 @@ impl State {
                         self.monitoring.track(slot, session.id, &key);
                         slot
                     }),
-                    hits: Some(self.hits.slot(session.id, id, &rule.name)),
+                    hits: Some(self.hits.slot(session.id, session.stamp, id, &rule.name)),
                 }
             }
             None => match session.default_rule {
@@ -521,7 +522,7 @@ impl State {
 /// The rating group a decision of session `index` meters under, by number.
 fn rating_group_of(snap: &PolicySnapshot, index: u32, decision: &Decision) -> Option<u32> {
     match *decision {
-        Decision::Decided { rule: Some(id), .. } => snap.rule(id).rule.rating_group,
+        Decision::Decided { rule: Some(id), .. } => snap.session(index).rule(id).rule.rating_group,
         Decision::Decided { rule: None, .. } => match snap.session(index).default_rule {
             DefaultRule::Forward { rating_group } => Some(rating_group),
             DefaultRule::Drop => None,

@@ -454,6 +454,60 @@ fn a_new_snapshot_reclassifies_cached_flows() {
     assert_eq!(run(&mut e, 1, &syn), Verdict::Drop(DropReason::GateClosed));
 }
 
+/// A change to one session leaves every other session's flows cached (a cache hit makes no
+/// flow entry), and re-decides its own.
+#[test]
+fn a_cached_flow_survives_another_session_s_change_and_not_its_own() {
+    let c = config(CONFIG);
+    let mut e = engine();
+    let syn = tcp(UE, 40009, WEB, 80, SYN, b"");
+    assert_eq!(run(&mut e, 0, &syn), Verdict::Forward);
+    assert_eq!(e.flows().created, 1);
+
+    // The other subscriber gets a new rule set: the first subscriber's flow stays cached.
+    let mut other = c.sessions[1].clone();
+    other.predefined = vec!["dns".into(), "web".into(), "video".into()];
+    let next = e
+        .snapshot()
+        .with_changes(2, &[(SessionId(1), Some(&other))]);
+    e.set_snapshot(Arc::new(next));
+    assert_eq!(run(&mut e, 1, &syn), Verdict::Forward);
+    assert_eq!(e.flows().created, 1);
+
+    // Its own session replaced, same rules: decided again, once.
+    let next = e
+        .snapshot()
+        .with_changes(3, &[(SessionId(0), Some(&c.sessions[0]))]);
+    e.set_snapshot(Arc::new(next));
+    assert_eq!(run(&mut e, 2, &syn), Verdict::Forward);
+    assert_eq!(run(&mut e, 3, &syn), Verdict::Forward);
+    assert_eq!(e.flows().created, 2);
+
+    // Removed, and its address and slot given to another subscriber whose default rule drops:
+    // the old decision is never used again.
+    let mut newcomer = c.sessions[1].clone();
+    newcomer.subscriber = crate::policy::SubscriberId::parse("imsi-001010000000009").unwrap();
+    newcomer.ipv4 = c.sessions[0].ipv4;
+    newcomer.ipv6 = None;
+    newcomer.predefined.clear();
+    let next = e
+        .snapshot()
+        .with_changes(4, &[(SessionId(0), None), (SessionId(9), Some(&newcomer))]);
+    assert_eq!(
+        next.session_by_id(SessionId(9)).map(|(slot, _)| slot),
+        Some(0)
+    );
+    e.set_snapshot(Arc::new(next));
+    assert_eq!(run(&mut e, 4, &syn), Verdict::Drop(DropReason::DefaultRule));
+    // And removing the subscriber leaves its address unknown.
+    let next = e.snapshot().with_changes(5, &[(SessionId(9), None)]);
+    e.set_snapshot(Arc::new(next));
+    assert_eq!(
+        run(&mut e, 5, &syn),
+        Verdict::Drop(DropReason::UnknownSubscriber)
+    );
+}
+
 #[test]
 fn later_fragments_follow_their_first_fragment() {
     // A UDP datagram to port 53 split in two IPv4 fragments (raw IP, same id).

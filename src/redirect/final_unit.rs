@@ -35,7 +35,7 @@ impl Redirector {
         session: SessionId,
         fu: FinalUnitRedirect,
     ) -> bool {
-        let Some(s) = snap.sessions.iter().find(|s| s.id == session) else {
+        let Some((_, s)) = snap.session_by_id(session) else {
             return false;
         };
         let state = self.sessions.entry(session).or_default();
@@ -63,12 +63,8 @@ impl Redirector {
             .flat_map(|f| expand_filter(f, &addresses))
             .collect();
         for name in &fu.filter_ids {
-            for r in snap
-                .rules
-                .iter()
-                .filter(|r| r.session.is_none() && r.rule.name == *name)
-            {
-                for filter in &r.rule.filters {
+            if let Some(r) = snap.predefined_rule(name) {
+                for filter in &r.filters {
                     allowed.extend(expand_filter(&filter.flow, &addresses));
                 }
             }

@@ -166,22 +166,24 @@ impl Redirector {
         self.settings = new.clone();
         // A lift holds while the session still has the rule it lifted; once the policy engine
         // removes that rule, a later redirect rule of the same name applies afresh.
-        for s in &snap.sessions {
-            if let Some(state) = self.sessions.get_mut(&s.id) {
-                state.lifted_rules.retain(|name| {
-                    s.redirect_rules
-                        .iter()
-                        .any(|r| snap.rule(*r).rule.name == *name)
-                });
-                // The policy engine answered the report: a later redirect is a new one, and
-                // the reported token replayed under it is a replay.
-                if s.redirect_rules.is_empty() && state.final_units.is_empty() {
-                    state.success_reported = false;
-                }
+        // Only the sessions this worker holds redirect state for are looked at: a new snapshot
+        // costs the worker nothing per session of the policy.
+        self.sessions.retain(|id, state| {
+            let Some((_, s)) = snap.session_by_id(*id) else {
+                return false;
+            };
+            state.lifted_rules.retain(|name| {
+                s.redirect_rules
+                    .iter()
+                    .any(|r| s.rule(*r).rule.name == *name)
+            });
+            // The policy engine answered the report: a later redirect is a new one, and the
+            // reported token replayed under it is a replay.
+            if s.redirect_rules.is_empty() && state.final_units.is_empty() {
+                state.success_reported = false;
             }
-        }
-        let live: rustc_hash::FxHashSet<SessionId> = snap.sessions.iter().map(|s| s.id).collect();
-        self.sessions.retain(|id, _| live.contains(id));
+            true
+        });
         self.recount();
         // The garden of the new policy, with the portals of the Final-Unit redirects in force.
         let mut hosts = snap.portal_hosts().to_vec();
@@ -246,7 +248,7 @@ impl Redirector {
         let session = snap.session(index);
         let state = self.sessions.get(&session.id);
         for id in &session.redirect_rules {
-            let rule = &snap.rule(*id).rule;
+            let rule = &session.rule(*id).rule;
             if rule.active_at(wall) && !state.is_some_and(|s| s.lifted_rules.contains(&rule.name)) {
                 return Some(Hold {
                     session: index,
@@ -312,7 +314,7 @@ impl Redirector {
         let (info, rating_group, allowed): (&RedirectInformation, Option<u32>, &[Rule]) =
             match hold.active {
                 Active::Rule(id) => {
-                    let rule = &snap.rule(id).rule;
+                    let rule = &session.rule(id).rule;
                     match &rule.redirect {
                         Some(info) => (info, rule.rating_group, &[]),
                         None => return Stage::Pass { watch: false },

@@ -206,7 +206,7 @@ impl Redirector {
         tracing::info!(subscriber = %session.subscriber, ue = %ue, "recharge success: redirect lifted");
         let state = self.sessions.entry(session.id).or_default();
         for id in &session.redirect_rules {
-            let name = &snap.rule(*id).rule.name;
+            let name = &session.rule(*id).rule.name;
             if !state.lifted_rules.contains(name) {
                 state.lifted_rules.push(name.clone());
             }
