@@ -10,6 +10,7 @@ pub mod classify;
 pub mod dataplane;
 pub mod engine;
 pub mod io;
+pub mod metrics;
 pub mod packet;
 pub mod peers;
 pub mod policy;

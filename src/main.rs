@@ -296,6 +296,7 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
             tracing::info!("forwarding; SIGINT or SIGTERM stops, SIGHUP reloads the policy")
         }),
         events: None,
+        metrics: None,
     };
     let report = match dataplane::run(
         std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicySnapshot::build(

@@ -8,6 +8,7 @@
 //! Nothing here parses packets or decides policy; that is the engine's.
 
 pub mod config;
+pub mod metrics;
 pub mod report;
 
 mod bridge;
@@ -162,6 +163,8 @@ pub struct RunOptions {
     /// a session, usage thresholds). A worker never blocks on it: when it is full, events wait
     /// in the worker (coalesced) or are counted. `None`: events are logged.
     pub events: Option<crossbeam_channel::Sender<crate::packet::Event>>,
+    /// The control plane's request metrics, for `GET /metrics` beside the data path's.
+    pub metrics: Option<crate::metrics::ControlMetrics>,
 }
 
 /// Runs the data path until SIGINT or SIGTERM; returns the final report after the rings have
@@ -180,6 +183,9 @@ pub fn run(
     sys::install_signal_handlers().map_err(RunError::Signals)?;
     let version = policy.load().version;
     let board = Board::new(mode, n, Arc::clone(&policy));
+    if let Some(m) = options.metrics.take() {
+        board.set_control_metrics(m);
+    }
     let portal: resolve::PortalAddresses = Arc::default();
     let listener = if dp.report_listen.is_empty() {
         None
@@ -353,7 +359,7 @@ pub fn run(
     let server = match listener {
         Some(l) => {
             let b = Arc::clone(&board);
-            tracing::info!(address = %dp.report_listen, "usage report at GET /report");
+            tracing::info!(address = %dp.report_listen, "usage report at GET /report, metrics at GET /metrics");
             Some(
                 std::thread::Builder::new()
                     .name("weir-report".into())
