@@ -651,3 +651,65 @@ fn rars_reach_a_tls_gateway_with_the_client_certificate() {
     }
     assert_eq!(gw.rars.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn the_policy_engine_times_its_requests_at_metrics() {
+    if !tools_or_skip("tls_metrics") {
+        return;
+    }
+    let dir = certificates("metrics");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "metrics_listen = \"127.0.0.1:{port}\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
+        dir.path("server.pem"),
+        dir.path("server.key")
+    );
+    let pe = Engine::start(&dir, &config(&extra));
+    let ca = dir.path("good-ca.pem");
+    let with_ca = ["-cacert", ca.as_str()];
+    assert!(healthy(&with_ca, &pe.addr), "never healthy over TLS");
+    for _ in 0..2 {
+        call(
+            &with_ca,
+            &pe.addr,
+            "weir.v1.Admin/GetAccount",
+            json!({ "subscriber_id": RICH }),
+        );
+    }
+    let unknown = grpcurl(
+        &[
+            "-cacert",
+            ca.as_str(),
+            "-d",
+            "{\"subscriber_id\": \"imsi-9\"}",
+        ],
+        &pe.addr,
+        &["weir.v1.Admin/GetAccount"],
+    );
+    assert!(!unknown.status.success());
+    let out = common::run(
+        Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    for want in [
+        "# TYPE weir_policy_engine_request_seconds histogram",
+        "weir_policy_engine_requests_total{rpc=\"weir.v1.Admin/GetAccount\",result=\"Ok\"} 2",
+        "weir_policy_engine_requests_total{rpc=\"weir.v1.Admin/GetAccount\",result=\"NotFound\"} 1",
+        "weir_policy_engine_request_seconds_count{rpc=\"weir.v1.Admin/GetAccount\"} 3",
+        "weir_policy_engine_request_seconds_bucket{rpc=\"weir.v1.Admin/GetAccount\",le=\"+Inf\"} 3",
+    ] {
+        assert!(lines.contains(&want), "{want} missing in\n{text}");
+    }
+}

@@ -5,6 +5,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50051"          # default; loopback unless you mean otherwise
+//! metrics_listen = "127.0.0.1:9465"   # GET /metrics (request latencies by RPC); default: off
 //! database = "policy-engine.sqlite"   # required; relative to this file's folder; created on first run
 //! billing_delay = 30                  # seconds before a recharge reaches the balance (0-86400); default 0
 //! origin_host = "pcrf.example"        # Origin-Host in RARs; default "weir-policy-engine"
@@ -106,6 +107,8 @@ impl Default for Reauth {
 #[derive(Clone, Debug)]
 pub struct PolicyEngineConfig {
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub database: PathBuf,
     pub billing_delay: Duration,
     pub origin_host: String,
@@ -155,6 +158,7 @@ impl PolicyEngineConfig {
             String::new(),
             &[
                 "listen",
+                "metrics_listen",
                 "database",
                 "billing_delay",
                 "origin_host",
@@ -183,6 +187,14 @@ impl PolicyEngineConfig {
                 }
             },
         };
+        let metrics_listen = f.str(c, "metrics_listen").and_then(|(text, span)| {
+            text.parse::<SocketAddr>()
+                .map_err(|_| {
+                    let m = format!("'{text}' is not an address and port such as 127.0.0.1:9465");
+                    c.error(span.start, "metrics_listen", m);
+                })
+                .ok()
+        });
         let database = f.required_str(c, "database").and_then(|(p, span)| {
             if p.trim().is_empty() {
                 c.error(
@@ -314,6 +326,7 @@ impl PolicyEngineConfig {
         let missing = || ConfigErrors(Vec::new());
         Ok(PolicyEngineConfig {
             listen: listen.ok_or_else(missing)?,
+            metrics_listen,
             database: database.ok_or_else(missing)?,
             billing_delay,
             origin_host,

@@ -16,6 +16,7 @@
 mod admin;
 pub mod config;
 mod gx;
+pub mod metrics;
 pub mod push;
 pub mod rules;
 pub mod store;
@@ -458,6 +459,17 @@ pub async fn serve(
             core.clone(),
         )));
     let billing = tokio::spawn(core.clone().billing());
+    let timing = crate::metrics::ControlMetrics::new();
+    let metrics_server = match core.cfg.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| PolicyEngineError::Listen { addr, source })?;
+            tracing::info!(%addr, "metrics at GET /metrics");
+            Some(tokio::spawn(metrics::serve(l, timing.clone())))
+        }
+        None => None,
+    };
     listener
         .set_nonblocking(true)
         .map_err(|e| PolicyEngineError::Serve(e.to_string()))?;
@@ -471,10 +483,14 @@ pub async fn serve(
             .map_err(|e| PolicyEngineError::Serve(crate::proto::tls::error_chain(&e)))?;
     }
     let served = server
+        .layer(metrics::layer(timing))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     billing.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     served.map_err(|e| PolicyEngineError::Serve(e.to_string()))
 }
 
