@@ -11,6 +11,7 @@ pub mod control;
 pub mod dataplane;
 pub mod engine;
 pub mod io;
+pub mod metrics;
 pub mod packet;
 pub mod peers;
 pub mod policy;

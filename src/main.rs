@@ -333,6 +333,7 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
         }),
         events: Some(control.events()),
         board: Some(tallies),
+        metrics: Some(control.metrics()),
     };
     let report = dataplane::run(policy, &dp, options);
     // Workers have stopped; open sessions get their CCR-T, best effort.

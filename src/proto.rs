@@ -4,7 +4,10 @@
 //! service.
 //!
 //! Only generated code and this glue live here; the services are implemented where they are
-//! served (`peers::policy_engine`, and `control` for the gateway).
+//! served (`peers::policy_engine`, and `control` for the gateway). [`tls`] turns the `ServerTls`
+//! and `ClientTls` settings into tonic's TLS configurations for every server and client.
+
+pub mod tls;
 
 /// Package `weir.v1`.
 pub mod v1 {

@@ -289,6 +289,60 @@ fn independent_usage(pcap: &Path) -> (Usage, u64) {
     (usage, blocked)
 }
 
+/// `GET /metrics` reads the slots `GET /report` reads: with nothing crossing the gateway, each
+/// worker's received, handled and forwarded frames are the same numbers in both. A straggler
+/// between the reads (two reports that differ) makes it read again.
+fn metrics_match_the_report(gw: &str, report_url: &str) {
+    let metrics_url = report_url.replace("/report", "/metrics");
+    let get = |url: &str| {
+        ok(
+            &mut netns(gw, &["curl", "-s", "--max-time", "5", url]),
+            Duration::from_secs(10),
+        )
+    };
+    let workers = |text: String| -> Vec<(u64, u64, u64, u64)> {
+        let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+        r["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                let n = |v: &serde_json::Value| v.as_u64().unwrap();
+                (
+                    n(&w["worker"]),
+                    n(&w["io"]["rx_frames"]),
+                    n(&w["frames"]),
+                    n(&w["forwarded"]),
+                )
+            })
+            .collect()
+    };
+    for _ in 0..5 {
+        let before = workers(get(report_url));
+        let metrics = get(&metrics_url);
+        if workers(get(report_url)) != before {
+            continue;
+        }
+        assert!(before.iter().map(|w| w.1).sum::<u64>() > 0, "{before:?}");
+        let lines: Vec<&str> = metrics.lines().collect();
+        for (worker, rx, frames, forwarded) in before {
+            for want in [
+                format!("weir_frames_received_total{{worker=\"{worker}\"}} {rx}"),
+                format!("weir_frames_handled_total{{worker=\"{worker}\"}} {frames}"),
+                format!("weir_frames_forwarded_total{{worker=\"{worker}\"}} {forwarded}"),
+            ] {
+                assert!(
+                    lines.contains(&want.as_str()),
+                    "{want} missing in\n{metrics}"
+                );
+            }
+        }
+        assert!(lines.contains(&"weir_sessions 2"), "{metrics}");
+        return;
+    }
+    panic!("the report never held still for two reads");
+}
+
 #[test]
 fn bridge_meters_exactly_what_the_client_saw_and_a_disabled_rule_blocks() {
     if !root_or_skip("bridge_metering") {
@@ -420,6 +474,7 @@ fn bridge_meters_exactly_what_the_client_saw_and_a_disabled_rule_blocks() {
     download_and_verify(&lab, &ue, INET4);
     assert_eq!(ping(&ue, INET4, 5), 5);
     let after = worker_frames();
+    metrics_match_the_report(&gw, report_url);
     assert_eq!(ping(&ue, INET6, 5), 5);
     let blocked = run(
         &mut netns(

@@ -20,13 +20,15 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// CCR-T attempts before it is given up (logged).
 const TERMINATE_ATTEMPTS: u32 = 3;
 
 pub struct Gx {
     client: PolicyEngineClient<Channel>,
+    /// Latency and result of every request to the policy engine.
+    metrics: crate::metrics::ControlMetrics,
     settings: ControlSettings,
     manager: Manager,
     tallies: Tallies,
@@ -55,6 +57,23 @@ fn success(code: i32) -> bool {
 }
 
 impl Gx {
+    /// Runs one request to the policy engine, its latency and result recorded by RPC.
+    async fn timed<T>(
+        &self,
+        rpc: &str,
+        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        let started = std::time::Instant::now();
+        let answer = call.await;
+        let result = match &answer {
+            Ok(_) => "Ok".to_string(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.metrics
+            .observe(rpc, &result, started.elapsed().as_secs_f64());
+        answer
+    }
+
     /// A client for `endpoint`; it connects on first use and again after a failure. Needs a
     /// runtime.
     pub fn new(
@@ -62,13 +81,17 @@ impl Gx {
         settings: ControlSettings,
         manager: Manager,
         tallies: Tallies,
-    ) -> Result<Gx, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(endpoint.to_string())?
-            .connect_timeout(settings.request_timeout)
-            .timeout(settings.request_timeout)
-            .connect_lazy();
+        metrics: crate::metrics::ControlMetrics,
+    ) -> Result<Gx, crate::proto::tls::TlsError> {
+        let channel = crate::proto::tls::client_channel(
+            endpoint,
+            settings.policy_engine_tls.as_ref(),
+            settings.request_timeout,
+        )?
+        .connect_lazy();
         Ok(Gx {
             client: PolicyEngineClient::new(channel),
+            metrics,
             manager,
             tallies,
             reauth_endpoint: Mutex::new(settings.reauth_endpoint()),
@@ -128,7 +151,10 @@ impl Gx {
             event_trigger: vec![pb::EventTrigger::UeIpAddressAllocate as i32],
         };
         let started = std::time::Instant::now();
-        let answer = match self.client.clone().create_session(request).await {
+        let answer = match self
+            .timed("CreateSession", self.client.clone().create_session(request))
+            .await
+        {
             Ok(a) => a.into_inner(),
             Err(e) => {
                 tracing::warn!(ue = %ue, subscriber = %mapping.subscriber, session = %session_id,
@@ -200,7 +226,13 @@ impl Gx {
         request.cc_request_number = number;
         let mut pause = self.settings.retry_backoff;
         let answer = loop {
-            match self.client.clone().update_session(request.clone()).await {
+            match self
+                .timed(
+                    "UpdateSession",
+                    self.client.clone().update_session(request.clone()),
+                )
+                .await
+            {
                 Ok(a) => break a.into_inner(),
                 Err(e) if transient(&e) => {
                     let alive = self
@@ -319,7 +351,13 @@ impl Gx {
         let mut pause = self.settings.retry_backoff;
         let request = self.termination(e, cause);
         for attempt in 1..=TERMINATE_ATTEMPTS {
-            match self.client.clone().terminate_session(request.clone()).await {
+            match self
+                .timed(
+                    "TerminateSession",
+                    self.client.clone().terminate_session(request.clone()),
+                )
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(session = %request.session_id, cause = ?cause, "CCR-T answered");
                     return;
@@ -340,7 +378,13 @@ impl Gx {
     /// One CCR-T attempt (at shutdown, under a deadline).
     pub async fn terminate_once(&self, e: Entry, cause: pb::TerminationCause) {
         let request = self.termination(e, cause);
-        if let Err(s) = self.client.clone().terminate_session(request.clone()).await {
+        if let Err(s) = self
+            .timed(
+                "TerminateSession",
+                self.client.clone().terminate_session(request.clone()),
+            )
+            .await
+        {
             tracing::warn!(session = %request.session_id, error = %s.message(), "CCR-T not delivered");
         }
     }

@@ -43,10 +43,10 @@ pub enum ControlError {
     },
     #[error(transparent)]
     Reflection(#[from] crate::proto::ReflectionError),
-    #[error("[control] tls is configured but serving TLS is not available in this build")]
-    Tls,
-    #[error("policy engine endpoint '{0}' is not usable")]
-    Endpoint(String),
+    #[error("[control] tls: {0}")]
+    Tls(crate::proto::tls::TlsError),
+    #[error("[control] policy_engine: {0}")]
+    Endpoint(crate::proto::tls::TlsError),
 }
 
 /// The running control plane.
@@ -56,6 +56,8 @@ pub struct Control {
     gx: Option<Arc<gx::Gx>>,
     events: crossbeam_channel::Sender<Event>,
     settings: crate::policy::ControlSettings,
+    server_tls: Option<tonic::transport::ServerTlsConfig>,
+    metrics: crate::metrics::ControlMetrics,
     tallies: Tallies,
     local_addr: OnceLock<SocketAddr>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -77,9 +79,14 @@ pub fn start(
         .build()
         .map_err(ControlError::Runtime)?;
     let settings = config.control.clone();
-    if settings.tls.is_some() {
-        return Err(ControlError::Tls);
-    }
+    // Certificate files are read now, so a bad one stops `weir run` before it forwards.
+    let server_tls = settings
+        .tls
+        .as_ref()
+        .map(crate::proto::tls::server_tls)
+        .transpose()
+        .map_err(ControlError::Tls)?;
+    let metrics = crate::metrics::ControlMetrics::new();
     let sessions = Sessions::new(config, Timestamp::now());
     let (manager, _task) = {
         let _guard = runtime.enter();
@@ -95,8 +102,9 @@ pub fn start(
                     settings.clone(),
                     manager.clone(),
                     Arc::clone(&tallies),
+                    metrics.clone(),
                 )
-                .map_err(|_| ControlError::Endpoint(endpoint.clone()))?,
+                .map_err(ControlError::Endpoint)?,
             ))
         }
         None => None,
@@ -119,6 +127,8 @@ pub fn start(
         gx,
         events,
         settings,
+        server_tls,
+        metrics,
         tallies,
         local_addr: OnceLock::new(),
         stop: Mutex::new(None),
@@ -157,9 +167,10 @@ impl Control {
         );
         let routes = self.runtime.block_on(server::routes(svc))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let tls = self.settings.tls.clone();
+        let tls = self.server_tls.clone();
+        let metrics = self.metrics.clone();
         let task = self.runtime.spawn(async move {
-            if let Err(e) = server::serve(l, routes, tls.as_ref(), async {
+            if let Err(e) = server::serve(l, routes, tls, metrics, async {
                 let _ = stopped.await;
             })
             .await
@@ -171,6 +182,11 @@ impl Control {
         *lock(&self.stop) = Some(stop);
         *lock(&self.server) = Some(task);
         Ok(Some(bound))
+    }
+
+    /// The control plane's request latencies and snapshot build times, for `GET /metrics`.
+    pub fn metrics(&self) -> crate::metrics::ControlMetrics {
+        self.metrics.clone()
     }
 
     /// Where the data path sends its events.

@@ -13,7 +13,7 @@ use super::manager::Manager;
 use super::sessions::{Entry, Origin, Refused, Sessions, Update};
 use super::Tallies;
 use crate::peers::policy_engine::rules::{definition_of, rule_of, Invalid};
-use crate::policy::{IpPrefix, ServerTls, SessionId, SubscriberId};
+use crate::policy::{IpPrefix, SessionId, SubscriberId};
 use crate::proto::v1 as pb;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -211,15 +211,20 @@ pub async fn routes(
 pub async fn serve(
     listener: std::net::TcpListener,
     routes: tonic::service::Routes,
-    tls: Option<&ServerTls>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    metrics: crate::metrics::ControlMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    if tls.is_some() {
-        return Err("serving TLS is not available in this build".into());
-    }
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| crate::proto::tls::error_chain(&e))?;
+    }
+    server
+        .layer(crate::peers::policy_engine::metrics::layer(metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

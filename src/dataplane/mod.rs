@@ -8,6 +8,7 @@
 //! Nothing here parses packets or decides policy; that is the engine's.
 
 pub mod config;
+pub mod metrics;
 pub mod report;
 
 mod bridge;
@@ -166,6 +167,8 @@ pub struct RunOptions {
     /// Filled with the workers' board once it exists, for the control plane to read usage and
     /// counters from.
     pub board: Option<Arc<std::sync::OnceLock<Arc<Board>>>>,
+    /// The control plane's request metrics, for `GET /metrics` beside the data path's.
+    pub metrics: Option<crate::metrics::ControlMetrics>,
 }
 
 /// Runs the data path until SIGINT or SIGTERM; returns the final report after the rings have
@@ -186,6 +189,9 @@ pub fn run(
     let board = Board::new(mode, n, Arc::clone(&policy));
     if let Some(cell) = &options.board {
         let _ = cell.set(Arc::clone(&board));
+    }
+    if let Some(m) = options.metrics.take() {
+        board.set_control_metrics(m);
     }
     let portal: resolve::PortalAddresses = Arc::default();
     let listener = if dp.report_listen.is_empty() {
@@ -361,7 +367,7 @@ pub fn run(
     let server = match listener {
         Some(l) => {
             let b = Arc::clone(&board);
-            tracing::info!(address = %dp.report_listen, "usage report at GET /report");
+            tracing::info!(address = %dp.report_listen, "usage report at GET /report, metrics at GET /metrics");
             Some(
                 std::thread::Builder::new()
                     .name("weir-report".into())

@@ -1,6 +1,7 @@
 //! Usage from a running gateway: workers publish their raw counters now and then (and promptly
 //! when someone asks) into a slot of their own, and a small HTTP endpoint on a local address
-//! builds the report from the slots and serves it as JSON at `GET /report`.
+//! builds the report from the slots and serves it as JSON at `GET /report`, and the same
+//! numbers as Prometheus metrics at `GET /metrics` (see [`super::metrics`]).
 //!
 //! A worker only copies numbers into its slot, about once a second, and never waits for it: when
 //! the report thread is reading the slot, the worker tries again after its next batch. Names,
@@ -133,6 +134,8 @@ pub struct Board {
     /// Bumped by a reader that wants fresh numbers; workers publish when they see it move.
     wanted: AtomicU64,
     answered: Vec<AtomicU64>,
+    /// The control plane's request metrics, rendered by `/metrics` when handed over.
+    control: std::sync::OnceLock<crate::metrics::ControlMetrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,7 +155,14 @@ impl Board {
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
             wanted: AtomicU64::new(0),
             answered: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            control: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands over the control plane's metrics for `/metrics` to render; the first one given
+    /// stays.
+    pub fn set_control_metrics(&self, metrics: crate::metrics::ControlMetrics) {
+        let _ = self.control.set(metrics);
     }
 
     /// The request generation a worker should answer, if newer than `seen`.
@@ -199,6 +209,19 @@ impl Board {
     /// Asks every worker for fresh numbers, waits up to `timeout` for them, and builds the
     /// report from what is there.
     pub fn fresh(&self, timeout: Duration) -> GatewayReport {
+        self.wait_fresh(timeout);
+        self.current()
+    }
+
+    /// The Prometheus exposition of fresh numbers (asked for and waited on as by [`fresh`]).
+    ///
+    /// [`fresh`]: Board::fresh
+    pub fn fresh_metrics(&self, timeout: Duration) -> String {
+        self.wait_fresh(timeout);
+        super::metrics::render(&self.workers(), &self.policy.load(), self.control.get())
+    }
+
+    fn wait_fresh(&self, timeout: Duration) {
         let generation = self.wanted.fetch_add(1, Ordering::AcqRel) + 1;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline
@@ -209,15 +232,16 @@ impl Board {
         {
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.current()
     }
 
-    /// The report of the numbers published so far. Each slot is held only while it is
-    /// copied; the report is built after.
+    /// The numbers published so far, by worker. Each slot is held only while it is copied.
+    fn workers(&self) -> Vec<WorkerReport> {
+        self.slots.iter().filter_map(|s| lock(s).clone()).collect()
+    }
+
+    /// The report of the numbers published so far; built after the slots are copied.
     pub fn current(&self) -> GatewayReport {
-        let workers: Vec<WorkerReport> =
-            self.slots.iter().filter_map(|s| lock(s).clone()).collect();
-        GatewayReport::from_workers(self.mode, &workers, &self.policy.load())
+        GatewayReport::from_workers(self.mode, &self.workers(), &self.policy.load())
     }
 }
 
@@ -241,7 +265,7 @@ pub fn listen(address: &str) -> Result<TcpListener, ListenError> {
     Ok(l)
 }
 
-/// Serves `GET /report` until `stop()` is true. One request at a time: it is an operator's tool.
+/// Serves `GET /report` and `GET /metrics` until `stop()` is true. One request at a time: it is an operator's tool.
 pub fn serve(listener: TcpListener, board: Arc<Board>, stop: impl Fn() -> bool) {
     while !stop() {
         match listener.accept() {
@@ -278,7 +302,11 @@ fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
     let first = request.lines().next().unwrap_or("");
     let mut parts = first.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = if method == "GET" && (path == "/report" || path == "/report/") {
+    let mut content_type = "application/json";
+    let (status, body) = if method == "GET" && path == "/metrics" {
+        content_type = crate::metrics::CONTENT_TYPE;
+        ("200 OK", board.fresh_metrics(Duration::from_secs(1)))
+    } else if method == "GET" && (path == "/report" || path == "/report/") {
         let report = board.fresh(Duration::from_secs(1));
         match serde_json::to_string_pretty(&report) {
             Ok(s) => ("200 OK", s + "\n"),
@@ -290,12 +318,12 @@ fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
     } else {
         (
             "404 Not Found",
-            "{\"error\":\"only GET /report is served here\"}\n".to_string(),
+            "{\"error\":\"only GET /report and GET /metrics are served here\"}\n".to_string(),
         )
     };
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     stream.flush()

@@ -444,7 +444,14 @@ impl pb::admin_server::Admin for AdminService {
                 event_trigger: r.event_trigger.clone(),
                 ..Default::default()
             };
-            match send_once(&s.reauth_endpoint, rar, core.cfg.reauth.timeout).await {
+            match send_once(
+                &s.reauth_endpoint,
+                rar,
+                core.cfg.reauth.timeout,
+                core.pusher.tls.as_ref(),
+            )
+            .await
+            {
                 Ok(raa) => {
                     result.result_code = raa.result_code;
                     result.experimental_result_code = raa.experimental_result_code;

@@ -5,6 +5,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50051"          # default; loopback unless you mean otherwise
+//! metrics_listen = "127.0.0.1:9465"   # GET /metrics (request latencies by RPC); default: off
 //! database = "policy-engine.sqlite"   # required; relative to this file's folder; created on first run
 //! billing_delay = 30                  # seconds before a recharge reaches the balance (0-86400); default 0
 //! origin_host = "pcrf.example"        # Origin-Host in RARs; default "weir-policy-engine"
@@ -15,6 +16,13 @@
 //! reauth = { timeout = 5, attempts = 6, backoff = 1, max_backoff = 30 }
 //!     # RAR delivery: seconds per attempt (1-300), attempts (1-100), first and longest pause
 //!     # between attempts in seconds (the pause doubles each time); the defaults are shown
+//! tls = { cert = "pe.pem", key = "pe.key", client_ca = "gateways-ca.pem" }
+//!     # serve over TLS (PEM files, relative to this file's folder); with client_ca, every
+//!     # client (gateway, operator) must present a certificate that CA signed. Default: plaintext
+//! gateway_tls = { ca = "gateways-ca.pem", cert = "pe-client.pem", key = "pe-client.key", domain = "gw.example" }
+//!     # RARs to the gateways over TLS: the CA that signs their certificates, this engine's own
+//!     # certificate and key when the gateways require one (both or neither), and the name their
+//!     # certificates carry (default: the host of the address each gave in CCR-I). Default: plaintext
 //!
 //! [redirect_rule]                     # required: the rule a subscriber gets at balance <= 0,
 //! name = "recharge-redirect"          # with the keys of the gateway's [[predefined_rule]];
@@ -42,7 +50,7 @@
 
 use super::rules::{MAX_LIST, MAX_NAME_LEN};
 use crate::policy::reader::{as_str, join, Ctx, Fields, Value};
-use crate::policy::{ConfigErrors, PccRule, SubscriberId};
+use crate::policy::{ClientTls, ConfigErrors, PccRule, ServerTls, SubscriberId};
 use crate::token::{parse_hex_key, TokenKey};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -99,6 +107,8 @@ impl Default for Reauth {
 #[derive(Clone, Debug)]
 pub struct PolicyEngineConfig {
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub database: PathBuf,
     pub billing_delay: Duration,
     pub origin_host: String,
@@ -107,6 +117,10 @@ pub struct PolicyEngineConfig {
     pub predefined_rules: Vec<String>,
     pub default_plan: String,
     pub reauth: Reauth,
+    /// TLS for the server (`None`: plaintext).
+    pub tls: Option<ServerTls>,
+    /// TLS for RARs to gateways (`None`: plaintext).
+    pub gateway_tls: Option<ClientTls>,
     pub redirect_rule: PccRule,
     pub plans: Vec<PlanConfig>,
     pub accounts: Vec<SeedAccount>,
@@ -144,6 +158,7 @@ impl PolicyEngineConfig {
             String::new(),
             &[
                 "listen",
+                "metrics_listen",
                 "database",
                 "billing_delay",
                 "origin_host",
@@ -152,6 +167,8 @@ impl PolicyEngineConfig {
                 "predefined_rules",
                 "default_plan",
                 "reauth",
+                "tls",
+                "gateway_tls",
                 "redirect_rule",
                 "plan",
                 "account",
@@ -170,6 +187,14 @@ impl PolicyEngineConfig {
                 }
             },
         };
+        let metrics_listen = f.str(c, "metrics_listen").and_then(|(text, span)| {
+            text.parse::<SocketAddr>()
+                .map_err(|_| {
+                    let m = format!("'{text}' is not an address and port such as 127.0.0.1:9465");
+                    c.error(span.start, "metrics_listen", m);
+                })
+                .ok()
+        });
         let database = f.required_str(c, "database").and_then(|(p, span)| {
             if p.trim().is_empty() {
                 c.error(
@@ -199,6 +224,10 @@ impl PolicyEngineConfig {
             .get("reauth")
             .and_then(|v| read_reauth(c, v))
             .unwrap_or_default();
+        let tls = f.get("tls").and_then(|v| read_server_tls(c, v, "tls", dir));
+        let gateway_tls = f
+            .get("gateway_tls")
+            .and_then(|v| read_client_tls(c, v, "gateway_tls", dir));
 
         let redirect_rule = match f.get("redirect_rule") {
             None => {
@@ -297,6 +326,7 @@ impl PolicyEngineConfig {
         let missing = || ConfigErrors(Vec::new());
         Ok(PolicyEngineConfig {
             listen: listen.ok_or_else(missing)?,
+            metrics_listen,
             database: database.ok_or_else(missing)?,
             billing_delay,
             origin_host,
@@ -305,6 +335,8 @@ impl PolicyEngineConfig {
             predefined_rules: predefined_rules.into_iter().map(|(n, _)| n).collect(),
             default_plan,
             reauth,
+            tls,
+            gateway_tls,
             redirect_rule: redirect_rule.ok_or_else(missing)?,
             plans,
             accounts,
@@ -342,6 +374,77 @@ fn read_names(ctx: &mut Ctx<'_>, f: &Fields<'_, '_>, key: &str) -> Vec<(String, 
         ctx.error(f.span.start, &f.path(key), m);
     }
     names
+}
+
+/// A PEM file's path, relative to `dir` (the configuration file's folder).
+fn read_path(ctx: &mut Ctx<'_>, f: &Fields<'_, '_>, key: &str, dir: &Path) -> Option<PathBuf> {
+    let (p, span) = f.str(ctx, key)?;
+    if p.trim().is_empty() {
+        ctx.error(span.start, &f.path(key), "the path must not be empty");
+        return None;
+    }
+    Some(dir.join(p))
+}
+
+/// `{ cert, key, client_ca }`: the files are read when the server starts.
+fn read_server_tls(
+    ctx: &mut Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    dir: &Path,
+) -> Option<ServerTls> {
+    let f = Fields::new(ctx, value, path.to_string(), &["cert", "key", "client_ca"])?;
+    for key in ["cert", "key"] {
+        if f.get(key).is_none() {
+            f.missing(ctx, key);
+        }
+    }
+    let cert = read_path(ctx, &f, "cert", dir);
+    let key = read_path(ctx, &f, "key", dir);
+    let client_ca = read_path(ctx, &f, "client_ca", dir);
+    Some(ServerTls {
+        cert: cert?,
+        key: key?,
+        client_ca,
+    })
+}
+
+/// `{ ca, cert, key, domain }`: the files are read when the policy engine starts.
+fn read_client_tls(
+    ctx: &mut Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    dir: &Path,
+) -> Option<ClientTls> {
+    let f = Fields::new(
+        ctx,
+        value,
+        path.to_string(),
+        &["ca", "cert", "key", "domain"],
+    )?;
+    if f.get("ca").is_none() {
+        f.missing(ctx, "ca");
+    }
+    let ca = read_path(ctx, &f, "ca", dir);
+    let cert = read_path(ctx, &f, "cert", dir);
+    let key = read_path(ctx, &f, "key", dir);
+    if cert.is_some() != key.is_some() {
+        let m = "a client certificate needs both cert and key";
+        ctx.error(f.span.start, path, m);
+    }
+    let domain = f.str(ctx, "domain").and_then(|(d, span)| {
+        if d.trim().is_empty() {
+            ctx.error(span.start, &f.path("domain"), "the name must not be empty");
+            return None;
+        }
+        Some(d.to_string())
+    });
+    Some(ClientTls {
+        ca: ca?,
+        cert,
+        key,
+        domain,
+    })
 }
 
 fn read_reauth(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<Reauth> {

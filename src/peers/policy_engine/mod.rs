@@ -16,6 +16,7 @@
 mod admin;
 pub mod config;
 mod gx;
+pub mod metrics;
 pub mod push;
 pub mod rules;
 pub mod store;
@@ -50,6 +51,8 @@ pub enum PolicyEngineError {
     },
     #[error(transparent)]
     Reflection(#[from] crate::proto::ReflectionError),
+    #[error(transparent)]
+    Tls(#[from] crate::proto::tls::TlsError),
     #[error("gRPC server: {0}")]
     Serve(String),
 }
@@ -132,7 +135,7 @@ fn stored_plan(p: &config::PlanConfig) -> pb::Plan {
 pub(crate) struct Core {
     cfg: PolicyEngineConfig,
     store: Arc<Store>,
-    pusher: Pusher,
+    pub(crate) pusher: Pusher,
     redirect_definition: pb::ChargingRuleDefinition,
 }
 
@@ -143,11 +146,16 @@ fn internal(e: StoreError) -> Status {
 }
 
 impl Core {
-    fn new(cfg: PolicyEngineConfig, store: Arc<Store>) -> Core {
+    fn new(
+        cfg: PolicyEngineConfig,
+        store: Arc<Store>,
+        gateway_tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Core {
         let redirect_definition = rules::definition_of(&cfg.redirect_rule);
         let pusher = Pusher {
             reauth: cfg.reauth,
             store: store.clone(),
+            tls: gateway_tls,
         };
         Core {
             cfg,
@@ -408,14 +416,38 @@ impl Core {
     }
 }
 
+/// The server's and the RAR client's TLS configurations, from their files (`None`: plaintext).
+fn tls_of(
+    cfg: &PolicyEngineConfig,
+) -> Result<
+    (
+        Option<tonic::transport::ServerTlsConfig>,
+        Option<tonic::transport::ClientTlsConfig>,
+    ),
+    PolicyEngineError,
+> {
+    let server = cfg
+        .tls
+        .as_ref()
+        .map(crate::proto::tls::server_tls)
+        .transpose()?;
+    let client = cfg
+        .gateway_tls
+        .as_ref()
+        .map(crate::proto::tls::client_tls)
+        .transpose()?;
+    Ok((server, client))
+}
+
 /// Serves on `listener` until `shutdown` resolves.
 pub async fn serve(
     cfg: PolicyEngineConfig,
     listener: std::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), PolicyEngineError> {
+    let (server_tls, gateway_tls) = tls_of(&cfg)?;
     let store = Arc::new(Store::open(&cfg.database)?);
-    let core = Arc::new(Core::new(cfg, store));
+    let core = Arc::new(Core::new(cfg, store, gateway_tls));
     core.seed()?;
     let (routes, _health) =
         crate::proto::standard_routes(&["weir.v1.PolicyEngine", "weir.v1.Admin"]).await?;
@@ -427,17 +459,38 @@ pub async fn serve(
             core.clone(),
         )));
     let billing = tokio::spawn(core.clone().billing());
+    let timing = crate::metrics::ControlMetrics::new();
+    let metrics_server = match core.cfg.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| PolicyEngineError::Listen { addr, source })?;
+            tracing::info!(%addr, "metrics at GET /metrics");
+            Some(tokio::spawn(metrics::serve(l, timing.clone())))
+        }
+        None => None,
+    };
     listener
         .set_nonblocking(true)
         .map_err(|e| PolicyEngineError::Serve(e.to_string()))?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| PolicyEngineError::Serve(e.to_string()))?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let served = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = server_tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| PolicyEngineError::Serve(crate::proto::tls::error_chain(&e)))?;
+    }
+    let served = server
+        .layer(metrics::layer(timing))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     billing.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     served.map_err(|e| PolicyEngineError::Serve(e.to_string()))
 }
 
@@ -462,6 +515,8 @@ pub fn run(
     cfg: PolicyEngineConfig,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), PolicyEngineError> {
+    // The TLS files are checked before anything is bound or announced.
+    tls_of(&cfg)?;
     let addr = cfg.listen;
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|source| PolicyEngineError::Listen { addr, source })?;
@@ -474,7 +529,9 @@ pub fn run(
         .build()
         .map_err(|e| PolicyEngineError::Serve(e.to_string()))?;
     tracing::info!(addr = %bound, database = %cfg.database.display(),
-        billing_delay = ?cfg.billing_delay, "policy engine listening");
+        billing_delay = ?cfg.billing_delay, tls = cfg.tls.is_some(),
+        client_certificates = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        "policy engine listening");
     on_ready(bound);
     runtime.block_on(serve(cfg, listener, shutdown_signal()))
 }

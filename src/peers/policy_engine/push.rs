@@ -4,6 +4,9 @@
 //! of attempts, each failure logged; it never stops the policy engine. A redirect change that
 //! was never delivered is undone in the store, so the next reconciliation (the next billing
 //! tick touching the account, an operator's change, or the session's next CCR-U) tries again.
+//!
+//! With `gateway_tls` configured every push is made over TLS (an `http://` address given in
+//! CCR-I is taken as `https://`), presenting this engine's client certificate when one is set.
 
 use super::config::Reauth;
 use super::store::{RedirectState, Store};
@@ -11,7 +14,7 @@ use crate::proto::v1 as pb;
 use pb::gateway_client::GatewayClient;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::Endpoint;
+use tonic::transport::ClientTlsConfig;
 
 /// A redirect change the store already records, to undo if the RAR never arrives.
 #[derive(Clone, Debug)]
@@ -32,13 +35,10 @@ pub struct RarJob {
 /// Why one attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("invalid gateway address '{0}'")]
-    Address(String),
-    #[error("cannot reach the gateway at {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: tonic::transport::Error,
-    },
+    #[error("{0}")]
+    Address(crate::proto::tls::TlsError),
+    #[error("cannot reach the gateway at {endpoint}: {cause}")]
+    Connect { endpoint: String, cause: String },
     #[error("the gateway at {endpoint} answered {status}")]
     Status {
         endpoint: String,
@@ -83,19 +83,18 @@ pub fn normalize_endpoint(text: &str) -> Result<String, String> {
     Ok(uri)
 }
 
-/// Sends one RAR and waits for the RAA, within `timeout`.
+/// Sends one RAR and waits for the RAA, within `timeout`, over TLS when `tls` is given.
 pub async fn send_once(
     endpoint: &str,
     request: pb::ReAuthRequest,
     timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
 ) -> Result<pb::ReAuthAnswer, PushError> {
-    let ep = Endpoint::from_shared(endpoint.to_string())
-        .map_err(|_| PushError::Address(endpoint.to_string()))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = ep.connect().await.map_err(|source| PushError::Connect {
+    let ep =
+        crate::proto::tls::client_endpoint(endpoint, tls, timeout).map_err(PushError::Address)?;
+    let channel = ep.connect().await.map_err(|e| PushError::Connect {
         endpoint: endpoint.to_string(),
-        source,
+        cause: crate::proto::tls::error_chain(&e),
     })?;
     let mut client = GatewayClient::new(channel);
     client
@@ -113,6 +112,8 @@ pub async fn send_once(
 pub struct Pusher {
     pub reauth: Reauth,
     pub store: Arc<Store>,
+    /// `gateway_tls`, read once at start.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Pusher {
@@ -126,7 +127,14 @@ impl Pusher {
         let session = job.request.session_id.clone();
         let mut pause = self.reauth.backoff;
         for attempt in 1..=self.reauth.attempts {
-            match send_once(&job.endpoint, job.request.clone(), self.reauth.timeout).await {
+            match send_once(
+                &job.endpoint,
+                job.request.clone(),
+                self.reauth.timeout,
+                self.tls.as_ref(),
+            )
+            .await
+            {
                 Ok(raa) => {
                     let code = raa.result_code;
                     if code == pb::ResultCode::DiameterSuccess as i32 {
