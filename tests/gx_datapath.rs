@@ -48,7 +48,7 @@ success_url = "http://portal.example/recharge/success"
 token_key = "{KEY_HEX}"
 portal_hosts = ["portal.example"]
 portal_addresses = ["192.0.2.80"]
-success_action = "{success_action}"
+success_action = "local"
 
 [[predefined_rule]]
 name = "web"
@@ -76,7 +76,14 @@ predefined = ["web"{redirect_rule}]
 {extra}
 "#
     );
-    Config::from_toml_str(&text, "gx").unwrap_or_else(|e| panic!("{:#?}", e.0))
+    let mut config = Config::from_toml_str(&text, "gx").unwrap_or_else(|e| panic!("{:#?}", e.0));
+    // "report" needs [control] policy_engine in a file, which would also turn on the pending
+    // path; these tests set what they exercise directly.
+    config.gateway.redirect.success_action = match success_action {
+        "report" => weir::policy::SuccessAction::Report,
+        _ => weir::policy::SuccessAction::Local,
+    };
+    config
 }
 
 const NEW_SESSION: &str = r#"
