@@ -521,7 +521,6 @@ fn grpcurl_lists_the_gateway_services_and_the_lab_sessions() {
 }
 
 #[test]
-#[ignore = "open bug: a dynamic rule with Flow-Status DISABLED installed by ReAuth does not close the gate in the lab (the site still answers 200); run with --ignored"]
 fn the_readme_lab_commands_run_as_written() {
     if !ready("gx_loop_readme") {
         return;
@@ -618,8 +617,8 @@ fn the_readme_lab_commands_run_as_written() {
         500,
         "{context}"
     );
-    // The watch saw the sessions come up and the redirects come and go.
-    for event in ["sessionUp", "redirectApplied", "redirectLifted"] {
+    // The watch saw the redirects come and go (the sessions were up before it started).
+    for event in ["redirectApplied", "redirectLifted"] {
         assert!(outputs[17].contains(event), "{event}: {context}");
     }
     // And billing frees ue2 once its delay is over (the policy engine's RAR).
