@@ -18,10 +18,12 @@
 # `ue` (imsi-001010000000001) in credit, `ue2` (imsi-001010000000002) at zero balance. The portal
 # credits every payment there (weir.v1.Admin/Recharge) before it issues the success token.
 #
-#   scripts/lab.sh up         build the namespaces and start Weir in gw (static sessions from
-#                             examples/lab.toml, the success lifted in the gateway)
-#   scripts/lab.sh up --pcrf  the same, but Weir takes its sessions from the policy engine
-#                             (examples/lab-pcrf.toml: [control], [[subscriber]], success reported)
+#   scripts/lab.sh up         build the namespaces, start the policy engine, the portal and Weir
+#                             in gw; Weir takes its sessions from the policy engine
+#                             (examples/lab-pcrf.toml: [control], [[subscriber]], the recharge
+#                             success reported to the policy engine, which lifts the redirect)
+#   scripts/lab.sh up --static  the same, but Weir's sessions come from its own file
+#                             (examples/lab.toml) and the success is lifted in the gateway
 #   scripts/lab.sh down       stop everything and remove the namespaces (also a half-built lab)
 #   scripts/lab.sh status     what exists, and Weir's usage report
 #
@@ -39,14 +41,16 @@
 #                     beside inet behind a switch namespace <prefix>wan; 0: none, inet alone
 #   WEIR_LAB_PCRF     1 (default): `weir policy-engine` in <prefix>pcrf (192.0.2.1:50051); 0: none
 #                     (the portal then only signs tokens)
-#   WEIR_LAB_SESSIONS static (default) | pcrf (what `up --pcrf` sets): where Weir's sessions come
-#                     from; pcrf makes examples/lab-pcrf.toml the default configuration
+#   WEIR_LAB_SESSIONS pcrf (default) | static (what `up --static` sets, and the default with
+#                     WEIR_LAB_PCRF=0 or WEIR_LAB_MODE=routed): where Weir's sessions come from,
+#                     which picks the default configuration (examples/lab-pcrf.toml, or
+#                     examples/lab.toml / examples/lab-routed.toml)
 #   WEIR_LAB_BILLING_DELAY  seconds a recharge takes to reach the balance in the policy engine
 #                     (default: examples/policy-engine.toml's billing_delay)
 #   WEIR_LAB_GATEWAY  weir (default) | bridge (the kernel's bridge, for comparison) | none
 #   WEIR_LAB_MODE     bridge (default: Weir bridges the legs) | routed (Weir on TUN, gw routes)
-#   WEIR_LAB_CONFIG   configuration for Weir and the portal (default examples/lab.toml, or
-#                     examples/lab-pcrf.toml with pcrf sessions)
+#   WEIR_LAB_CONFIG   configuration for Weir and the portal (default: as WEIR_LAB_SESSIONS says);
+#                     one that names a [control] policy_engine needs WEIR_LAB_PCRF=1
 #   WEIR_LAB_PORTAL_CONFIG  the configuration the portal reads (default WEIR_LAB_CONFIG's): its
 #                     [redirect] token key and success_url, e.g. when Weir's has no success_url
 #   WEIR_BIN          the weir binary (default target/release/weir, rebuilt when out of date)
@@ -57,19 +61,26 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 VERB=${1:-}
-[ "${2:-}" = --pcrf ] && WEIR_LAB_SESSIONS=pcrf
-[ -z "${2:-}" ] || [ "${2:-}" = --pcrf ] || { echo "lab: unknown option '$2' (only 'up --pcrf')" >&2; exit 2; }
+case "${2:-}" in
+  '') ;;
+  --static) WEIR_LAB_SESSIONS=static ;;
+  --pcrf) WEIR_LAB_SESSIONS=pcrf ;;
+  *) echo "lab: unknown option '$2' (only 'up --static' or 'up --pcrf')" >&2; exit 2 ;;
+esac
 P=${WEIR_LAB_PREFIX:-weir-}
 read -r -a CLIENTS <<<"${WEIR_LAB_CLIENTS:-ue ue2}"
 PORTAL=${WEIR_LAB_PORTAL:-1}
 GATEWAY=${WEIR_LAB_GATEWAY:-weir}
 MODE=${WEIR_LAB_MODE:-bridge}
 PCRF=${WEIR_LAB_PCRF:-1}
-SESSIONS=${WEIR_LAB_SESSIONS:-static}
-case "$SESSIONS" in
-  static) CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml} ;;
-  pcrf) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-pcrf.toml} ;;
-  *) echo "lab: WEIR_LAB_SESSIONS must be static or pcrf" >&2; exit 2 ;;
+# Sessions from the policy engine unless there is none, or the mode has no such configuration.
+if [ "$PCRF" = 1 ] && [ "$MODE" = bridge ]; then SESSIONS=${WEIR_LAB_SESSIONS:-pcrf}; else SESSIONS=${WEIR_LAB_SESSIONS:-static}; fi
+case "$SESSIONS/$MODE" in
+  static/routed) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-routed.toml} ;;
+  static/*) CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml} ;;
+  pcrf/routed) CONFIG=${WEIR_LAB_CONFIG:-} ;;
+  pcrf/*) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-pcrf.toml} ;;
+  *) echo "lab: WEIR_LAB_SESSIONS must be pcrf or static, got '$SESSIONS'" >&2; exit 2 ;;
 esac
 PORTAL_CONFIG=${WEIR_LAB_PORTAL_CONFIG:-$CONFIG}
 PE_EXAMPLE=examples/policy-engine.toml
@@ -118,8 +129,11 @@ up() {
   for tool in ip ethtool python3 curl; do command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs it)"; done
   ip netns list | grep -q "^${GW}\b" && die "a lab with prefix '$P' exists; run '$0 down' first"
   case "$BILLING_DELAY" in ''|*[!0-9]*) die "WEIR_LAB_BILLING_DELAY must be whole seconds, got '$BILLING_DELAY'" ;; esac
-  [ "$SESSIONS" = pcrf ] && [ "$PCRF" != 1 ] && die "sessions from the policy engine need it: WEIR_LAB_PCRF=1"
-  [ "$SESSIONS" = pcrf ] && [ "$MODE" = routed ] && [ -z "${WEIR_LAB_CONFIG:-}" ] && die "no routed configuration with a policy engine ships yet: set WEIR_LAB_CONFIG"
+  [ -n "$CONFIG" ] || die "no routed configuration with sessions from the policy engine ships yet: set WEIR_LAB_CONFIG, or WEIR_LAB_SESSIONS=static"
+  [ -f "$CONFIG" ] || die "no configuration at $CONFIG (WEIR_LAB_CONFIG)"
+  if grep -q '^ *policy_engine *=' "$CONFIG" && [ "$PCRF" != 1 ]; then
+    die "$CONFIG takes its sessions from a policy engine ([control] policy_engine), but WEIR_LAB_PCRF=0 starts none: use WEIR_LAB_SESSIONS=static"
+  fi
   mkdir -p "$STATE"
   : >"$STATE/namespaces"
   : >"$STATE/etc"
@@ -230,7 +244,10 @@ up() {
   BUILT=1
   echo "lab up: clients ${CLIENTS[*]/#/$P} -> $GW ($GATEWAY, $MODE) -> $INET ($INET4, $INET6, site.example)"
   [ "$PORTAL" = 1 ] && echo "        portal $PORTAL_NS ($PORTAL4, $PORTAL6, portal.example)"
-  [ "$PCRF" = 1 ] && echo "        policy engine $PCRF_NS ($PE_LISTEN, billing delay ${BILLING_DELAY} s; sessions: $SESSIONS)"
+  local from="Weir's own file"
+  grep -q '^ *policy_engine *=' "$CONFIG" && from="the policy engine"
+  [ "$PCRF" = 1 ] && echo "        policy engine $PCRF_NS ($PE_LISTEN, billing delay ${BILLING_DELAY} s)"
+  echo "        sessions from $from ($CONFIG)"
   echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://site.example/"
   [ ${#CLIENTS[@]} -gt 1 ] && echo "        ip netns exec ${P}${CLIENTS[1]} curl -i http://site.example/"
   return 0
@@ -394,5 +411,5 @@ case "$VERB" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up [--pcrf]|down|status (see the top of this file for settings)" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--static]|down|status (see the top of this file for settings)" >&2; exit 2 ;;
 esac

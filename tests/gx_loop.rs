@@ -1,5 +1,5 @@
-//! The whole recharge loop in the lab with sessions from the policy engine (`scripts/lab.sh up
-//! --pcrf`, `examples/lab-pcrf.toml`): `ue2`'s first packet brings its session from `weir
+//! The whole recharge loop in the lab with sessions from the policy engine (`scripts/lab.sh up`,
+//! `examples/lab-pcrf.toml`): `ue2`'s first packet brings its session from `weir
 //! policy-engine` with the redirect; it browses (302 to the portal), pays (the portal credits the
 //! account through weir.v1.Admin), reaches the success URL, the gateway reports the success
 //! (CCR-U), the policy engine removes the redirect, and the next request gets the real page — all
@@ -10,8 +10,7 @@
 //! README's lab commands run as written.
 //!
 //! Needs root and grpcurl (each test says so and stops without them; under CI a missing one is a
-//! failure). Until `weir run` accepts examples/lab-pcrf.toml's `[control]` table and
-//! `success_action = "report"`, each test prints that it skipped and why.
+//! failure). A lab configuration that `weir check-config` rejects fails every test.
 
 mod common;
 #[path = "support/grpc.rs"]
@@ -42,16 +41,14 @@ fn say(line: &str) {
     let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
-/// Whether `weir run` takes examples/lab-pcrf.toml. It is rejected, key by key, until the control
-/// plane is in: then the test says it skipped, and why. Rejected for any other reason: a failure.
-fn control_plane_or_skip(test: &str) -> bool {
+/// That `weir run` takes examples/lab-pcrf.toml: a rejected lab file fails the test, never skips it.
+fn lab_config_accepted(test: &str) -> bool {
     let out = run(
         Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("check-config")
             .arg(repo().join("examples/lab-pcrf.toml")),
         Duration::from_secs(30),
     );
-    // The control plane is part of the build: a rejected lab file is a failure, never a skip.
     assert!(
         out.status.success(),
         "{test}: examples/lab-pcrf.toml is rejected:\n{}{}",
@@ -62,13 +59,12 @@ fn control_plane_or_skip(test: &str) -> bool {
 }
 
 fn ready(test: &str) -> bool {
-    root_or_skip(test) && grpcurl_or_skip(test) && control_plane_or_skip(test)
+    root_or_skip(test) && grpcurl_or_skip(test) && lab_config_accepted(test)
 }
 
-/// A lab whose sessions come from the policy engine, billing delay `DELAY`.
+/// The default lab (sessions from the policy engine), billing delay `DELAY`.
 fn pcrf_lab(name: &str, env: &[(&str, &str)]) -> Lab {
     let mut all = vec![
-        ("WEIR_LAB_SESSIONS", "pcrf"),
         ("WEIR_LAB_BILLING_DELAY", DELAY_TEXT),
     ];
     all.extend_from_slice(env);
@@ -633,7 +629,13 @@ fn the_lab_portal_credits_the_lab_policy_engine() {
     if !root_or_skip("gx_loop_portal") || !grpcurl_or_skip("gx_loop_portal") {
         return;
     }
-    let lab = Lab::up("lp", &[("WEIR_LAB_BILLING_DELAY", DELAY_TEXT)]);
+    let lab = Lab::up(
+        "lp",
+        &[
+            ("WEIR_LAB_SESSIONS", "static"),
+            ("WEIR_LAB_BILLING_DELAY", DELAY_TEXT),
+        ],
+    );
     let ue2 = lab.ns("ue2");
     let p = in_gw(&lab);
     let prefix: Vec<&str> = p.iter().map(String::as_str).collect();

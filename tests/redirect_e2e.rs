@@ -1,4 +1,5 @@
-//! The recharge story end to end in the lab (`scripts/lab.sh`): the subscriber in `ue2` is out of
+//! The recharge story end to end in the lab with static sessions (`scripts/lab.sh up --static`,
+//! examples/lab.toml, `success_action = "local"`): the subscriber in `ue2` is out of
 //! credit, so the gateway answers its web requests with a 302 to `weir portal`; it recharges, the
 //! gateway's success watch sees the success URL and lifts the redirect at once, and the next
 //! request reaches the real site. The subscriber in `ue` is in credit and never redirected.
@@ -110,7 +111,7 @@ fn curl_is_redirected_recharges_and_then_gets_the_real_page() {
     if !root_or_skip("redirect_curl") {
         return;
     }
-    let lab = Lab::up("rc", &[]);
+    let lab = Lab::up("rc", &[("WEIR_LAB_SESSIONS", "static")]);
     let (ue, ue2) = (lab.ns("ue"), lab.ns("ue2"));
     let page = site_page(&lab);
 
@@ -229,7 +230,7 @@ fn chromium_is_redirected_recharges_and_then_gets_the_real_page() {
         );
         return;
     }
-    let lab = Lab::up("rb", &[]);
+    let lab = Lab::up("rb", &[("WEIR_LAB_SESSIONS", "static")]);
     let page = String::from_utf8(site_page(&lab)).expect("the lab's page is text");
     let driver = repo().join("tests/browser/recharge.py");
     let log = lab.state.join("chromium.log");
