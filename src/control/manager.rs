@@ -1,6 +1,7 @@
 //! The task that owns [`Sessions`]: requests reach it as closures over a bounded queue, each
-//! applied in turn; requests that arrive within a short window of each other are published as
-//! one snapshot, and each caller gets its answer only after the snapshot carrying its change is
+//! applied in turn; the requests that queued up while the previous snapshot was being built (and
+//! those arriving within an optional linger window) are published as one snapshot — a group
+//! commit, so a lone request waits for no timer and a burst costs few builds — and each caller gets its answer only after the snapshot carrying its change is
 //! in the workers' hands. Events go out on a broadcast channel, which never waits for a watcher.
 
 use super::sessions::Sessions;
@@ -12,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// How long the manager waits for more requests before it publishes what it has.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
+/// How long the manager lingers for more requests once it has taken those already queued. None:
+/// requests queue up on their own while a snapshot is built, and a lone request (a first packet
+/// waiting for its session) should not wait for a timer.
+pub const BATCH_WINDOW: Duration = Duration::ZERO;
 /// Requests waiting for the manager at most; a caller past that waits for room.
 const QUEUE: usize = 4096;
 /// Events a watcher may fall behind by before it skips (and is told in the log).
@@ -112,9 +115,18 @@ async fn run(
 ) {
     while let Some(job) = rx.recv().await {
         let mut replies = vec![job(&mut sessions, Timestamp::now())];
-        let deadline = tokio::time::Instant::now() + window;
-        while let Ok(Some(job)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            replies.push(job(&mut sessions, Timestamp::now()));
+        // Everything already queued joins this snapshot, at most a queue's worth.
+        while replies.len() < QUEUE {
+            match rx.try_recv() {
+                Ok(job) => replies.push(job(&mut sessions, Timestamp::now())),
+                Err(_) => break,
+            }
+        }
+        if !window.is_zero() {
+            let deadline = tokio::time::Instant::now() + window;
+            while let Ok(Some(job)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                replies.push(job(&mut sessions, Timestamp::now()));
+            }
         }
         if let Some(snapshot) = sessions.snapshot() {
             tracing::debug!(

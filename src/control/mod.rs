@@ -7,6 +7,7 @@
 //! touches packets.
 
 pub mod gx;
+mod index;
 pub mod manager;
 pub mod server;
 pub mod sessions;

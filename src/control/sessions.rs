@@ -107,6 +107,8 @@ pub struct Sessions {
     predefined: Vec<PccRule>,
     entries: BTreeMap<SessionId, Entry>,
     by_session_id: HashMap<String, SessionId>,
+    /// The entries by subscriber and by address.
+    index: super::index::Index,
     next_id: u32,
     version: u64,
     dirty: bool,
@@ -139,6 +141,7 @@ impl Sessions {
             predefined: config.predefined.clone(),
             entries: BTreeMap::new(),
             by_session_id: HashMap::new(),
+            index: Default::default(),
             next_id: 0,
             version: 0,
             dirty: true,
@@ -196,6 +199,7 @@ impl Sessions {
             );
         }
         self.by_session_id.insert(session_id, id);
+        self.index.add(id, &entry.config);
         self.entries.insert(id, entry);
         self.changed.insert(id);
         self.dirty = true;
@@ -251,21 +255,12 @@ impl Sessions {
     }
 
     pub fn by_subscriber(&self, sub: &SubscriberId) -> Option<SessionId> {
-        self.entries
-            .values()
-            .find(|e| &e.config.subscriber == sub)
-            .map(|e| e.id)
+        self.index.by_subscriber(sub)
     }
 
     /// The session owning a UE address (its IPv4 address, or inside its IPv6 prefix).
     pub fn by_address(&self, ue: IpAddr) -> Option<SessionId> {
-        self.entries
-            .values()
-            .find(|e| match ue {
-                IpAddr::V4(a) => e.config.ipv4 == Some(a),
-                IpAddr::V6(_) => e.config.ipv6.is_some_and(|p| p.contains(ue)),
-            })
-            .map(|e| e.id)
+        self.index.by_address(ue)
     }
 
     /// The version of the last snapshot made.
@@ -328,15 +323,15 @@ impl Sessions {
                 self.entries[&other].session_id
             )));
         }
-        for e in self.entries.values() {
-            let v4 = ipv4.is_some() && e.config.ipv4 == ipv4;
-            let v6 = matches!((ipv6, e.config.ipv6), (Some(a), Some(b)) if a.overlaps(&b));
-            if v4 || v6 {
-                return Err(Refused::Exists(format!(
-                    "the address is already used by session '{}' of {}",
-                    e.session_id, e.config.subscriber
-                )));
-            }
+        if let Some(e) = self
+            .index
+            .clash(ipv4, ipv6.as_ref())
+            .and_then(|id| self.entries.get(&id))
+        {
+            return Err(Refused::Exists(format!(
+                "the address is already used by session '{}' of {}",
+                e.session_id, e.config.subscriber
+            )));
         }
         let id = reserved.unwrap_or_else(|| self.new_id());
         let config = SessionConfig {
@@ -523,6 +518,7 @@ impl Sessions {
     ) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
         self.by_session_id.remove(&entry.session_id);
+        self.index.remove(id, &entry.config);
         self.event(
             &entry,
             now,
@@ -553,16 +549,18 @@ impl Sessions {
             match old.get(&c.subscriber) {
                 Some(&id) => {
                     if let Some(e) = self.entries.get_mut(&id) {
+                        self.index.remove(id, &e.config);
                         e.config = c.clone();
+                        self.index.add(id, &e.config);
                     }
                     kept.push(id);
                 }
                 None => {
-                    let clash = self.entries.values().find(|e| {
-                        e.config.subscriber == c.subscriber
-                            || (c.ipv4.is_some() && e.config.ipv4 == c.ipv4)
-                            || matches!((c.ipv6, e.config.ipv6), (Some(a), Some(b)) if a.overlaps(&b))
-                    });
+                    let clash = self
+                        .index
+                        .by_subscriber(&c.subscriber)
+                        .or_else(|| self.index.clash(c.ipv4, c.ipv6.as_ref()))
+                        .and_then(|id| self.entries.get(&id));
                     if let Some(e) = clash {
                         tracing::warn!(subscriber = %c.subscriber, session = %e.session_id,
                             origin = e.origin.as_str(), "reload: a file session clashes with a running one; left out");
