@@ -843,3 +843,103 @@ fn the_captive_portal_api_says_whether_the_store_holds_the_client_captive() {
     );
     assert_eq!(captive(&server)["captive"], true);
 }
+
+/// The pages in headless Chromium at a phone (390×844) and a desktop viewport: screenshots in
+/// `CARGO_TARGET_TMPDIR/portal_browser/`, the DOM checked, and the balance read back from the
+/// store after both payments.
+#[test]
+fn chromium_at_phone_and_desktop_sizes_pays_and_the_store_holds_it() {
+    let chromium = "/usr/bin/chromium";
+    if !std::path::Path::new(chromium).exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{chromium} is missing; scripts/install-deps.sh installs it");
+        }
+        eprintln!("portal_browser: skipped: no /usr/bin/chromium (scripts/install-deps.sh)");
+        return;
+    }
+    if !grpcurl_or_skip("portal_browser") {
+        return;
+    }
+    let pe = priced_policy_engine("portal-browser");
+    let server = crediting(&format!("http://{}", pe.addr));
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal_browser");
+    let _ = std::fs::remove_dir_all(&out);
+    let url = format!(
+        "http://{}/recharge?orig=http%3A%2F%2Fsite.example%2F&sub={SUB}",
+        server.addr
+    );
+    let driver = common::repo().join("tests/browser/portal_pages.py");
+    let log = out.with_extension("chromium.log");
+    let stdout = common::ok(
+        std::process::Command::new("python3")
+            .arg(&driver)
+            .args(["--chromium", chromium, "--url", &url, "--timeout", "90"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--log")
+            .arg(&log),
+        Duration::from_secs(110),
+    );
+    let story: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("driver output: {e}: {stdout}"));
+    let mut balance_shown = ["2.50 EUR", "7.50 EUR"].into_iter();
+    for (name, width) in [("phone", 390.0), ("desktop", 1280.0)] {
+        let v = &story[name];
+        let before = balance_shown.next().unwrap();
+        for page in ["page", "success", "reloaded"] {
+            let p = &v[page];
+            assert_eq!(
+                p["viewport_meta"], "width=device-width, initial-scale=1",
+                "{name} {page}: {p}"
+            );
+            assert_eq!(p["inner_width"].as_f64(), Some(width), "{name} {page}: {p}");
+            assert!(
+                p["scroll_width"].as_f64().unwrap() <= width,
+                "{name} {page}: horizontal scroll: {p}"
+            );
+            assert!(
+                p["font_size_px"].as_f64().unwrap() >= 16.0,
+                "{name} {page}: {p}"
+            );
+        }
+        let page = &v["page"];
+        assert_eq!(page["subscriber"], SUB, "{page}");
+        assert_eq!(page["balance"], before, "{name}: {page}");
+        assert!(
+            page["button_height"].as_f64().unwrap() >= 44.0,
+            "{name}: {page}"
+        );
+        let offers = page["offer_heights"].as_array().unwrap();
+        assert_eq!(offers.len(), 3, "{page}");
+        assert!(
+            offers.iter().all(|h| h.as_f64().unwrap() >= 44.0),
+            "{name}: {page}"
+        );
+        assert_eq!(page["radios_labelled"], true);
+        assert_eq!(page["legend"], "Choose an amount");
+        assert_eq!(page["selected"], "500");
+        let success = &v["success"];
+        assert_eq!(
+            success["heading"], "Recharge successful",
+            "{name}: {success}"
+        );
+        assert_eq!(success["charged"], "5.00 EUR", "{name}: {success}");
+        assert!(
+            success["link_height"].as_f64().unwrap() >= 44.0,
+            "{name}: {success}"
+        );
+        let reloaded = &v["reloaded"];
+        assert_eq!(
+            reloaded["heading"], "Recharge not confirmed",
+            "{name}: {reloaded}"
+        );
+        for shot in ["page_shot", "success_shot", "reloaded_shot"] {
+            let png = std::fs::read(v[shot].as_str().unwrap()).unwrap();
+            assert_eq!(&png[1..4], b"PNG", "{name} {shot}");
+        }
+    }
+    assert_eq!(story["phone"]["success"]["new_balance"], "7.50 EUR");
+    assert_eq!(story["desktop"]["success"]["new_balance"], "12.50 EUR");
+    // The store holds both payments, once each.
+    assert_eq!(balance(&pe), 1250);
+}
