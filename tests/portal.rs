@@ -943,3 +943,92 @@ fn chromium_at_phone_and_desktop_sizes_pays_and_the_store_holds_it() {
     // The store holds both payments, once each.
     assert_eq!(balance(&pe), 1250);
 }
+
+#[test]
+fn with_a_certificate_the_captive_portal_api_is_served_over_https() {
+    let found = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !found("openssl", "version") || !found("curl", "--version") {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("openssl or curl is missing; scripts/install-deps.sh installs them");
+        }
+        eprintln!("portal_https: skipped: openssl or curl is missing");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("weir-portal-https-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=portal.example"])
+        .args(["-addext", "subjectAltName=DNS:portal.example"])
+        .arg("-keyout")
+        .arg(dir.join("portal.key"))
+        .arg("-out")
+        .arg(dir.join("portal.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = weir::peers::portal::site::Site::from_toml_str(
+        &format!(
+            "captive_api = {{ tls = {{ cert = \"portal.pem\", key = \"portal.key\", listen = \"127.0.0.1:{port}\" }} }}\n"
+        ),
+        &dir.join("portal.toml"),
+        &dir,
+    )
+    .unwrap();
+    let config = Config::from_toml_str(CONFIG, "portal").unwrap();
+    let _server = start_with(Portal::from_config(&config).unwrap().with_site(site));
+    let curl = |path: &str| {
+        let out = common::run(
+            std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "--retry",
+                    "5",
+                    "--retry-connrefused",
+                    "--retry-delay",
+                    "1",
+                ])
+                .arg("--cacert")
+                .arg(dir.join("portal.pem"))
+                .args(["--resolve", &format!("portal.example:{port}:127.0.0.1")])
+                .args(["-w", "\n%{http_code} %{content_type}"])
+                .arg(format!("https://portal.example:{port}{path}")),
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let api = curl("/captive-portal/api");
+    let (body, status) = api.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200 application/captive+json", "{api}");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "captive": true, "user-portal-url": format!("https://portal.example:{port}/recharge") })
+    );
+    // The pages too, for a client that follows user-portal-url.
+    let page = curl(&format!("/recharge?sub={SUB}"));
+    assert!(
+        page.contains("<dd id=\"subscriber\">imsi-001010000000003</dd>"),
+        "{page}"
+    );
+    assert!(page.ends_with("200 text/html; charset=utf-8"), "{page}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

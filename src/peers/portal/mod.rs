@@ -28,6 +28,7 @@ mod pay;
 mod receipts;
 pub mod site;
 mod success;
+mod tls;
 
 use crate::policy::Config;
 use crate::token::{KeyTooShort, TokenKey};
@@ -62,6 +63,8 @@ pub enum PortalError {
     PolicyEngine { url: String, reason: String },
     #[error("site file {path}: {reason}")]
     Site { path: PathBuf, reason: String },
+    #[error("HTTPS for the captive-portal API ({cert}): {reason}")]
+    Tls { cert: PathBuf, reason: String },
 }
 
 /// What the portal serves from.
@@ -163,22 +166,64 @@ impl Portal {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves: HTTP on `listener`, and HTTPS as well when the site
+/// configures a certificate for the captive-portal API.
 pub async fn serve(
     portal: Portal,
     listener: std::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), PortalError> {
+    use axum::serve::ListenerExt as _;
     listener.set_nonblocking(true).map_err(PortalError::Serve)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(PortalError::Serve)?;
+    let https = match &portal.site.captive.tls {
+        Some(t) => {
+            let acceptor = tls::acceptor(t)?;
+            let bound = tokio::net::TcpListener::bind(t.listen)
+                .await
+                .map_err(|source| PortalError::Listen {
+                    addr: t.listen,
+                    source,
+                })?;
+            tracing::info!(addr = %t.listen, "recharge portal listening over HTTPS");
+            Some(tls::TlsListener::new(bound, acceptor).map_err(PortalError::Serve)?)
+        }
+        None => None,
+    };
     let app = Arc::new(portal).router();
-    axum::serve(
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let secure = https.map(|l| {
+        // `tap_io` gives the TLS listener the same connect info (the client's address) as TCP.
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let rx = stopped.clone();
+        tokio::spawn(async move {
+            axum::serve(l.tap_io(|_| {}), service)
+                .with_graceful_shutdown(until(rx))
+                .await
+        })
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let plain = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(PortalError::Serve)
+    .with_graceful_shutdown(until(stopped))
+    .await;
+    if let Some(task) = secure {
+        match task.await {
+            Ok(r) => r.map_err(PortalError::Serve)?,
+            Err(e) => return Err(PortalError::Serve(std::io::Error::other(e))),
+        }
+    }
+    plain.map_err(PortalError::Serve)
 }
 
 /// Runs the portal on `addr` until Ctrl-C or SIGTERM, crediting payments at `policy_engine`
