@@ -67,6 +67,10 @@ enum Command {
         /// configuration's [control] policy_engine; with neither, tokens only.
         #[arg(long, value_name = "URL")]
         policy_engine: Option<String>,
+        /// The portal's site file: operator name and logo, page text (a translation), how the
+        /// subscriber is shown, offers, the captive-portal API. Default: English pages of "Weir".
+        #[arg(long, value_name = "FILE")]
+        site: Option<PathBuf>,
     },
     /// Serve the reference policy engine (Gx) and its admin API over gRPC.
     ///
@@ -215,6 +219,7 @@ fn main() -> ExitCode {
             config,
             listen,
             policy_engine,
+            site,
         } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
@@ -223,7 +228,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match weir::peers::portal::run(&config, listen, policy_engine.as_deref()) {
+            match weir::peers::portal::run(
+                &config,
+                listen,
+                policy_engine.as_deref(),
+                site.as_deref(),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("weir portal: {e}");

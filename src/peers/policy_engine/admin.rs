@@ -1,6 +1,6 @@
 //! `weir.v1.Admin`: accounts, the policy engine's sessions, and rule pushes on demand.
 
-use super::config::MAX_AMOUNT;
+use super::config::{PolicyEngineConfig, MAX_AMOUNT};
 use super::gx::subscriber;
 use super::push::send_once;
 use super::rules::{check_events, check_installs, check_len, check_name, check_removes, Invalid};
@@ -46,9 +46,17 @@ fn credit_of(c: &Credit) -> pb::PendingCredit {
     }
 }
 
-fn account_of(a: &AccountRow) -> pb::Account {
+/// An account as Admin answers it. The prices are the configuration's plan of the account's
+/// plan name when it still has one: the operator's current offer, not the one the account was
+/// opened with.
+fn account_of(a: &AccountRow, cfg: &PolicyEngineConfig) -> pb::Account {
     let mut plan = a.plan.clone();
     plan.name = a.plan_name.clone();
+    if let Some(p) = cfg.plan(&a.plan_name) {
+        plan.recharge_amount = p.recharge.clone();
+        plan.currency = p.currency.clone();
+        plan.minor_units = p.minor_units;
+    }
     pb::Account {
         subscriber_id: a.subscriber_id.clone(),
         balance: a.balance,
@@ -188,7 +196,7 @@ impl pb::admin_server::Admin for AdminService {
             .await
             .map_err(|e| store_status(e, &sub))?;
         tracing::info!(subscriber = %sub, balance, plan = %account.plan_name, "account created");
-        Ok(Response::new(account_of(&account)))
+        Ok(Response::new(account_of(&account, &self.0.cfg)))
     }
 
     async fn get_account(
@@ -203,7 +211,7 @@ impl pb::admin_server::Admin for AdminService {
             .await
             .map_err(internal)?
             .ok_or_else(|| no_account(&sub))?;
-        Ok(Response::new(account_of(&account)))
+        Ok(Response::new(account_of(&account, &self.0.cfg)))
     }
 
     async fn list_accounts(
@@ -228,7 +236,10 @@ impl pb::admin_server::Admin for AdminService {
             String::new()
         };
         Ok(Response::new(pb::ListAccountsResponse {
-            accounts: accounts.iter().map(account_of).collect(),
+            accounts: accounts
+                .iter()
+                .map(|a| account_of(a, &self.0.cfg))
+                .collect(),
             next_page_token,
         }))
     }
@@ -248,7 +259,7 @@ impl pb::admin_server::Admin for AdminService {
             .map_err(|e| store_status(e, &sub))?;
         tracing::info!(subscriber = %sub, balance, reason = %r.reason, "balance set");
         self.0.reconcile_later(sub);
-        Ok(Response::new(account_of(&account)))
+        Ok(Response::new(account_of(&account, &self.0.cfg)))
     }
 
     async fn recharge(
@@ -297,7 +308,7 @@ impl pb::admin_server::Admin for AdminService {
             core.reconcile_later(sub);
         }
         Ok(Response::new(pb::RechargeResponse {
-            account: Some(account_of(&done.account)),
+            account: Some(account_of(&done.account, &core.cfg)),
             credit: Some(credit_of(&done.credit)),
             applied,
         }))

@@ -36,6 +36,9 @@
 //! predefined = ["dns", "web"]         # each one of predefined_rules
 //! usage_monitoring = [{ monitoring_key = "mk-web", total_octets = 10485760 }]
 //!     # thresholds granted per monitoring key: total_octets, input_octets, output_octets
+//! recharge = [500, 1000, 2000]        # amounts the recharge portal offers, in the balance's unit
+//! currency = "EUR"                    # ISO 4217 code of the balance and the amounts; default: none
+//! minor_units = 2                     # digits after the decimal point of that unit (0-6); default 2
 //!
 //! [[plan.rule]]                       # dynamic rules: the keys of [[predefined_rule]]
 //! name = "voice"
@@ -73,6 +76,12 @@ pub struct PlanConfig {
     pub predefined: Vec<String>,
     pub rules: Vec<PccRule>,
     pub usage_monitoring: Vec<Grant>,
+    /// What the recharge portal offers a subscriber on this plan, in the balance's unit.
+    pub recharge: Vec<i64>,
+    /// ISO 4217 code of the balance and the amounts; empty: not stated.
+    pub currency: String,
+    /// Digits after the decimal point of the balance's unit (2: cents).
+    pub minor_units: u32,
 }
 
 /// An `[[account]]` to create on start.
@@ -485,7 +494,15 @@ fn read_plan(
         ctx,
         value,
         path.to_string(),
-        &["name", "predefined", "rule", "usage_monitoring"],
+        &[
+            "name",
+            "predefined",
+            "rule",
+            "usage_monitoring",
+            "recharge",
+            "currency",
+            "minor_units",
+        ],
     )?;
     let name = f.required_str(ctx, "name").map(|(n, span)| {
         if n.trim().is_empty() || n == "custom" {
@@ -565,6 +582,7 @@ fn read_plan(
         }
         usage_monitoring.push(grant);
     }
+    let (recharge, currency, minor_units) = read_prices(ctx, &f);
     if ctx.error_count() != before {
         return None;
     }
@@ -573,7 +591,53 @@ fn read_plan(
         predefined: names.into_iter().map(|(n, _)| n).collect(),
         rules,
         usage_monitoring,
+        recharge,
+        currency,
+        minor_units,
     })
+}
+
+/// A plan's `recharge`, `currency` and `minor_units`: what the portal offers and how it writes
+/// money.
+fn read_prices(ctx: &mut Ctx<'_>, f: &Fields<'_, '_>) -> (Vec<i64>, String, u32) {
+    let mut recharge: Vec<i64> = Vec::new();
+    let items = f.array(ctx, "recharge").unwrap_or(&[]);
+    if items.len() > MAX_LIST {
+        let m = format!("at most {MAX_LIST} amounts");
+        ctx.error(f.span.start, &f.path("recharge"), m);
+    }
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{}[{i}]", f.path("recharge"));
+        let amount = match item.get_ref() {
+            toml::de::DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix()).ok(),
+            _ => None,
+        };
+        match amount {
+            Some(n) if (1..=MAX_AMOUNT).contains(&n) && !recharge.contains(&n) => recharge.push(n),
+            Some(n) if recharge.contains(&n) => {
+                ctx.error(item.span().start, &path, format!("{n} is offered twice"));
+            }
+            _ => {
+                let m = format!("an amount is a whole number from 1 to {MAX_AMOUNT}");
+                ctx.error(item.span().start, &path, m);
+            }
+        }
+    }
+    let currency = match f.str(ctx, "currency") {
+        Some((c, span)) => {
+            if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+                let m = format!("'{c}' is not an ISO 4217 code such as EUR");
+                ctx.error(span.start, &f.path("currency"), m);
+            }
+            c.to_string()
+        }
+        None => String::new(),
+    };
+    let minor_units = f
+        .int(ctx, "minor_units", 0, 6)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(2);
+    (recharge, currency, minor_units)
 }
 
 #[cfg(test)]

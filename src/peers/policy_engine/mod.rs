@@ -128,6 +128,9 @@ fn stored_plan(p: &config::PlanConfig) -> pb::Plan {
         charging_rule_name: p.predefined.clone(),
         charging_rule_definition: p.rules.iter().map(rules::definition_of).collect(),
         usage_monitoring_information: p.usage_monitoring.iter().map(grant_of).collect(),
+        recharge_amount: p.recharge.clone(),
+        currency: p.currency.clone(),
+        minor_units: p.minor_units,
     }
 }
 
