@@ -6,7 +6,7 @@
 //! protocol 0, so it never receives anything, and the receive socket joins its fanout group with
 //! PACKET_FANOUT_FLAG_IGNORE_OUTGOING; frames this process sends can never come back to it.
 //! Transmission bypasses the qdisc (PACKET_QDISC_BYPASS): an inline gateway forwards what it was
-//! given and has no use for local queueing disciplines.
+//! given and has no use for local queueing disciplines (except with aggregates: see `tx`).
 //!
 //! Slot ownership follows the kernel's status word: a slot (or V3 block) belongs to user space
 //! while its status has TP_STATUS_USER (receive) or TP_STATUS_AVAILABLE (transmit), and is
@@ -81,9 +81,13 @@ pub const AGGREGATE_SLOT: u32 = (AGGREGATE_MAX + 128).next_multiple_of(16) as u3
 const LARGE_SLOT: usize = 16 * 1024;
 const LARGE_BLOCK: usize = 1 << 20;
 
+/// At most this many aggregate-sized V2 slots (about 69 MB of ring).
+const MAX_AGGREGATE_SLOTS: usize = 1024;
+
 /// The slot size and count of a V2 ring. With [`RxConfig::vnet`] a slot must hold a whole
-/// aggregate: the slots grow to [`AGGREGATE_SLOT`] and their number shrinks so the ring keeps the
-/// size `frames × frame_size` asked for (at least 64 slots).
+/// aggregate: the slots grow to [`AGGREGATE_SLOT`] and there are `frames` of them, 64 to 1024.
+/// Fewer than about a thousand overflowed under a stream of ACKs in the lab (the sender's ACKs
+/// for a TCP upload arrive one per slot, while the upload itself comes as aggregates).
 fn v2_geometry(config: &RxConfig) -> (usize, usize) {
     let frame_size = config.frame_size.max(128).next_multiple_of(16) as usize;
     let frames = config.frames as usize;
@@ -91,7 +95,7 @@ fn v2_geometry(config: &RxConfig) -> (usize, usize) {
         return (frame_size, frames);
     }
     let slot = AGGREGATE_SLOT as usize;
-    (slot, (frames * frame_size / slot).max(64))
+    (slot, frames.clamp(64, MAX_AGGREGATE_SLOTS))
 }
 
 /// The block size for slots of `frame_size` bytes: a power of two of pages (what the kernel

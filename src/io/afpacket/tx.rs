@@ -1,6 +1,7 @@
 //! Transmission out of one interface: a TPACKET_V2 ring the kernel reads the frames from
-//! (zero-copy), or a plain socket the frames are copied into with `sendmmsg`. Both bypass the
-//! qdisc and are bound with protocol 0, so they never receive.
+//! (zero-copy), or a plain socket the frames are copied into with `sendmmsg`. Both are bound with
+//! protocol 0, so they never receive, and bypass the qdisc unless they send aggregates (see
+//! `transmit_socket`).
 //!
 //! Why two: ring frames reach the kernel as pages of the ring, and a veth that carries them into
 //! another network namespace must first copy those pages (`skb_copy_ubufs`); a copied frame is an
@@ -216,27 +217,34 @@ impl TxRing {
 }
 
 /// Opens the socket both transmit paths share: bound to `interface` with protocol 0 (it never
-/// receives) and past the qdisc; with `vnet`, every frame given to it starts with its
-/// `virtio_net_hdr`.
+/// receives); past the qdisc, or, with `vnet`, through it, and every frame given to it starts
+/// with its `virtio_net_hdr`.
+///
+/// Why not past the qdisc with `vnet`: the bypass (`dev_direct_xmit`) drops any frame the device
+/// cannot take as it is, and an aggregate sent to a device without TSO must be segmented in
+/// software first, which only the normal path (`dev_queue_xmit`) does. On veth, whose qdisc is
+/// `noqueue`, that path costs little more.
 fn transmit_socket(interface: &str, vnet: bool) -> Result<(OwnedFd, u32), AfPacketError> {
     let ifindex = sys::interface_index(interface)
         .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
     let fd = raw_socket(interface)?;
     let one: i32 = 1;
-    // SAFETY: PACKET_QDISC_BYPASS reads an int during the call.
-    unsafe {
-        sys::setsockopt(
-            fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            &one,
-        )
+    if !vnet {
+        // SAFETY: PACKET_QDISC_BYPASS reads an int during the call.
+        unsafe {
+            sys::setsockopt(
+                fd.as_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                &one,
+            )
+        }
+        .map_err(|source| AfPacketError::Socket {
+            interface: interface.to_string(),
+            step: "PACKET_QDISC_BYPASS",
+            source,
+        })?;
     }
-    .map_err(|source| AfPacketError::Socket {
-        interface: interface.to_string(),
-        step: "PACKET_QDISC_BYPASS",
-        source,
-    })?;
     if vnet {
         set_vnet_hdr(fd.as_fd()).map_err(|source| AfPacketError::Socket {
             interface: interface.to_string(),
