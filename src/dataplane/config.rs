@@ -507,9 +507,18 @@ subscriber = "imsi-001010000000001"
         let read = |line: &str| DataplaneConfig::from_toml_str(&with(line), "t.toml");
         assert_eq!(read("offloads = \"off\"").unwrap().offloads, Offloads::Off);
         assert!(!read("offloads = \"off\"").unwrap().rx_config().vnet);
-        assert_eq!(read("offloads = \"keep\"").unwrap().offloads, Offloads::Keep);
-        assert_eq!(read("disable_offloads = true").unwrap().offloads, Offloads::Off);
-        assert_eq!(read("disable_offloads = false").unwrap().offloads, Offloads::Keep);
+        assert_eq!(
+            read("offloads = \"keep\"").unwrap().offloads,
+            Offloads::Keep
+        );
+        assert_eq!(
+            read("disable_offloads = true").unwrap().offloads,
+            Offloads::Off
+        );
+        assert_eq!(
+            read("disable_offloads = false").unwrap().offloads,
+            Offloads::Keep
+        );
         assert_eq!(
             read("offloads = \"on\"").unwrap_err().to_string(),
             "t.toml:8:12: dataplane.offloads: 'on' is not one of \"keep\", \"off\""

@@ -273,9 +273,8 @@ pub fn run(
                             source,
                         })?;
                     let vnet = rx.vnet;
-                    let open = |leg| {
-                        Transmitter::open(leg, dp.tx_mode, dp.tx_frames, dp.frame_size, vnet)
-                    };
+                    let open =
+                        |leg| Transmitter::open(leg, dp.tx_mode, dp.tx_frames, dp.frame_size, vnet);
                     let (ue_tx, inet_tx) = (open(ue)?, open(inet)?);
                     workers.push(bridge::BridgeWorker {
                         worker: make_worker(index, LinkType::Ethernet),

@@ -54,8 +54,12 @@ mod tests {
         f[18..20].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
         f[20] = 6;
         f[21] = 64;
-        f[22..38].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]);
-        f[38..54].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0x45, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f[22..38].copy_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ]);
+        f[38..54].copy_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0x45, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2,
+        ]);
         f[54..56].copy_from_slice(&80u16.to_be_bytes());
         f[56..58].copy_from_slice(&40000u16.to_be_bytes());
         f[66] = 5 << 4;
