@@ -32,14 +32,20 @@ pub struct Usage {
 impl Usage {
     #[inline]
     pub fn add(&mut self, direction: Direction, bytes: u16, now: Timestamp) {
+        self.add_packets(direction, u64::from(bytes), 1, now);
+    }
+
+    /// `packets` packets of `bytes` in all: the segments an aggregate frame stands for.
+    #[inline]
+    pub fn add_packets(&mut self, direction: Direction, bytes: u64, packets: u64, now: Timestamp) {
         match direction {
             Direction::Uplink => {
-                self.uplink_bytes += u64::from(bytes);
-                self.uplink_packets += 1;
+                self.uplink_bytes += bytes;
+                self.uplink_packets += packets;
             }
             Direction::Downlink => {
-                self.downlink_bytes += u64::from(bytes);
-                self.downlink_packets += 1;
+                self.downlink_bytes += bytes;
+                self.downlink_packets += packets;
             }
         }
         if self.first_seen.is_none() {
@@ -98,9 +104,22 @@ impl Meter {
 
     #[inline]
     pub fn add(&mut self, slot: Slot, direction: Direction, bytes: u16, now: Timestamp) {
+        self.add_packets(slot, direction, u64::from(bytes), 1, now);
+    }
+
+    /// See [`Usage::add_packets`].
+    #[inline]
+    pub fn add_packets(
+        &mut self,
+        slot: Slot,
+        direction: Direction,
+        bytes: u64,
+        packets: u64,
+        now: Timestamp,
+    ) {
         // Slots are only made by `slot`, so the index is in range.
         if let Some((_, usage)) = self.slots.get_mut(slot.0 as usize) {
-            usage.add(direction, bytes, now);
+            usage.add_packets(direction, bytes, packets, now);
         }
     }
 

@@ -104,7 +104,7 @@ impl Monitoring {
         snap: &PolicySnapshot,
         index: u32,
         direction: Direction,
-        len: u16,
+        len: u64,
         at: Timestamp,
     ) -> Option<Event> {
         let k = self.keys.get_mut(slot.index())?.as_mut()?;
@@ -112,8 +112,8 @@ impl Monitoring {
             k.rearm(&snap.session(index).monitoring, snap.version);
         }
         match direction {
-            Direction::Uplink => k.unreported.uplink += u64::from(len),
-            Direction::Downlink => k.unreported.downlink += u64::from(len),
+            Direction::Uplink => k.unreported.uplink += len,
+            Direction::Downlink => k.unreported.downlink += len,
         }
         let limits = k.armed?;
         if !limits.reached(&k.unreported) {

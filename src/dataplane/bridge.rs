@@ -1,10 +1,16 @@
 //! Bridge mode (bump in the wire): each worker receives on both legs from its fanout member
 //! rings and sends what the engine forwards out of the other leg, unchanged.
+//!
+//! With `offloads = "keep"` every frame comes with its `virtio_net_hdr`: an aggregate (GSO/GRO)
+//! goes through the engine once, with its segment size, and out with its header, so the kernel
+//! segments it where the next device cannot (or hands it on whole) and fills in a checksum the
+//! sender left partial. Frames Weir builds (injected, or held and released) are complete and go
+//! out with a plain header.
 
 use super::report::{IoCounters, WorkerReport};
 use super::worker::Worker;
 use crate::engine::{Engine, Output, Port, Toward, Verdict};
-use crate::io::afpacket::{RxMeta, RxRing, Transmitter, TxError};
+use crate::io::afpacket::{RxMeta, RxRing, Transmitter, TxError, VnetHdr};
 use crate::io::sys;
 use crate::time::Timestamp;
 
@@ -46,7 +52,7 @@ impl BridgeWorker {
                         Port::Internet => (&mut *inet_tx, &mut *ue_tx),
                         Port::Ue | Port::Any => (&mut *ue_tx, &mut *inet_tx),
                     };
-                    transmit(port, frame, verdict, out, same, other, io);
+                    transmit(port, frame, &VnetHdr::PLAIN, verdict, out, same, other, io);
                 });
             }
             let mut batch = Batch {
@@ -154,6 +160,7 @@ fn leg(leg: Leg<'_>, b: &mut Batch<'_>) -> usize {
         if meta.csum_not_ready {
             io.csum_not_ready += 1;
         }
+        let tagged = meta.vlan.is_some() && data.len() >= 12;
         let frame: &[u8] = match meta.vlan {
             // The kernel took the tag out of the frame; it is part of what must go out again.
             Some((tpid, tci)) if data.len() >= 12 => {
@@ -166,17 +173,29 @@ fn leg(leg: Leg<'_>, b: &mut Batch<'_>) -> usize {
             }
             _ => data,
         };
-        let verdict = engine.handle_frame(now, port, frame, out);
-        transmit(port, frame, verdict, out, same, other, io);
+        // The tag put back moves the checksum's start with the bytes after it.
+        let hdr = match meta.vnet {
+            Some(h) => h.for_transmit(if tagged { 4 } else { 0 }),
+            None => VnetHdr::PLAIN,
+        };
+        let segment_size = hdr.segment_size().unwrap_or(0);
+        if segment_size != 0 {
+            io.aggregates += 1;
+        }
+        let verdict = engine.handle_aggregate(now, port, frame, segment_size, out);
+        transmit(port, frame, &hdr, verdict, out, same, other, io);
         out.clear();
     })
 }
 
 /// Does what the verdict says with a frame that came from `port`: forwarded out of the other
-/// leg, injected frames out of the leg they are meant for (`same` is the one it came from).
+/// leg with its header `hdr`, injected frames out of the leg they are meant for (`same` is the
+/// one it came from), each complete, with a plain header.
+#[allow(clippy::too_many_arguments)]
 fn transmit(
     port: Port,
     frame: &[u8],
+    hdr: &VnetHdr,
     verdict: Verdict,
     out: &Output,
     same: &mut Transmitter,
@@ -184,7 +203,7 @@ fn transmit(
     io: &mut IoCounters,
 ) {
     match verdict {
-        Verdict::Forward => send(other, frame, io),
+        Verdict::Forward => send(other, hdr, frame, io),
         Verdict::Drop(_) | Verdict::Held => {}
         Verdict::Inject => {
             for (toward, f) in out.frames() {
@@ -192,18 +211,15 @@ fn transmit(
                     (toward, port),
                     (Toward::Ue, Port::Ue) | (Toward::Internet, Port::Internet)
                 );
-                if back {
-                    send(same, f, io);
-                } else {
-                    send(other, f, io);
-                }
+                let tx = if back { &mut *same } else { &mut *other };
+                send(tx, &VnetHdr::PLAIN, f, io);
             }
         }
     }
 }
 
-fn send(tx: &mut Transmitter, frame: &[u8], io: &mut IoCounters) {
-    match tx.push(frame, &[]) {
+fn send(tx: &mut Transmitter, hdr: &VnetHdr, frame: &[u8], io: &mut IoCounters) {
+    match tx.push(hdr, frame, &[]) {
         Ok(()) => io.tx_frames += 1,
         Err(TxError::RingFull) => io.tx_ring_full += 1,
         Err(TxError::TooLarge) => io.oversize += 1,

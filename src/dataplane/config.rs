@@ -20,7 +20,8 @@
 //! tx_frames = 1024                # transmit slots per worker and leg (copy: at most 1024)
 //! tx_mode = "copy"                # "copy" (sendmmsg) or "ring" (zero-copy PACKET_TX_RING)
 //! handoff_queue = 1024            # routed: packets queued to another worker at most
-//! disable_offloads = true         # turn GRO/LRO/GSO/TSO off on the legs (and say so)
+//! offloads = "keep"               # "keep": forward GSO/GRO aggregates whole (PACKET_VNET_HDR)
+//!                                 # "off": turn GRO/LRO/GSO/TSO off on the legs (and say so)
 //! report_listen = "127.0.0.1:9464"  # GET /report serves the usage report; "" turns it off
 //! ```
 
@@ -29,6 +30,19 @@ use crate::policy::ConfigError;
 use std::ops::RangeInclusive;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+/// What the legs' segmentation offloads do: the `offloads` key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Offloads {
+    /// Left as they are: aggregates (a sender's TSO/GSO, the leg's GRO) are received whole with
+    /// their `virtio_net_hdr`, classified once, sent on whole, and metered as the segments they
+    /// stand for. The default: one engine pass per aggregate instead of per 1500-byte frame
+    /// (BENCHMARKS.md, Inline forwarding).
+    #[default]
+    Keep,
+    /// GRO, LRO, GSO and TSO turned off on both legs, so every frame is one wire frame.
+    Off,
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
@@ -73,7 +87,8 @@ pub struct DataplaneConfig {
     /// takes ring frames into another namespace copies their pages (`skb_copy_ubufs`) instead.
     pub tx_mode: TxMode,
     pub handoff_queue: usize,
-    pub disable_offloads: bool,
+    /// `offloads`, or the older `disable_offloads = true` (off) / `false` (keep).
+    pub offloads: Offloads,
     pub report_listen: String,
 }
 
@@ -95,7 +110,7 @@ impl Default for DataplaneConfig {
             tx_frames: 1024,
             tx_mode: TxMode::Copy,
             handoff_queue: 1024,
-            disable_offloads: true,
+            offloads: Offloads::default(),
             report_listen: "127.0.0.1:9464".to_string(),
         }
     }
@@ -126,6 +141,7 @@ const KEYS: &[&str] = &[
     "tx_frames",
     "tx_mode",
     "handoff_queue",
+    "offloads",
     "disable_offloads",
     "report_listen",
 ];
@@ -328,8 +344,21 @@ impl DataplaneConfig {
                         dp.handoff_queue = n as usize;
                     }
                 }
+                "offloads" => {
+                    let choices = [("keep", Offloads::Keep), ("off", Offloads::Off)];
+                    if let Some(o) = r.choice(value, name, &choices) {
+                        dp.offloads = o;
+                    }
+                }
+                "disable_offloads" if t.get("offloads").is_some() => r.error(
+                    key.span().start,
+                    "dataplane.disable_offloads",
+                    "give offloads = \"keep\" or \"off\", not disable_offloads as well",
+                ),
                 "disable_offloads" => match value.get_ref() {
-                    DeValue::Boolean(b) => dp.disable_offloads = *b,
+                    DeValue::Boolean(b) => {
+                        dp.offloads = if *b { Offloads::Off } else { Offloads::Keep }
+                    }
                     other => {
                         let found = other.type_str();
                         r.error(
@@ -397,6 +426,7 @@ impl DataplaneConfig {
             block_size: self.block_size,
             blocks: self.blocks,
             block_timeout_ms: self.block_timeout_ms,
+            vnet: self.offloads == Offloads::Keep,
         }
     }
 }
@@ -466,8 +496,39 @@ subscriber = "imsi-001010000000001"
         assert_eq!(dp.tpacket_version, TpacketVersion::V3);
         assert_eq!(dp.batch, 64);
         assert_eq!(dp.report_listen, "127.0.0.1:9464");
-        assert!(dp.disable_offloads);
+        assert_eq!(dp.offloads, Offloads::Keep);
+        assert!(dp.rx_config().vnet);
         assert_eq!(dp.tx_mode, TxMode::Copy);
+    }
+
+    #[test]
+    fn reads_the_offloads_and_the_older_switch() {
+        let with = |line: &str| DOC.replace("cores = [1]", &format!("cores = [1]\n{line}"));
+        let read = |line: &str| DataplaneConfig::from_toml_str(&with(line), "t.toml");
+        assert_eq!(read("offloads = \"off\"").unwrap().offloads, Offloads::Off);
+        assert!(!read("offloads = \"off\"").unwrap().rx_config().vnet);
+        assert_eq!(
+            read("offloads = \"keep\"").unwrap().offloads,
+            Offloads::Keep
+        );
+        assert_eq!(
+            read("disable_offloads = true").unwrap().offloads,
+            Offloads::Off
+        );
+        assert_eq!(
+            read("disable_offloads = false").unwrap().offloads,
+            Offloads::Keep
+        );
+        assert_eq!(
+            read("offloads = \"on\"").unwrap_err().to_string(),
+            "t.toml:8:12: dataplane.offloads: 'on' is not one of \"keep\", \"off\""
+        );
+        assert_eq!(
+            read("offloads = \"off\"\ndisable_offloads = true")
+                .unwrap_err()
+                .to_string(),
+            "t.toml:9:1: dataplane.disable_offloads: give offloads = \"keep\" or \"off\", not disable_offloads as well"
+        );
     }
 
     #[test]
@@ -500,7 +561,7 @@ subscriber = "imsi-001010000000001"
             errors("[dataplane]\nue_interfce = \"x\"\n"),
             [
                 "t.toml:1:1: dataplane: mode = \"bridge\" needs ue_interface and internet_interface",
-                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, disable_offloads, report_listen",
+                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen",
             ]
         );
         assert_eq!(

@@ -61,6 +61,11 @@ const COUNTERS: &[Field] = &[
         |w| w.io.oversize,
     ),
     (
+        "weir_aggregates_total",
+        "Frames received as aggregates of several segments (GSO/GRO), handled once each.",
+        |w| w.io.aggregates,
+    ),
+    (
         "weir_tx_errors_total",
         "Failed transmit flushes and refused copied frames.",
         |w| w.io.tx_errors,

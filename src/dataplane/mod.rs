@@ -17,7 +17,7 @@ pub mod resolve;
 mod routed;
 mod worker;
 
-pub use config::{DataplaneConfig, DataplaneConfigError, Mode};
+pub use config::{DataplaneConfig, DataplaneConfigError, Mode, Offloads};
 pub use report::{GatewayReport, IoCounters, WorkerReport};
 pub use routed::owner as routed_owner;
 
@@ -129,7 +129,7 @@ fn check_leg(interface: &str, dp: &DataplaneConfig) -> Result<(), RunError> {
             frame_size: dp.frame_size,
         });
     }
-    if dp.disable_offloads {
+    if dp.offloads == Offloads::Off {
         for offload in Offload::ALL {
             match sys::disable_offload(interface, offload) {
                 Ok(true) => tracing::info!(
@@ -272,8 +272,10 @@ pub fn run(
                             group: group | 0x8000,
                             source,
                         })?;
-                    let ue_tx = Transmitter::open(ue, dp.tx_mode, dp.tx_frames, dp.frame_size)?;
-                    let inet_tx = Transmitter::open(inet, dp.tx_mode, dp.tx_frames, dp.frame_size)?;
+                    let vnet = rx.vnet;
+                    let open =
+                        |leg| Transmitter::open(leg, dp.tx_mode, dp.tx_frames, dp.frame_size, vnet);
+                    let (ue_tx, inet_tx) = (open(ue)?, open(inet)?);
                     workers.push(bridge::BridgeWorker {
                         worker: make_worker(index, LinkType::Ethernet),
                         ue_rx,
@@ -290,6 +292,7 @@ pub fn run(
                     cores = ?cores,
                     tpacket = ?dp.tpacket_version,
                     tx = ?dp.tx_mode,
+                    offloads = ?dp.offloads,
                     policy_version = version,
                     "bridge mode up"
                 );

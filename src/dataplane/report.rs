@@ -31,6 +31,9 @@ pub struct IoCounters {
     pub oversize: u64,
     /// Frames whose checksum was left to hardware by the sender (checksum offload on the peer).
     pub csum_not_ready: u64,
+    /// With `offloads = "keep"`: frames received as aggregates of several segments (the
+    /// sender's GSO or the leg's GRO), each handled once and metered as its segments.
+    pub aggregates: u64,
     /// Failed transmit-ring flushes, and copied frames the kernel refused.
     pub tx_errors: u64,
     /// Routed mode: packets handed to the worker owning their subscriber, received from other
@@ -51,6 +54,7 @@ impl IoCounters {
         self.tx_ring_full += o.tx_ring_full;
         self.oversize += o.oversize;
         self.csum_not_ready += o.csum_not_ready;
+        self.aggregates += o.aggregates;
         self.tx_errors += o.tx_errors;
         self.handoff_sent += o.handoff_sent;
         self.handoff_received += o.handoff_received;

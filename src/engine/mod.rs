@@ -25,11 +25,13 @@ mod flow_table;
 mod hits;
 mod pending;
 mod report;
+mod segments;
 mod stages;
 
 pub use counters::{Counters, EventCounters, VerdictTotals};
 pub use flow_table::{Decision, FlowEntry, FlowTable, IdleTimeouts};
 pub use report::{FlowSummary, MonitoringUsage, RatingGroupUsage, Report, RuleHits, Tally};
+pub use segments::on_the_wire;
 // The engine's vocabulary, defined below every stage so that the stages need not import the
 // engine.
 pub use crate::packet::{DropReason, Event, FlowKey, Frame, Output, Port, Toward, Verdict};
@@ -138,7 +140,7 @@ impl Engine {
                 let frame = &bytes[start as usize..(start + len) as usize];
                 out.clear();
                 self.state.counters.held_released += 1;
-                let verdict = self.pipeline(now, port, frame, out);
+                let verdict = self.pipeline(now, port, frame, 0, out);
                 send(port, frame, verdict, out);
             }
             out.clear();

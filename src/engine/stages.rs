@@ -40,7 +40,24 @@ impl Engine {
         out: &mut Output,
     ) -> Verdict {
         self.state.count(bytes);
-        self.pipeline(now, port, bytes, out)
+        self.pipeline(now, port, bytes, 0, out)
+    }
+
+    /// Runs an aggregate through the pipeline once: a frame that stands for several segments of
+    /// `segment_size` payload bytes each (GSO or GRO), classified and enforced as one packet and
+    /// metered as the segments the wire carries (see [`super::on_the_wire`]). A `segment_size`
+    /// of 0 is a single frame, as [`Engine::handle_frame`].
+    #[inline]
+    pub fn handle_aggregate(
+        &mut self,
+        now: Timestamp,
+        port: Port,
+        bytes: &[u8],
+        segment_size: u16,
+        out: &mut Output,
+    ) -> Verdict {
+        self.state.count(bytes);
+        self.pipeline(now, port, bytes, segment_size, out)
     }
 
     /// The stages after a frame is counted: also the way back in for a held frame, which was
@@ -51,6 +68,7 @@ impl Engine {
         now: Timestamp,
         port: Port,
         bytes: &[u8],
+        segment_size: u16,
         out: &mut Output,
     ) -> Verdict {
         let (snap, st) = (&*self.snapshot, &mut self.state);
@@ -71,7 +89,7 @@ impl Engine {
             st.decide_reverse(snap, &cx, &mut flow);
             st.held(snap, &cx, &mut flow, out)?;
             st.gate(&flow)?;
-            st.meter(snap, &cx, &flow);
+            st.meter(snap, &cx, &flow, segment_size);
             st.watch(snap, &cx, &flow);
             Continue(st.forward())
         };
@@ -391,7 +409,7 @@ impl State {
 
     /// Usage under the flow's rating group and monitoring key, and the key's threshold.
     #[inline]
-    fn meter(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow) {
+    fn meter(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow, segment_size: u16) {
         let Decision::Decided {
             rating_group,
             monitoring_key,
@@ -400,12 +418,14 @@ impl State {
         else {
             return;
         };
-        let len = cx.frame.packet.ip_len;
+        let (len, packets) = super::on_the_wire(cx.frame.packet, segment_size);
         if let Some(slot) = rating_group {
-            self.meter.add(slot, cx.direction, len, cx.wall);
+            self.meter
+                .add_packets(slot, cx.direction, len, packets, cx.wall);
         }
         if let Some(slot) = monitoring_key {
-            self.meter.add(slot, cx.direction, len, cx.wall);
+            self.meter
+                .add_packets(slot, cx.direction, len, packets, cx.wall);
             let crossed = self
                 .monitoring
                 .add(slot, snap, flow.session, cx.direction, len, cx.wall);

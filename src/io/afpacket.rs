@@ -6,7 +6,7 @@
 //! protocol 0, so it never receives anything, and the receive socket joins its fanout group with
 //! PACKET_FANOUT_FLAG_IGNORE_OUTGOING; frames this process sends can never come back to it.
 //! Transmission bypasses the qdisc (PACKET_QDISC_BYPASS): an inline gateway forwards what it was
-//! given and has no use for local queueing disciplines.
+//! given and has no use for local queueing disciplines (except with aggregates: see `tx`).
 //!
 //! Slot ownership follows the kernel's status word: a slot (or V3 block) belongs to user space
 //! while its status has TP_STATUS_USER (receive) or TP_STATUS_AVAILABLE (transmit), and is
@@ -14,8 +14,10 @@
 #![allow(unsafe_code)]
 
 mod tx;
+pub mod vnet;
 
 pub use tx::{Transmitter, TxCopy, TxError, TxMode, TxRing, Unsent};
+pub use vnet::{VnetHdr, VNET_HDR_LEN};
 
 use super::bpf::{self, Leg};
 use super::sys::{self, Mmap};
@@ -61,6 +63,50 @@ pub struct RxConfig {
     pub blocks: u32,
     /// V3: a partly filled block is handed over after this many milliseconds.
     pub block_timeout_ms: u32,
+    /// PACKET_VNET_HDR: every frame comes with its `virtio_net_hdr` (aggregates are received
+    /// whole, with their segment size, instead of cut at the slot's end).
+    pub vnet: bool,
+}
+
+/// The largest frame a GSO or GRO aggregate makes: an IP packet of 65,535 bytes behind an
+/// Ethernet header and two VLAN tags.
+pub const AGGREGATE_MAX: usize = 65_535 + 14 + 8;
+
+/// A V2 slot big enough for [`AGGREGATE_MAX`] behind the ring header, the address, the
+/// `virtio_net_hdr` and the kernel's alignment (`tpacket_rcv` puts the MAC header at 76).
+pub const AGGREGATE_SLOT: u32 = (AGGREGATE_MAX + 128).next_multiple_of(16) as u32;
+
+/// Blocks of slots this large hold several slots each, so a ring of aggregates does not waste
+/// half of every power-of-two block the kernel allocates.
+const LARGE_SLOT: usize = 16 * 1024;
+const LARGE_BLOCK: usize = 1 << 20;
+
+/// At most this many aggregate-sized V2 slots (about 69 MB of ring).
+const MAX_AGGREGATE_SLOTS: usize = 1024;
+
+/// The slot size and count of a V2 ring. With [`RxConfig::vnet`] a slot must hold a whole
+/// aggregate: the slots grow to [`AGGREGATE_SLOT`] and there are `frames` of them, 64 to 1024.
+/// Fewer than about a thousand overflowed under a stream of ACKs in the lab (the sender's ACKs
+/// for a TCP upload arrive one per slot, while the upload itself comes as aggregates).
+fn v2_geometry(config: &RxConfig) -> (usize, usize) {
+    let frame_size = config.frame_size.max(128).next_multiple_of(16) as usize;
+    let frames = config.frames as usize;
+    if !config.vnet || frame_size >= AGGREGATE_SLOT as usize {
+        return (frame_size, frames);
+    }
+    let slot = AGGREGATE_SLOT as usize;
+    (slot, frames.clamp(64, MAX_AGGREGATE_SLOTS))
+}
+
+/// The block size for slots of `frame_size` bytes: a power of two of pages (what the kernel
+/// allocates anyway), at least 1 MiB for large slots.
+fn block_for(frame_size: usize) -> usize {
+    let block = frame_size.max(page_size()).next_power_of_two();
+    if frame_size > LARGE_SLOT {
+        block.max(LARGE_BLOCK)
+    } else {
+        block
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +191,28 @@ fn raw_socket(interface: &str) -> Result<OwnedFd, AfPacketError> {
     })
 }
 
+/// PACKET_VNET_HDR: frames come (and must be given) with a `virtio_net_hdr` in front. Set before
+/// the ring exists; the kernel refuses it afterwards.
+fn set_vnet_hdr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let one: i32 = 1;
+    // SAFETY: PACKET_VNET_HDR reads an int during the call.
+    unsafe { sys::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one) }
+}
+
+/// The `virtio_net_hdr` the kernel wrote right before the frame at `base + data`.
+///
+/// # Safety
+/// `base + data - VNET_HDR_LEN .. base + data` must lie inside a live mapping the kernel is not
+/// writing (a slot or block user space owns).
+unsafe fn vnet_before(base: *const u8, data: usize) -> VnetHdr {
+    let mut b = [0u8; VNET_HDR_LEN];
+    // SAFETY: guaranteed by the caller; `b` is a distinct local array of the length copied.
+    unsafe {
+        std::ptr::copy_nonoverlapping(base.add(data - VNET_HDR_LEN), b.as_mut_ptr(), VNET_HDR_LEN)
+    };
+    VnetHdr::parse(&b)
+}
+
 fn bind(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16) -> io::Result<()> {
     // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -197,6 +265,8 @@ pub struct RxMeta {
     pub truncated: bool,
     /// The checksum was left for hardware to fill in (the sender's checksum offload).
     pub csum_not_ready: bool,
+    /// The frame's `virtio_net_hdr`, on a ring opened with [`RxConfig::vnet`].
+    pub vnet: Option<VnetHdr>,
 }
 
 enum RxLayout {
@@ -222,6 +292,8 @@ pub struct RxRing {
     layout: RxLayout,
     map: Mmap,
     fd: OwnedFd,
+    /// Each frame is preceded by its `virtio_net_hdr`.
+    vnet: bool,
 }
 
 impl RxRing {
@@ -248,10 +320,10 @@ impl RxRing {
         };
         let (layout, bytes) = match config.version {
             TpacketVersion::V2 => {
-                let frame_size = config.frame_size.max(128).next_multiple_of(16) as usize;
-                let block_size = frame_size.max(page_size()).next_power_of_two();
+                let (frame_size, frames) = v2_geometry(config);
+                let block_size = block_for(frame_size);
                 let frames_per_block = block_size / frame_size;
-                let blocks = (config.frames as usize).div_ceil(frames_per_block).max(1);
+                let blocks = frames.div_ceil(frames_per_block).max(1);
                 let count = blocks * frames_per_block;
                 let version = libc::tpacket_versions::TPACKET_V2 as i32;
                 // SAFETY: PACKET_VERSION reads an int during the call.
@@ -259,6 +331,9 @@ impl RxRing {
                     sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
                 }
                 .map_err(step("PACKET_VERSION"))?;
+                if config.vnet {
+                    set_vnet_hdr(fd.as_fd()).map_err(step("PACKET_VNET_HDR"))?;
+                }
                 let req = TpacketReq {
                     block_size: block_size as u32,
                     block_nr: blocks as u32,
@@ -294,6 +369,9 @@ impl RxRing {
                     sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
                 }
                 .map_err(step("PACKET_VERSION"))?;
+                if config.vnet {
+                    set_vnet_hdr(fd.as_fd()).map_err(step("PACKET_VNET_HDR"))?;
+                }
                 let req = TpacketReq3 {
                     block_size: block_size as u32,
                     block_nr: blocks as u32,
@@ -339,7 +417,12 @@ impl RxRing {
             )
         }
         .map_err(step("promiscuous mode"))?;
-        Ok(RxRing { layout, map, fd })
+        Ok(RxRing {
+            layout,
+            map,
+            fd,
+            vnet: config.vnet,
+        })
     }
 
     /// Joins fanout group `group` of this interface, steered by the subscriber program of
@@ -382,6 +465,7 @@ impl RxRing {
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], RxMeta)) -> usize {
         let base = self.map.as_ptr();
         let len = self.map.len();
+        let vnet = self.vnet;
         let mut n = 0;
         match &mut self.layout {
             RxLayout::V2 {
@@ -413,14 +497,20 @@ impl RxRing {
                             *base.add(off + TPACKET2_HDR + SLL_PKTTYPE),
                         )
                     };
+                    let room = if vnet { TPACKET2_HDR + VNET_HDR_LEN } else { 0 };
                     if pkttype != PACKET_OUTGOING
                         && mac + snap <= *frame_size
                         && off + mac + snap <= len
+                        && mac >= room
                     {
                         // SAFETY: bounds checked just above; the kernel does not write a slot
                         // while it is ours.
                         let data = unsafe { std::slice::from_raw_parts(base.add(off + mac), snap) };
-                        f(data, meta(s, flen, snap, tci, tpid));
+                        let mut m = meta(s, flen, snap, tci, tpid);
+                        // SAFETY: `mac >= room` puts the header after the slot's own header,
+                        // inside our slot.
+                        m.vnet = vnet.then(|| unsafe { vnet_before(base, off + mac) });
+                        f(data, m);
                         n += 1;
                     }
                     st.store(TP_STATUS_KERNEL, Ordering::Release);
@@ -462,11 +552,19 @@ impl RxRing {
                                 *base.add(p + TPACKET3_HDR + SLL_PKTTYPE),
                             )
                         };
-                        if pkttype != PACKET_OUTGOING && *offset + mac + snap <= *block_size {
+                        let room = if vnet { TPACKET3_HDR + VNET_HDR_LEN } else { 0 };
+                        if pkttype != PACKET_OUTGOING
+                            && *offset + mac + snap <= *block_size
+                            && mac >= room
+                        {
                             // SAFETY: bounds checked just above, inside our block.
                             let data =
                                 unsafe { std::slice::from_raw_parts(base.add(p + mac), snap) };
-                            f(data, meta(s, flen, snap, tci, tpid));
+                            let mut m = meta(s, flen, snap, tci, tpid);
+                            // SAFETY: `mac >= room` puts the header after the packet's own
+                            // header, inside our block.
+                            m.vnet = vnet.then(|| unsafe { vnet_before(base, p + mac) });
+                            f(data, m);
                             n += 1;
                         }
                         *done += 1;
@@ -500,5 +598,6 @@ fn meta(status: u32, len: u32, snap: usize, tci: u16, tpid: u16) -> RxMeta {
         vlan,
         truncated: (len as usize) > snap,
         csum_not_ready: status & TP_STATUS_CSUMNOTREADY != 0,
+        vnet: None,
     }
 }

@@ -1,13 +1,18 @@
 //! Transmission out of one interface: a TPACKET_V2 ring the kernel reads the frames from
-//! (zero-copy), or a plain socket the frames are copied into with `sendmmsg`. Both bypass the
-//! qdisc and are bound with protocol 0, so they never receive.
+//! (zero-copy), or a plain socket the frames are copied into with `sendmmsg`. Both are bound with
+//! protocol 0, so they never receive, and bypass the qdisc unless they send aggregates (see
+//! `transmit_socket`).
 //!
 //! Why two: ring frames reach the kernel as pages of the ring, and a veth that carries them into
 //! another network namespace must first copy those pages (`skb_copy_ubufs`); a copied frame is an
 //! ordinary linear buffer that crosses as it is. Which is cheaper depends on the link.
 #![allow(unsafe_code)]
 
-use super::{bind, page_size, raw_socket, status, AfPacketError, TpacketReq, TPACKET2_HDR};
+use super::vnet::{VnetHdr, VNET_HDR_LEN};
+use super::{
+    bind, block_for, raw_socket, set_vnet_hdr, status, AfPacketError, TpacketReq, AGGREGATE_MAX,
+    AGGREGATE_SLOT, TPACKET2_HDR,
+};
 use crate::io::sys::{self, Mmap};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -48,6 +53,8 @@ pub struct TxRing {
     count: usize,
     next: usize,
     pending: usize,
+    /// Each frame starts with its `virtio_net_hdr` (PACKET_VNET_HDR).
+    vnet: bool,
 }
 
 /// How often a push waits for a slot to come back before counting the ring as full.
@@ -57,8 +64,15 @@ const TX_RETRIES: u32 = 8;
 const TX_DATA: usize = TPACKET2_HDR;
 
 impl TxRing {
-    pub fn open(interface: &str, frames: u32, frame_size: u32) -> Result<TxRing, AfPacketError> {
-        let (fd, ifindex) = transmit_socket(interface)?;
+    /// `frames` slots of `frame_size` bytes; with `vnet`, slots that hold an aggregate, as many as
+    /// fit in `frames × frame_size` bytes (at least 8).
+    pub fn open(
+        interface: &str,
+        frames: u32,
+        frame_size: u32,
+        vnet: bool,
+    ) -> Result<TxRing, AfPacketError> {
+        let (fd, ifindex) = transmit_socket(interface, vnet)?;
         let step = |step: &'static str| {
             move |source| AfPacketError::Socket {
                 interface: interface.to_string(),
@@ -76,10 +90,16 @@ impl TxRing {
         // SAFETY: PACKET_LOSS reads an int during the call.
         unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_LOSS, &one) }
             .map_err(step("PACKET_LOSS"))?;
-        let frame_size = frame_size.max(128).next_multiple_of(16) as usize;
-        let block_size = frame_size.max(page_size()).next_power_of_two();
+        let mut frame_size = frame_size.max(128).next_multiple_of(16) as usize;
+        let mut frames = frames as usize;
+        let slot = AGGREGATE_SLOT as usize;
+        if vnet && frame_size < slot {
+            frames = (frames * frame_size / slot).max(8);
+            frame_size = slot;
+        }
+        let block_size = block_for(frame_size);
         let frames_per_block = block_size / frame_size;
-        let blocks = (frames as usize).div_ceil(frames_per_block).max(1);
+        let blocks = frames.div_ceil(frames_per_block).max(1);
         let count = blocks * frames_per_block;
         let req = TpacketReq {
             block_size: block_size as u32,
@@ -110,17 +130,19 @@ impl TxRing {
             count,
             next: 0,
             pending: 0,
+            vnet,
         })
     }
 
     /// Largest frame a slot holds.
     pub fn capacity(&self) -> usize {
-        self.frame_size - TX_DATA
+        self.frame_size - TX_DATA - if self.vnet { VNET_HDR_LEN } else { 0 }
     }
 
     /// Queues one frame made of `head` followed by `tail` (so a VLAN tag can be put back
-    /// without an extra copy). Sent at the next [`TxRing::flush`].
-    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+    /// without an extra copy), with `hdr` in front on a socket that takes one. Sent at the next
+    /// [`TxRing::flush`].
+    pub fn push(&mut self, hdr: &VnetHdr, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
         let len = head.len() + tail.len();
         if len > self.capacity() {
             return Err(TxError::TooLarge);
@@ -144,13 +166,20 @@ impl TxRing {
         if !free(s) {
             return Err(TxError::RingFull);
         }
-        // SAFETY: the slot is ours (AVAILABLE); `TX_DATA + len <= frame_size` was checked via
-        // `capacity`, so the writes stay inside the slot.
+        let vnet = if self.vnet { VNET_HDR_LEN } else { 0 };
+        let h = hdr.to_bytes();
+        // SAFETY: the slot is ours (AVAILABLE); `TX_DATA + vnet + len <= frame_size` was checked
+        // via `capacity`, so the writes stay inside the slot.
         unsafe {
             let data = base.add(off + TX_DATA);
+            std::ptr::copy_nonoverlapping(h.as_ptr(), data, vnet);
+            let data = data.add(vnet);
             std::ptr::copy_nonoverlapping(head.as_ptr(), data, head.len());
             std::ptr::copy_nonoverlapping(tail.as_ptr(), data.add(head.len()), tail.len());
-            base.add(off + 4).cast::<u32>().write_unaligned(len as u32);
+            // tp_len counts the header too: the kernel takes it off the front.
+            base.add(off + 4)
+                .cast::<u32>()
+                .write_unaligned((vnet + len) as u32);
         }
         st.store(TP_STATUS_SEND_REQUEST, Ordering::Release);
         self.next = (self.next + 1) % self.count;
@@ -188,26 +217,41 @@ impl TxRing {
 }
 
 /// Opens the socket both transmit paths share: bound to `interface` with protocol 0 (it never
-/// receives) and past the qdisc.
-fn transmit_socket(interface: &str) -> Result<(OwnedFd, u32), AfPacketError> {
+/// receives); past the qdisc, or, with `vnet`, through it, and every frame given to it starts
+/// with its `virtio_net_hdr`.
+///
+/// Why not past the qdisc with `vnet`: the bypass (`dev_direct_xmit`) drops any frame the device
+/// cannot take as it is, and an aggregate sent to a device without TSO must be segmented in
+/// software first, which only the normal path (`dev_queue_xmit`) does. On veth, whose qdisc is
+/// `noqueue`, that path costs little more.
+fn transmit_socket(interface: &str, vnet: bool) -> Result<(OwnedFd, u32), AfPacketError> {
     let ifindex = sys::interface_index(interface)
         .ok_or_else(|| AfPacketError::NoInterface(interface.to_string()))?;
     let fd = raw_socket(interface)?;
     let one: i32 = 1;
-    // SAFETY: PACKET_QDISC_BYPASS reads an int during the call.
-    unsafe {
-        sys::setsockopt(
-            fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            &one,
-        )
+    if !vnet {
+        // SAFETY: PACKET_QDISC_BYPASS reads an int during the call.
+        unsafe {
+            sys::setsockopt(
+                fd.as_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                &one,
+            )
+        }
+        .map_err(|source| AfPacketError::Socket {
+            interface: interface.to_string(),
+            step: "PACKET_QDISC_BYPASS",
+            source,
+        })?;
     }
-    .map_err(|source| AfPacketError::Socket {
-        interface: interface.to_string(),
-        step: "PACKET_QDISC_BYPASS",
-        source,
-    })?;
+    if vnet {
+        set_vnet_hdr(fd.as_fd()).map_err(|source| AfPacketError::Socket {
+            interface: interface.to_string(),
+            step: "PACKET_VNET_HDR",
+            source,
+        })?;
+    }
     Ok((fd, ifindex))
 }
 
@@ -232,14 +276,19 @@ impl Unsent {
 /// `sendmmsg` takes at most this many messages per call (the kernel's UIO_MAXIOV).
 const MAX_BATCH: usize = 1024;
 
-/// A transmit socket frames are copied into: each frame is copied once into a preallocated slot
-/// here and once more into a linear kernel buffer; one `sendmmsg` hands over every queued frame.
+/// A transmit socket frames are copied into: each frame is copied once into a preallocated
+/// buffer here, packed one after the other, and once more into a kernel buffer; one `sendmmsg`
+/// hands over every queued frame.
 pub struct TxCopy {
     fd: OwnedFd,
-    /// The slots, `slot` bytes each.
+    /// The queued frames, back to back: frame `i` is `buf[starts[i]..][..iov[i].iov_len]`.
     buf: Box<[u8]>,
-    slot: usize,
-    /// `iov[i]` is slot `i` and `msgs[i]` carries `iov[i]` alone (the socket is bound, so no
+    used: usize,
+    starts: Box<[usize]>,
+    /// Largest message one push takes (a frame, and its header with `vnet`).
+    max_message: usize,
+    vnet: bool,
+    /// `iov[i]` is frame `i` and `msgs[i]` carries `iov[i]` alone (the socket is bound, so no
     /// address is given). Their pointers are set from `buf` and `iov` right before each
     /// `sendmmsg`, so none outlives the borrow it was taken from.
     iov: Box<[libc::iovec]>,
@@ -253,9 +302,16 @@ pub struct TxCopy {
 unsafe impl Send for TxCopy {}
 
 impl TxCopy {
-    /// `frames` slots (at most 1024, what one `sendmmsg` takes) of `frame_size` bytes.
-    pub fn open(interface: &str, frames: u32, frame_size: u32) -> Result<TxCopy, AfPacketError> {
-        let (fd, ifindex) = transmit_socket(interface)?;
+    /// Room for `frames` frames (at most 1024, what one `sendmmsg` takes) of `frame_size` bytes,
+    /// or, with `vnet`, for aggregates of up to 64 KiB with their `virtio_net_hdr` (the buffer
+    /// is then at least two of them: frames are packed, so small ones still fill it).
+    pub fn open(
+        interface: &str,
+        frames: u32,
+        frame_size: u32,
+        vnet: bool,
+    ) -> Result<TxCopy, AfPacketError> {
+        let (fd, ifindex) = transmit_socket(interface, vnet)?;
         bind(fd.as_fd(), ifindex, 0).map_err(|source| AfPacketError::Socket {
             interface: interface.to_string(),
             step: "bind",
@@ -263,7 +319,12 @@ impl TxCopy {
         })?;
         let count = (frames as usize).clamp(1, MAX_BATCH);
         let slot = frame_size.max(128) as usize;
-        let buf = vec![0u8; count * slot].into_boxed_slice();
+        let max_message = if vnet {
+            slot.max(AGGREGATE_MAX) + VNET_HDR_LEN
+        } else {
+            slot
+        };
+        let buf = vec![0u8; (count * slot).max(2 * max_message)].into_boxed_slice();
         let iov = vec![
             libc::iovec {
                 iov_base: std::ptr::null_mut(),
@@ -279,7 +340,10 @@ impl TxCopy {
         Ok(TxCopy {
             fd,
             buf,
-            slot,
+            used: 0,
+            starts: vec![0; count].into_boxed_slice(),
+            max_message,
+            vnet,
             iov,
             msgs,
             pending: 0,
@@ -287,25 +351,31 @@ impl TxCopy {
         })
     }
 
+    /// Largest frame one push takes.
     pub fn capacity(&self) -> usize {
-        self.slot
+        self.max_message - if self.vnet { VNET_HDR_LEN } else { 0 }
     }
 
-    /// Copies one frame (`head` then `tail`) into the next slot; sent at the next
-    /// [`TxCopy::flush`], or now if every slot is taken.
-    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
-        let len = head.len() + tail.len();
-        if len > self.slot {
+    /// Copies one frame (`hdr` on a socket that takes one, `head`, then `tail`) in after the
+    /// queued ones; sent at the next [`TxCopy::flush`], or now if the buffer is full.
+    pub fn push(&mut self, hdr: &VnetHdr, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+        let vnet = if self.vnet { VNET_HDR_LEN } else { 0 };
+        let len = vnet + head.len() + tail.len();
+        if len > self.max_message {
             return Err(TxError::TooLarge);
         }
-        if self.pending == self.iov.len() {
+        if self.pending == self.iov.len() || self.used + len > self.buf.len() {
             self.send_pending();
         }
-        let start = self.pending * self.slot;
+        // `used + len <= buf.len()` now: an empty buffer holds `2 × max_message`.
+        let start = self.used;
         let dst = &mut self.buf[start..start + len];
-        dst[..head.len()].copy_from_slice(head);
-        dst[head.len()..].copy_from_slice(tail);
+        dst[..vnet].copy_from_slice(&hdr.to_bytes()[..vnet]);
+        dst[vnet..vnet + head.len()].copy_from_slice(head);
+        dst[vnet + head.len()..].copy_from_slice(tail);
+        self.starts[self.pending] = start;
         self.iov[self.pending].iov_len = len;
+        self.used += len;
         self.pending += 1;
         Ok(())
     }
@@ -322,11 +392,11 @@ impl TxCopy {
     }
 
     fn send_pending(&mut self) {
-        // In bounds below: `i < pending <= count`; `buf` holds `count` slots of `slot` bytes and
-        // `iov` `count` entries. `iov` is written before its pointer is taken.
+        // In bounds below: `i < pending <= count`; frame `i` lies inside `buf` from `starts[i]`,
+        // and `iov` has `count` entries. `iov` is written before its pointer is taken.
         let base = self.buf.as_mut_ptr();
-        for (i, v) in self.iov[..self.pending].iter_mut().enumerate() {
-            v.iov_base = base.wrapping_add(i * self.slot).cast();
+        for (v, start) in self.iov[..self.pending].iter_mut().zip(&self.starts[..]) {
+            v.iov_base = base.wrapping_add(*start).cast();
         }
         let iov = self.iov.as_mut_ptr();
         for (i, m) in self.msgs[..self.pending].iter_mut().enumerate() {
@@ -338,7 +408,7 @@ impl TxCopy {
         while done < self.pending {
             let left = self.pending - done;
             // SAFETY: `msgs[done..pending]` are initialised headers whose single iovec points at
-            // a slot of `buf` holding `iov_len <= slot` written bytes; all of it is owned by
+            // `iov_len` written bytes inside `buf`; all of it is owned by
             // `self`, borrowed mutably for the call, and the kernel only reads it (and writes
             // `msg_len`).
             let ret = unsafe {
@@ -374,6 +444,7 @@ impl TxCopy {
             }
         }
         self.pending = 0;
+        self.used = 0;
     }
 }
 
@@ -384,16 +455,18 @@ pub enum Transmitter {
 }
 
 impl Transmitter {
-    /// `frames` slots of `frame_size` bytes (ring slots include a 32-byte header).
+    /// `frames` slots of `frame_size` bytes (ring slots include a 32-byte header); with `vnet`,
+    /// room for aggregates and a `virtio_net_hdr` before every frame (see each mode's `open`).
     pub fn open(
         interface: &str,
         mode: TxMode,
         frames: u32,
         frame_size: u32,
+        vnet: bool,
     ) -> Result<Transmitter, AfPacketError> {
         Ok(match mode {
-            TxMode::Ring => Transmitter::Ring(TxRing::open(interface, frames, frame_size)?),
-            TxMode::Copy => Transmitter::Copy(TxCopy::open(interface, frames, frame_size)?),
+            TxMode::Ring => Transmitter::Ring(TxRing::open(interface, frames, frame_size, vnet)?),
+            TxMode::Copy => Transmitter::Copy(TxCopy::open(interface, frames, frame_size, vnet)?),
         })
     }
 
@@ -405,11 +478,13 @@ impl Transmitter {
         }
     }
 
+    /// Queues one frame; `hdr` goes in front of it when the socket takes `virtio_net_hdr`s
+    /// ([`VnetHdr::PLAIN`] for a frame that is complete as it is).
     #[inline]
-    pub fn push(&mut self, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
+    pub fn push(&mut self, hdr: &VnetHdr, head: &[u8], tail: &[u8]) -> Result<(), TxError> {
         match self {
-            Transmitter::Ring(t) => t.push(head, tail),
-            Transmitter::Copy(t) => t.push(head, tail),
+            Transmitter::Ring(t) => t.push(hdr, head, tail),
+            Transmitter::Copy(t) => t.push(hdr, head, tail),
         }
     }
 
