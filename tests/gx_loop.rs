@@ -64,9 +64,7 @@ fn ready(test: &str) -> bool {
 
 /// The default lab (sessions from the policy engine), billing delay `DELAY`.
 fn pcrf_lab(name: &str, env: &[(&str, &str)]) -> Lab {
-    let mut all = vec![
-        ("WEIR_LAB_BILLING_DELAY", DELAY_TEXT),
-    ];
+    let mut all = vec![("WEIR_LAB_BILLING_DELAY", DELAY_TEXT)];
     all.extend_from_slice(env);
     Lab::up(name, &all)
 }
