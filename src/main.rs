@@ -1,6 +1,7 @@
 //! The `weir` command line.
 
 use clap::{Parser, Subcommand};
+mod logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use weir::dataplane::{DataplaneConfig, DataplaneConfigError};
@@ -13,6 +14,9 @@ use weir::policy::{Config, ConfigError, ConfigErrors};
     about = "Userspace policy and charging enforcement gateway"
 )]
 struct Cli {
+    /// Log lines on stderr: "human", or "json" (one object a line); WEIR_LOG filters them.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -171,15 +175,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     match cli.command {
         Command::Replay {
             config,
@@ -309,6 +306,7 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
             return ExitCode::FAILURE;
         }
     };
+    logging::log_gateway_events(&control);
     let control = std::sync::Arc::new(control);
     let reload_path = path.clone();
     let mut apply = control.reloader();
