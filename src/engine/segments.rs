@@ -76,10 +76,11 @@ mod tests {
 
     #[test]
     fn an_aggregate_is_metered_as_its_segments_with_their_headers() {
-        // 45 full segments of 1448 and a last one of 1000: 46 packets, 52 header bytes each.
-        let payload = 45 * 1448 + 1000;
-        assert_eq!(wire(&tcp4(payload), 1448), (66_160 + 46 * 52, 46));
-        assert_eq!(66_160 + 46 * 52, 68_552);
+        // 44 full segments of 1448 and a last one of 1000 (an IP total length under 64 KiB):
+        // 45 packets, 52 header bytes each.
+        let payload = 44 * 1448 + 1000;
+        assert_eq!(wire(&tcp4(payload), 1448), (64_712 + 45 * 52, 45));
+        assert_eq!(64_712 + 45 * 52, 67_052);
         // An exact multiple: no short last segment.
         assert_eq!(wire(&tcp4(10 * 1448), 1448), (14_480 + 10 * 52, 10));
         // IPv6 (40 + 20 bytes of headers), segments of 1440.
