@@ -131,9 +131,7 @@ fn curl_is_redirected_recharges_and_then_gets_the_real_page() {
     assert_eq!(portal.status, 200);
     let portal_page = portal.text();
     assert!(
-        portal_page.contains(&format!(
-            "<strong id=\"subscriber\">{UE2_SUBSCRIBER}</strong>"
-        )),
+        portal_page.contains(&format!("<dd id=\"subscriber\">{UE2_SUBSCRIBER}</dd>")),
         "{portal_page}"
     );
     assert!(
@@ -171,7 +169,7 @@ fn curl_is_redirected_recharges_and_then_gets_the_real_page() {
         "{done_page}"
     );
     assert!(
-        done_page.contains("<a id=\"continue\" href=\"http://site.example/\">"),
+        done_page.contains("<a id=\"continue\" class=\"button\" href=\"http://site.example/\">"),
         "{done_page}"
     );
     assert!(

@@ -36,7 +36,14 @@ pub struct Gx {
     pending: Mutex<HashSet<IpAddr>>,
     /// The ReAuth endpoint CCR-I gives, once the server is bound.
     reauth_endpoint: Mutex<String>,
+    /// Requests to the policy engine at once, at most [`IN_FLIGHT`]: a burst of attaching
+    /// subscribers queues here, in order, instead of opening more HTTP/2 streams than the
+    /// policy engine accepts (which it resets) and timing out in its queue.
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// Requests to the policy engine in flight at most.
+pub const IN_FLIGHT: usize = 128;
 
 /// Whether trying again may help: the policy engine was unreachable or busy.
 fn transient(s: &tonic::Status) -> bool {
@@ -63,6 +70,8 @@ impl Gx {
         rpc: &str,
         call: impl std::future::Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, tonic::Status> {
+        // Never closed, so the permit always comes.
+        let _permit = self.in_flight.acquire().await;
         let started = std::time::Instant::now();
         let answer = call.await;
         let result = match &answer {
@@ -97,6 +106,7 @@ impl Gx {
             reauth_endpoint: Mutex::new(settings.reauth_endpoint()),
             settings,
             pending: Mutex::new(HashSet::new()),
+            in_flight: tokio::sync::Semaphore::new(IN_FLIGHT),
         })
     }
 

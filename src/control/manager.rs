@@ -51,6 +51,7 @@ impl Manager {
         mut sessions: Sessions,
         policy: Arc<ArcSwap<PolicySnapshot>>,
         window: Duration,
+        metrics: crate::metrics::ControlMetrics,
     ) -> (Manager, tokio::task::JoinHandle<()>) {
         if let Some(s) = sessions.snapshot() {
             policy.store(s);
@@ -63,6 +64,7 @@ impl Manager {
             Arc::clone(&policy),
             events.clone(),
             window,
+            metrics,
         ));
         (
             Manager {
@@ -112,6 +114,7 @@ async fn run(
     policy: Arc<ArcSwap<PolicySnapshot>>,
     events: broadcast::Sender<pb::GatewayEvent>,
     window: Duration,
+    metrics: crate::metrics::ControlMetrics,
 ) {
     while let Some(job) = rx.recv().await {
         let mut replies = vec![job(&mut sessions, Timestamp::now())];
@@ -128,7 +131,9 @@ async fn run(
                 replies.push(job(&mut sessions, Timestamp::now()));
             }
         }
+        let building = std::time::Instant::now();
         if let Some(snapshot) = sessions.snapshot() {
+            metrics.observe_snapshot_build(building.elapsed().as_secs_f64());
             tracing::debug!(
                 version = snapshot.version,
                 requests = replies.len(),

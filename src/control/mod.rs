@@ -91,7 +91,7 @@ pub fn start(
     let sessions = Sessions::new(config, Timestamp::now());
     let (manager, _task) = {
         let _guard = runtime.enter();
-        Manager::start(sessions, policy, manager::BATCH_WINDOW)
+        Manager::start(sessions, policy, manager::BATCH_WINDOW, metrics.clone())
     };
     let success_action = config.gateway.redirect.success_action;
     let gx = match &settings.policy_engine {

@@ -398,6 +398,7 @@ fn requests_within_the_window_become_one_snapshot() {
             Sessions::new(&config(), now()),
             Arc::clone(&policy),
             std::time::Duration::from_millis(200),
+            crate::metrics::ControlMetrics::new(),
         );
         assert_eq!(policy.load().version, 1);
         let calls: Vec<_> = (0..20u8)
