@@ -36,6 +36,19 @@ const POLICY_ENGINE: &str = "192.0.2.1:50051";
 const DELAY: u64 = 5;
 const DELAY_TEXT: &str = "5";
 
+/// The tests that count redirects against time take the machine alone (a write lock); the others
+/// share it. A report's lift takes milliseconds, but six labs at once on a small machine can
+/// stretch that past a browser's click.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn say(line: &str) {
     use std::io::Write as _;
     let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
@@ -287,6 +300,7 @@ fn wait_for_balance(lab: &Lab, sub: &str, want: i64) -> Value {
 
 #[test]
 fn curl_recharges_and_the_policy_engine_lifts_the_redirect_before_billing_does() {
+    let _machine = alone();
     if !ready("gx_loop_curl") {
         return;
     }
@@ -329,6 +343,7 @@ fn curl_recharges_and_the_policy_engine_lifts_the_redirect_before_billing_does()
 
 #[test]
 fn without_the_watch_the_subscriber_is_redirected_until_the_billing_delay_ends() {
+    let _machine = alone();
     if !ready("gx_loop_nowatch") {
         return;
     }
@@ -391,6 +406,7 @@ fn without_the_watch_the_subscriber_is_redirected_until_the_billing_delay_ends()
 
 #[test]
 fn chromium_recharges_and_the_policy_engine_lifts_the_redirect() {
+    let _machine = alone();
     if !ready("gx_loop_chromium") {
         return;
     }
@@ -461,6 +477,7 @@ fn chromium_recharges_and_the_policy_engine_lifts_the_redirect() {
 
 #[test]
 fn grpcurl_lists_the_gateway_services_and_the_lab_sessions() {
+    let _machine = shared();
     if !ready("gx_loop_grpcurl") {
         return;
     }
@@ -516,6 +533,7 @@ fn grpcurl_lists_the_gateway_services_and_the_lab_sessions() {
 
 #[test]
 fn the_readme_lab_commands_run_as_written() {
+    let _machine = shared();
     if !ready("gx_loop_readme") {
         return;
     }
@@ -623,6 +641,7 @@ fn the_readme_lab_commands_run_as_written() {
 
 #[test]
 fn the_lab_portal_credits_the_lab_policy_engine() {
+    let _machine = shared();
     // Static sessions (examples/lab.toml): this part of the loop needs no control plane.
     if !root_or_skip("gx_loop_portal") || !grpcurl_or_skip("gx_loop_portal") {
         return;
