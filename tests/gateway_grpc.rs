@@ -102,8 +102,12 @@ struct PolicyEngine {
 
 impl PolicyEngine {
     fn start(dir: &Dir) -> PolicyEngine {
+        PolicyEngine::start_with(dir, PE_CONFIG)
+    }
+
+    fn start_with(dir: &Dir, config: &str) -> PolicyEngine {
         let path = dir.0.join("pe.toml");
-        std::fs::write(&path, PE_CONFIG).unwrap();
+        std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["policy-engine", "--config"])
             .arg(&path)
@@ -742,6 +746,86 @@ fn a_session_request_installs_the_cca_and_a_recharge_success_lifts_the_redirect(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_rule_of_the_cca_that_fails_is_reported_and_the_policy_engine_stops_counting_it() {
+    if !grpcurl_or_skip("gw-rule-report") {
+        return;
+    }
+    let dir = Dir::new("rule-report");
+    // The policy engine believes the gateway has a predefined rule "video"; this gateway
+    // does not (configurations drifted apart).
+    let pe_config = PE_CONFIG
+        .replace(
+            r#"predefined_rules = ["dns", "web"]"#,
+            r#"predefined_rules = ["dns", "web", "video"]"#,
+        )
+        .replacen(
+            "[[account]]",
+            "[[plan]]\nname = \"drift\"\npredefined = [\"dns\", \"video\"]\n\n\
+             [[account]]\nsubscriber = \"imsi-001010000000004\"\nbalance = 500\nplan = \"drift\"\n\n\
+             [[account]]",
+            1,
+        );
+    let pe = PolicyEngine::start_with(&dir, &pe_config);
+    let gw = Gateway::start_with(
+        Some(&pe.addr),
+        "\n[[subscriber]]\nsubscriber = \"imsi-001010000000004\"\nipv4 = \"10.45.0.4\"\n",
+    );
+    let mut watch = gw.control().manager().subscribe();
+    gw.control()
+        .events()
+        .send(Event::SessionRequest {
+            ue: "10.45.0.4".parse().unwrap(),
+            at: Timestamp::now(),
+        })
+        .unwrap();
+    // The rule that can be installed is; the other is reported and blocks nothing.
+    assert_eq!(
+        gw.wait_published("10.45.0.4", |_| true),
+        (vec!["dns".into()], false)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = try_call(
+            &pe.addr,
+            "weir.v1.Admin/ListSessions",
+            json!({ "subscriber_id": "imsi-001010000000004" }),
+        )
+        .unwrap();
+        let names = &held["sessions"][0]["chargingRuleName"];
+        if *names == json!(["dns"]) {
+            break;
+        }
+        assert_eq!(*names, json!(["dns", "video"]), "{held}");
+        assert!(
+            Instant::now() < deadline,
+            "the Charging-Rule-Report never reached the policy engine: {held}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Watchers heard which rule failed and why.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let failure = loop {
+        use weir::proto::v1::gateway_event::Event as Ev;
+        match watch.try_recv() {
+            Ok(e) => {
+                if let Some(Ev::RuleFailure(f)) = e.event {
+                    break f;
+                }
+            }
+            Err(_) => {
+                assert!(Instant::now() < deadline, "no rule failure event");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    assert_eq!(failure.charging_rule_name, ["video"]);
+    assert_eq!(
+        failure.rule_failure_code,
+        weir::proto::v1::RuleFailureCode::UnknownRuleName as i32
+    );
 }
 
 #[test]

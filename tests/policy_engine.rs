@@ -809,7 +809,7 @@ fn bad_input_gets_the_documented_status_and_changes_nothing() {
         ("weir.v1.PolicyEngine/CreateSession", ccr_i("gw.test;2", "imsi-404", "10.45.0.9", ""),
             "NotFound", "no account for subscriber imsi-404"),
         ("weir.v1.PolicyEngine/UpdateSession", json!({ "session_id": "gw.test;1" }),
-            "InvalidArgument", "event_trigger: a CCR-U names at least one event"),
+            "InvalidArgument", "event_trigger: a CCR-U names at least one event or carries a Charging-Rule-Report"),
         ("weir.v1.PolicyEngine/UpdateSession", json!({ "session_id": "gw.test;1", "event_trigger": ["WEIR_RECHARGE_SUCCESS"] }),
             "InvalidArgument", "recharge_success: required with the WEIR_RECHARGE_SUCCESS event trigger"),
         ("weir.v1.PolicyEngine/UpdateSession",

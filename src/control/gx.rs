@@ -202,7 +202,8 @@ impl Gx {
         match installed {
             Ok(Ok(reports)) => {
                 tracing::info!(ue = %ue, subscriber = %mapping.subscriber, session = %session_id,
-                failed_rules = reports.len(), ms = started.elapsed().as_millis() as u64, "CCA-I installed")
+                failed_rules = reports.len(), ms = started.elapsed().as_millis() as u64, "CCA-I installed");
+                self.report_rules(id, reports).await;
             }
             Ok(Err(e)) => {
                 tracing::warn!(ue = %ue, session = %session_id, error = %e, "CCA-I not installed")
@@ -224,11 +225,46 @@ impl Gx {
             .flatten()
     }
 
-    /// Sends a CCR-U until the policy engine answers (retrying with backoff while it cannot be
-    /// reached and the session lasts), then applies the answer.
-    async fn update(&self, id: SessionId, mut request: pb::UpdateSessionRequest, what: &str) {
-        let Some((session_id, number)) = self.next_request(id).await else {
+    /// Sends a CCR-U and applies its answer; rules of the answer that could not be installed
+    /// are reported to the policy engine in one more CCR-U.
+    async fn update(&self, id: SessionId, request: pb::UpdateSessionRequest, what: &str) {
+        let failed = self.send_update(id, request, what).await;
+        self.report_rules(id, failed).await;
+    }
+
+    /// Charging-Rule-Report for rules a CCA put in force that the gateway could not install
+    /// (TS 29.212 §4.5.12): a CCR-U that carries only the reports. Failures in the answer to
+    /// that CCR-U are logged and not reported again, so a policy engine that keeps sending a
+    /// bad rule cannot start a loop.
+    async fn report_rules(&self, id: SessionId, reports: Vec<pb::ChargingRuleReport>) {
+        if reports.is_empty() {
             return;
+        }
+        let request = pb::UpdateSessionRequest {
+            charging_rule_report: reports,
+            ..Default::default()
+        };
+        let again = self.send_update(id, request, "rule report").await;
+        if !again.is_empty() {
+            tracing::warn!(
+                session = id.0,
+                failed_rules = again.len(),
+                "the answer to a rule report installs rules that fail again; not reported twice"
+            );
+        }
+    }
+
+    /// Sends a CCR-U until the policy engine answers (retrying with backoff while it cannot be
+    /// reached and the session lasts), then applies the answer. Returns the reports of the
+    /// answer's rules that could not be installed.
+    async fn send_update(
+        &self,
+        id: SessionId,
+        mut request: pb::UpdateSessionRequest,
+        what: &str,
+    ) -> Vec<pb::ChargingRuleReport> {
+        let Some((session_id, number)) = self.next_request(id).await else {
+            return Vec::new();
         };
         request.session_id = session_id.clone();
         request.origin_host = self.settings.origin_host.clone();
@@ -251,7 +287,7 @@ impl Gx {
                         .await
                         .unwrap_or(false);
                     if !alive {
-                        return;
+                        return Vec::new();
                     }
                     tracing::warn!(session = %session_id, report = what, error = %e.message(), retry_in = ?pause,
                         "CCR-U not delivered; retrying (the redirect stays until the policy engine answers)");
@@ -261,14 +297,14 @@ impl Gx {
                 }
                 Err(e) => {
                     tracing::warn!(session = %session_id, report = what, code = ?e.code(), error = %e.message(), "CCR-U refused");
-                    return;
+                    return Vec::new();
                 }
             }
         };
         if !success(answer.result_code) {
             tracing::warn!(session = %session_id, report = what, result_code = answer.result_code,
                 detail = %answer.detail, "CCR-U answered without success; nothing changes");
-            return;
+            return Vec::new();
         }
         let update = Update {
             installs: answer.charging_rule_install,
@@ -283,12 +319,14 @@ impl Gx {
             .await;
         match applied {
             Ok(Ok(reports)) => {
-                tracing::info!(session = %session_id, report = what, failed_rules = reports.len(), "CCA-U applied")
+                tracing::info!(session = %session_id, report = what, failed_rules = reports.len(), "CCA-U applied");
+                reports
             }
             Ok(Err(e)) => {
-                tracing::info!(session = %session_id, error = %e, "CCA-U for a session that ended")
+                tracing::info!(session = %session_id, error = %e, "CCA-U for a session that ended");
+                Vec::new()
             }
-            Err(_) => {}
+            Err(_) => Vec::new(),
         }
     }
 

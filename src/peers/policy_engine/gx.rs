@@ -268,8 +268,12 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
         check_id(&r.session_id, "session_id")?;
         check_type(r.cc_request_type, pb::CcRequestType::UpdateRequest)?;
         let events = check_events(&r.event_trigger, "event_trigger")?;
-        if events.is_empty() {
-            return Err(Invalid::new("event_trigger", "a CCR-U names at least one event").into());
+        if events.is_empty() && r.charging_rule_report.is_empty() {
+            return Err(Invalid::new(
+                "event_trigger",
+                "a CCR-U names at least one event or carries a Charging-Rule-Report",
+            )
+            .into());
         }
         let usage = usage_rows(
             &r.usage_monitoring_information,
@@ -351,9 +355,29 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
         }
 
         for report in &r.charging_rule_report {
-            tracing::warn!(session = %r.session_id, rules = ?report.charging_rule_name,
-                rule_failure_code = report.rule_failure_code, detail = %report.detail,
-                "gateway reports rules out of force");
+            tracing::warn!(session = %r.session_id, subscriber = %session.subscriber_id,
+                rules = ?report.charging_rule_name, rule_failure_code = report.rule_failure_code,
+                detail = %report.detail, "gateway reports rules out of force");
+        }
+        // What the gateway could not install is not in force: the session's view says so.
+        let failed: Vec<&String> = r
+            .charging_rule_report
+            .iter()
+            .flat_map(|rep| &rep.charging_rule_name)
+            .collect();
+        if !failed.is_empty() {
+            let installed: Vec<String> = session
+                .installed
+                .iter()
+                .filter(|n| !failed.contains(n))
+                .cloned()
+                .collect();
+            if installed.len() != session.installed.len() {
+                let id = r.session_id.clone();
+                core.db(move |s| s.set_installed(&id, &installed))
+                    .await
+                    .map_err(internal)?;
+            }
         }
         let id = r.session_id.clone();
         let number = r.cc_request_number;
