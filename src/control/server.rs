@@ -120,7 +120,7 @@ pub fn view(s: &Sessions, e: &Entry) -> pb::GatewaySession {
         subscriber_id: e.config.subscriber.to_string(),
         framed_ip_address: e.config.ipv4.map(|a| a.to_string()).unwrap_or_default(),
         framed_ipv6_prefix: e.config.ipv6.map(|p| p.to_string()).unwrap_or_default(),
-        charging_rule_definition: e.config.rules.iter().map(definition_of).collect(),
+        charging_rule_definition: e.config.rules.iter().map(|r| definition_of(r)).collect(),
         charging_rule_name: e.config.predefined.clone(),
         event_trigger: e.event_triggers.clone(),
         redirect: Some(match redirect {

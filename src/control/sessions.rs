@@ -81,6 +81,7 @@ impl Entry {
         self.config
             .rules
             .iter()
+            .map(|r| &**r)
             .chain(active)
             .filter_map(|r| {
                 let info = r.redirect.as_ref().filter(|i| i.enabled())?;
@@ -432,7 +433,7 @@ impl Sessions {
                 rule.deactivation = secs(install.rule_deactivation_time);
                 // Installing a rule of a name in force modifies it (TS 29.212 §4.5.2).
                 if let Some(old) = next.config.rules.iter_mut().find(|r| r.name == rule.name) {
-                    *old = rule;
+                    *old = Arc::new(rule);
                 } else if next.config.rules.len() + next.config.predefined.len()
                     >= MAX_RULES_PER_SESSION
                 {
@@ -442,7 +443,7 @@ impl Sessions {
                         format!("a session holds at most {MAX_RULES_PER_SESSION} rules"),
                     ));
                 } else {
-                    next.config.rules.push(rule);
+                    next.config.rules.push(Arc::new(rule));
                 }
             }
         }

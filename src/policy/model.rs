@@ -350,8 +350,9 @@ pub struct SessionConfig {
     pub ipv4: Option<Ipv4Addr>,
     /// The UE's IPv6 prefix (typically a /64).
     pub ipv6: Option<IpPrefix>,
-    /// Dynamic PCC rules of this session.
-    pub rules: Vec<PccRule>,
+    /// Dynamic PCC rules of this session, shared with the snapshots that compiled them: a
+    /// change to a session copies pointers, not rules.
+    pub rules: Vec<std::sync::Arc<PccRule>>,
     /// Names of predefined rules active for this session.
     pub predefined: Vec<String>,
     pub default_rule: DefaultRule,

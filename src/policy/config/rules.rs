@@ -311,7 +311,7 @@ pub(super) fn read_session(
     for (i, item) in f.array(ctx, "rule").unwrap_or(&[]).iter().enumerate() {
         rule_names.extend(peek_name(item));
         if let Some(r) = read_rule(ctx, item, format!("{}[{i}]", f.path("rule"))) {
-            rules.push(r);
+            rules.push(std::sync::Arc::new(r));
         }
     }
 

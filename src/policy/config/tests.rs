@@ -164,7 +164,7 @@ ipv4 = "10.45.0.3"
                 subscriber: SubscriberId::parse("imsi-001010000000001").unwrap(),
                 ipv4: Some("10.45.0.2".parse().unwrap()),
                 ipv6: Some(IpPrefix::parse("2001:db8:45:1::/64", true).unwrap()),
-                rules: vec![PccRule {
+                rules: vec![std::sync::Arc::new(PccRule {
                     name: "voice".into(),
                     precedence: 20,
                     filters: vec![SdfFilter {
@@ -180,7 +180,7 @@ ipv4 = "10.45.0.3"
                     redirect: None,
                     activation: None,
                     deactivation: None,
-                }],
+                })],
                 predefined: vec!["web".into()],
                 default_rule: DefaultRule::Drop,
                 monitoring: Vec::new(),

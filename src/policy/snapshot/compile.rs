@@ -93,7 +93,7 @@ pub(super) fn compile(
         .rules
         .iter()
         .map(|r| CompiledRule {
-            rule: Arc::new(r.clone()),
+            rule: Arc::clone(r),
             predefined: false,
         })
         .chain(s.predefined.iter().filter_map(|name| {
