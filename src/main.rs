@@ -1,6 +1,7 @@
 //! The `weir` command line.
 
 use clap::{Parser, Subcommand};
+mod ctl;
 mod logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,8 @@ use weir::policy::{Config, ConfigError, ConfigErrors};
 #[derive(Parser)]
 #[command(
     name = "weir",
-    version,
+    // The git revision the binary was built from (build.rs), so a report names the exact code.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WEIR_GIT_REVISION"), ")"),
     about = "Userspace policy and charging enforcement gateway"
 )]
 struct Cli {
@@ -85,6 +87,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Look at and steer a running gateway over its gRPC API (weir.v1.Gateway).
+    ///
+    /// Exit codes: 0 done, 1 refused by the gateway (or a rule not installed), 2 bad arguments
+    /// or configuration, 3 the gateway cannot be reached, 4 no session for the subscriber.
+    Ctl(ctl::CtlArgs),
 }
 
 fn load_config(path: &PathBuf) -> Result<Config, String> {
@@ -245,6 +252,7 @@ fn main() -> ExitCode {
             json,
         } => run(&config, report_out.as_deref(), json),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 
