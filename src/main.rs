@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 mod ctl;
+mod dry_run;
 mod logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,10 @@ enum Command {
         /// Print the final report as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Validate the configuration and print what would be bound, pinned and changed
+        /// (interfaces, ports, cores, offloads), opening nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate a configuration file and print every error with its location.
     CheckConfig { file: PathBuf },
@@ -250,7 +255,8 @@ fn main() -> ExitCode {
             config,
             report_out,
             json,
-        } => run(&config, report_out.as_deref(), json),
+            dry_run,
+        } => run(&config, report_out.as_deref(), json, dry_run),
         Command::CheckConfig { file } => check_config(&file),
         Command::Ctl(args) => ctl::run(args),
     }
@@ -277,7 +283,12 @@ fn policy_engine(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> ExitCode {
+fn run(
+    path: &PathBuf,
+    report_out: Option<&std::path::Path>,
+    json: bool,
+    dry_run: bool,
+) -> ExitCode {
     use weir::dataplane::{self, RunOptions};
     use weir::policy::PolicySnapshot;
     let text = match std::fs::read_to_string(path) {
@@ -298,6 +309,18 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
             return ExitCode::from(2);
         }
     };
+    if dry_run {
+        return match dry_run::render(path, &config, &dp) {
+            Ok(plan) => {
+                print!("{plan}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weir run --dry-run: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // The session manager publishes the policy; version 0 is never seen by a worker.
     let policy = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicySnapshot::build(
         &config, 0,
