@@ -203,7 +203,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match weir::replay::replay(&config, &pcap, out.as_deref()) {
+            // A bar on stderr only for a person at a terminal: pipes and files stay quiet.
+            let mut bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                .then(weir::replay::ProgressBar::stderr);
+            let result =
+                weir::replay::replay_with_progress(&config, &pcap, out.as_deref(), &mut |p| {
+                    if let Some(bar) = bar.as_mut() {
+                        bar.update(p);
+                    }
+                });
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            match result {
                 Ok(report) => {
                     if json {
                         match serde_json::to_string_pretty(&report) {

@@ -466,3 +466,56 @@ report_listen = ""
     drop((report, grpc));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Replay's progress bar: nothing on a stderr that is not a terminal; on a terminal (`script`
+/// gives the command one) the bar is drawn, reaches 100% and is erased before the report.
+#[test]
+fn replay_draws_progress_only_on_a_terminal() {
+    let args = [
+        "replay",
+        "--config",
+        "examples/weir.toml",
+        "--pcap",
+        "examples/sample.pcap",
+    ];
+    let out = weir(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "a pipe gets no progress");
+    let report = text(&out.stdout);
+
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("replay_draws_progress_only_on_a_terminal: no `script` (util-linux); terminal case skipped");
+        return;
+    }
+    let line = format!("{} {}", env!("CARGO_BIN_EXE_weir"), args.join(" "));
+    let tty = Command::new("script")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .expect("script runs");
+    assert!(tty.status.success(), "{}", text(&tty.stderr));
+    let screen = text(&tty.stdout);
+    assert!(screen.starts_with("\rreplay ["), "{screen:?}");
+    let erased = screen.rfind("\r\x1b[2K").expect("the bar is erased");
+    let bar = &screen[..erased];
+    assert!(bar.contains("] 100%"), "{bar:?}");
+    assert!(bar.contains(" frames/s\x1b[K"), "{bar:?}");
+    // What stays is the report, as a pipe gets it (the terminal writes \r\n for \n), but for
+    // the engine's timing on its last line.
+    let without_timing = |r: &str| {
+        r.lines()
+            .filter(|l| !l.starts_with("engine: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let after = screen[erased + "\r\x1b[2K".len()..].replace("\r\n", "\n");
+    assert_eq!(without_timing(&after), without_timing(&report));
+    assert!(
+        after
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("engine: 126 packets in "),
+        "{after}"
+    );
+}
