@@ -375,3 +375,160 @@ fn ctl_errors_name_the_gateway_the_subscriber_and_the_rule() {
         )
     );
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl in `dir`.
+fn certificates(dir: &std::path::Path) {
+    let script = r#"
+set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=Weir ctl test CA' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+for name in server:serverAuth client:clientAuth; do
+  n=${name%%:*}; usage=${name#*:}
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' "$usage" > $n.ext
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $n.key -out $n.csr -subj "/CN=$n"
+  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 2 -extfile $n.ext
+done
+"#;
+    let out = common::run(
+        Command::new("sh").args(["-c", script]).current_dir(dir),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `weir run` serving weir.v1.Gateway over TLS with client certificates required, in a
+/// namespace of its own; `weir ctl` reaches it with --ca, --cert and --key, and without a
+/// client certificate the handshake fails as "cannot reach" (exit 3).
+#[test]
+fn ctl_speaks_tls_with_a_client_certificate() {
+    let test = "ctl_tls";
+    if !common::root_or_skip(test) {
+        return;
+    }
+    if Command::new("openssl").arg("version").output().is_err() {
+        panic!("{test}: openssl is missing; scripts/install-deps.sh installs it");
+    }
+    let ns = format!("w{}ctltls", std::process::id() % 100_000);
+    let dir = std::env::temp_dir().join(format!("weir-{ns}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir);
+    let config = dir.join("weir.toml");
+    std::fs::write(
+        &config,
+        gateway::CONFIG
+            .replace(
+                "listen = \"127.0.0.1:50052\"",
+                &format!(
+                    "listen = \"127.0.0.1:50052\"\ntls = {{ cert = \"{0}/server.pem\", key = \"{0}/server.key\", client_ca = \"{0}/ca.pem\" }}",
+                    dir.display()
+                ),
+            )
+            .replace("report_listen = \"127.0.0.1:9464\"", "report_listen = \"\""),
+    )
+    .unwrap();
+    struct Cleanup(String, std::path::PathBuf, Option<std::process::Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(c) = self.2.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", &ns])
+        .stderr(Stdio::null())
+        .status();
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .unwrap()
+        .success());
+    let mut cleanup = Cleanup(ns.clone(), dir.clone(), None);
+    assert!(Command::new("ip")
+        .args(["-n", &ns, "link", "set", "lo", "up"])
+        .status()
+        .unwrap()
+        .success());
+    cleanup.2 = Some(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                env!("CARGO_BIN_EXE_weir"),
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let ctl = |args: &[&str]| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_weir"), "ctl"])
+            .args(args)
+            .current_dir(&dir);
+        let out = common::run(&mut cmd, Duration::from_secs(20));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cfg = config.to_str().unwrap();
+    let with_cert = [
+        "--config",
+        cfg,
+        "--ca",
+        "ca.pem",
+        "--cert",
+        "client.pem",
+        "--key",
+        "client.key",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut args = with_cert.to_vec();
+        args.push("sessions");
+        let (code, out, err) = ctl(&args);
+        if code == 0 {
+            assert_eq!(
+                out, "SUBSCRIBER  ADDRESSES  RULES  REDIRECT  UP  DOWN\n",
+                "{err}"
+            );
+            break;
+        }
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{err}\n{}",
+            std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The configuration says TLS: without --ca, ctl says what it needs before connecting.
+    let (code, _, err) = ctl(&["--config", cfg, "sessions"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("serves TLS ([control] tls in "), "{err}");
+    // A CA but no client certificate: the server refuses the handshake.
+    let (code, out, err) = ctl(&["--config", cfg, "--ca", "ca.pem", "sessions"]);
+    assert_eq!((code, out.as_str()), (3, ""), "{err}");
+    assert_eq!(
+        err,
+        "weir ctl: cannot reach the gateway at 127.0.0.1:50052: the gateway closed the connection \
+         (one that requires client certificates does so without one: give --cert and --key)\n"
+    );
+    // Plaintext to a TLS server fails the same way, never silently.
+    let (code, _, err) = ctl(&["--server", "127.0.0.1:50052", "stats"]);
+    assert_eq!(code, 3, "{err}");
+}

@@ -107,6 +107,22 @@ impl Target {
                 }
                 self.unreachable(&reason)
             }
+            // With TLS 1.3 the server checks the client's certificate after the handshake, and
+            // closes the connection under the first call when it refuses it: the call ends
+            // cancelled, or with the transport's error (Unknown, with the error as its source).
+            (Code::Cancelled, _) | (Code::Unknown, _)
+                if status.code() == Code::Cancelled
+                    || std::error::Error::source(&status).is_some() =>
+            {
+                let mut reason = String::from("the gateway closed the connection");
+                if self.tls.as_ref().is_some_and(|t| t.cert.is_none()) {
+                    reason.push_str(
+                        " (one that requires client certificates does so without one: give \
+                         --cert and --key)",
+                    );
+                }
+                self.unreachable(&reason)
+            }
             (code, _) => CtlError::Refused(format!(
                 "the gateway refused: {code:?}: {}",
                 status.message()
