@@ -56,8 +56,12 @@ impl Table {
 pub fn json<M: Message>(message: &M, name: &str, pretty: bool) -> String {
     // The descriptors are compiled into the binary from the same .proto files as the types, so
     // decoding them and finding `name` can only fail if the build is broken: say so plainly.
-    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
-        .expect("the weir.v1 descriptors built into this binary decode");
+    // Decoded once: `events --follow` prints many.
+    static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+            .expect("the weir.v1 descriptors built into this binary decode")
+    });
     let descriptor = pool
         .get_message_by_name(name)
         .unwrap_or_else(|| panic!("{name} is a weir.v1 message"));
