@@ -20,5 +20,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("weir_v1_descriptor.bin"))
         .compile_with_config(config, PROTOS, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
+    git_revision();
     Ok(())
+}
+
+/// `WEIR_GIT_REVISION` for `weir --version`: the short commit of HEAD, or "unknown" outside a
+/// git checkout (a source tarball) or without git.
+fn git_revision() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let revision = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(rev) if !rev.is_empty() => rev,
+        _ => "unknown".to_string(),
+    };
+    println!("cargo:rustc-env=WEIR_GIT_REVISION={revision}");
+    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it points at (a commit).
+    // In a worktree, .git is a file naming the real git directory.
+    // A path that does not exist would rerun this script on every build: name only those that do.
+    let watch = |path: Option<String>| {
+        if let Some(p) = path.filter(|p| std::path::Path::new(p).exists()) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    };
+    watch(git(&["rev-parse", "--git-path", "HEAD"]));
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch(git(&["rev-parse", "--git-path", &branch]));
+    }
+    watch(git(&["rev-parse", "--git-path", "packed-refs"]));
 }

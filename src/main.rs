@@ -1,6 +1,8 @@
 //! The `weir` command line.
 
 use clap::{Parser, Subcommand};
+mod ctl;
+mod dry_run;
 mod logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +12,8 @@ use weir::policy::{Config, ConfigError, ConfigErrors};
 #[derive(Parser)]
 #[command(
     name = "weir",
-    version,
+    // The git revision the binary was built from (build.rs), so a report names the exact code.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WEIR_GIT_REVISION"), ")"),
     about = "Userspace policy and charging enforcement gateway"
 )]
 struct Cli {
@@ -53,6 +56,10 @@ enum Command {
         /// Print the final report as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Validate the configuration and print what would be bound, pinned and changed
+        /// (interfaces, ports, cores, offloads), opening nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate a configuration file and print every error with its location.
     CheckConfig { file: PathBuf },
@@ -85,6 +92,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Look at and steer a running gateway over its gRPC API (weir.v1.Gateway).
+    ///
+    /// Exit codes: 0 done, 1 refused by the gateway (or a rule not installed), 2 bad arguments
+    /// or configuration, 3 the gateway cannot be reached, 4 no session for the subscriber.
+    Ctl(ctl::CtlArgs),
 }
 
 fn load_config(path: &PathBuf) -> Result<Config, String> {
@@ -191,7 +203,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match weir::replay::replay(&config, &pcap, out.as_deref()) {
+            // A bar on stderr only for a person at a terminal: pipes and files stay quiet.
+            let mut bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                .then(weir::replay::ProgressBar::stderr);
+            let result =
+                weir::replay::replay_with_progress(&config, &pcap, out.as_deref(), &mut |p| {
+                    if let Some(bar) = bar.as_mut() {
+                        bar.update(p);
+                    }
+                });
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            match result {
                 Ok(report) => {
                     if json {
                         match serde_json::to_string_pretty(&report) {
@@ -243,8 +267,10 @@ fn main() -> ExitCode {
             config,
             report_out,
             json,
-        } => run(&config, report_out.as_deref(), json),
+            dry_run,
+        } => run(&config, report_out.as_deref(), json, dry_run),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 
@@ -269,7 +295,12 @@ fn policy_engine(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> ExitCode {
+fn run(
+    path: &PathBuf,
+    report_out: Option<&std::path::Path>,
+    json: bool,
+    dry_run: bool,
+) -> ExitCode {
     use weir::dataplane::{self, RunOptions};
     use weir::policy::PolicySnapshot;
     let text = match std::fs::read_to_string(path) {
@@ -290,6 +321,18 @@ fn run(path: &PathBuf, report_out: Option<&std::path::Path>, json: bool) -> Exit
             return ExitCode::from(2);
         }
     };
+    if dry_run {
+        return match dry_run::render(path, &config, &dp) {
+            Ok(plan) => {
+                print!("{plan}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weir run --dry-run: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // The session manager publishes the policy; version 0 is never seen by a worker.
     let policy = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicySnapshot::build(
         &config, 0,

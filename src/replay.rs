@@ -18,7 +18,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod progress;
+pub use progress::ProgressBar;
+
 const BATCH: usize = 4096;
+
+/// How far a replay has got, handed to the progress callback once per batch of frames.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Bytes of the capture file read so far.
+    pub bytes_read: u64,
+    /// The file's size (0 when it cannot be known).
+    pub total_bytes: u64,
+    /// Frames read so far.
+    pub frames: u64,
+}
 
 /// How often the engine's housekeeping runs, in capture time: the live worker's interval.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -75,10 +89,21 @@ pub fn replay(
     input: &Path,
     output: Option<&Path>,
 ) -> Result<ReplayReport, ReplayError> {
+    replay_with_progress(config, input, output, &mut |_| {})
+}
+
+/// [`replay`], calling `progress` after each batch of frames (at most every 4096 frames).
+pub fn replay_with_progress(
+    config: &Config,
+    input: &Path,
+    output: Option<&Path>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ReplayReport, ReplayError> {
     let file = File::open(input).map_err(|source| ReplayError::Open {
         path: input.to_path_buf(),
         source,
     })?;
+    let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let capture_err = |source| ReplayError::Capture {
         path: input.to_path_buf(),
         source,
@@ -109,6 +134,11 @@ pub fn replay(
         if batch.is_empty() {
             break;
         }
+        progress(&Progress {
+            bytes_read: reader.offset(),
+            total_bytes,
+            frames: frame_no + batch.len() as u64,
+        });
         for r in &batch {
             frame_no += 1;
             match link {

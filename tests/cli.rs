@@ -350,3 +350,172 @@ fn sample_by_hand() -> Sample {
     s.flows = tuples.len() as u64;
     s
 }
+
+#[test]
+fn version_names_the_git_revision() {
+    let out = weir(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let git = Command::new("git")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        text(&out.stdout),
+        format!("weir {} ({git})\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `weir run --dry-run` prints what it would bind, pin and change, and binds nothing: the
+/// ports of the file are held by the test while it runs.
+#[test]
+fn run_dry_run_prints_the_plan_and_opens_nothing() {
+    let report = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (rp, gp) = (
+        report.local_addr().unwrap().port(),
+        grpc.local_addr().unwrap().port(),
+    );
+    let dir = std::env::temp_dir().join(format!("weir-cli-dry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bridge = dir.join("bridge.toml");
+    std::fs::write(
+        &bridge,
+        format!(
+            r#"[gateway]
+ue_pools = ["10.45.0.0/16"]
+[control]
+listen = "127.0.0.1:{gp}"
+policy_engine = "http://192.0.2.1:50051"
+[dataplane]
+mode = "bridge"
+ue_interface = "lo"
+internet_interface = "wdry-none0"
+cores = [0]
+report_listen = "127.0.0.1:{rp}"
+"#
+        ),
+    )
+    .unwrap();
+    let lo_mtu = std::fs::read_to_string("/sys/class/net/lo/mtu").unwrap();
+    let out = weir(&["run", "--dry-run", "--config", bridge.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: valid; nothing opened, bound or changed (--dry-run)\n\
+             mode           bridge\n\
+             ue side        lo (MTU {}): AF_PACKET per worker, TPACKET_V2 receive ring, 4096 slots of 2048 bytes, transmit by sendmmsg, promiscuous while open\n\
+             internet side  wdry-none0 (not on this box now): AF_PACKET per worker, TPACKET_V2 receive ring, 4096 slots of 2048 bytes, transmit by sendmmsg, promiscuous while open\n\
+             offloads       gro, lro, gso, tso turned off on lo and wdry-none0 where on; not turned back on at exit\n\
+             workers        1 pinned (worker->core): 0->0\n\
+             report         http://127.0.0.1:{rp} (/report, /metrics)\n\
+             gateway api    weir.v1.Gateway on 127.0.0.1:{gp} (plaintext)\n\
+             policy engine  http://192.0.2.1:50051 (CCR-I on a subscriber's first packet)\n\
+             sysctls        none changed\n",
+            bridge.display(),
+            lo_mtu.trim()
+        )
+    );
+
+    let routed = dir.join("routed.toml");
+    std::fs::write(
+        &routed,
+        r#"[gateway]
+ue_pools = ["10.45.0.0/16"]
+[control]
+listen = ""
+[dataplane]
+mode = "routed"
+tun = "wdry-tun0"
+offloads = "keep"
+cores = [0]
+report_listen = ""
+"#,
+    )
+    .unwrap();
+    let out = weir(&["run", "--dry-run", "--config", routed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: valid; nothing opened, bound or changed (--dry-run)\n\
+             mode           routed\n\
+             tun            wdry-tun0 (not on this box now): multi-queue TUN, 1 queue; created if absent, gone at exit unless persistent\n\
+             offloads       none changed (routed mode)\n\
+             workers        1 pinned (worker->core): 0->0\n\
+             report         off\n\
+             gateway api    off\n\
+             policy engine  none (sessions from the file and the operator API)\n\
+             sysctls        none changed\n",
+            routed.display()
+        )
+    );
+    // Nothing was created: the TUN device does not exist after the dry run either.
+    assert!(!std::path::Path::new("/sys/class/net/wdry-tun0").exists());
+
+    // A mistake is reported as `weir run` reports it, with nothing printed on stdout.
+    std::fs::write(&routed, "[dataplane]\nmode = \"sideways\"\n").unwrap();
+    let out = weir(&["run", "--dry-run", "--config", routed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    drop((report, grpc));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Replay's progress bar: nothing on a stderr that is not a terminal; on a terminal (`script`
+/// gives the command one) the bar is drawn, reaches 100% and is erased before the report.
+#[test]
+fn replay_draws_progress_only_on_a_terminal() {
+    let args = [
+        "replay",
+        "--config",
+        "examples/weir.toml",
+        "--pcap",
+        "examples/sample.pcap",
+    ];
+    let out = weir(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "a pipe gets no progress");
+    let report = text(&out.stdout);
+
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("replay_draws_progress_only_on_a_terminal: no `script` (util-linux); terminal case skipped");
+        return;
+    }
+    let line = format!("{} {}", env!("CARGO_BIN_EXE_weir"), args.join(" "));
+    let tty = Command::new("script")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .expect("script runs");
+    assert!(tty.status.success(), "{}", text(&tty.stderr));
+    let screen = text(&tty.stdout);
+    assert!(screen.starts_with("\rreplay ["), "{screen:?}");
+    let erased = screen.rfind("\r\x1b[2K").expect("the bar is erased");
+    let bar = &screen[..erased];
+    assert!(bar.contains("] 100%"), "{bar:?}");
+    assert!(bar.contains(" frames/s\x1b[K"), "{bar:?}");
+    // What stays is the report, as a pipe gets it (the terminal writes \r\n for \n), but for
+    // the engine's timing on its last line.
+    let without_timing = |r: &str| {
+        r.lines()
+            .filter(|l| !l.starts_with("engine: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let after = screen[erased + "\r\x1b[2K".len()..].replace("\r\n", "\n");
+    assert_eq!(without_timing(&after), without_timing(&report));
+    assert!(
+        after
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("engine: 126 packets in "),
+        "{after}"
+    );
+}

@@ -86,8 +86,9 @@ pub enum RunError {
     WorkerDied(usize),
 }
 
-/// Checks the configured cores against the ones this process may use.
-fn choose_cores(wanted: Option<&[usize]>) -> Result<Vec<usize>, RunError> {
+/// Checks the configured cores against the ones this process may use: the cores the workers
+/// are pinned to, worker by worker (also what `weir run --dry-run` prints).
+pub fn choose_cores(wanted: Option<&[usize]>) -> Result<Vec<usize>, RunError> {
     let allowed = sys::allowed_cores().map_err(RunError::Thread)?;
     let Some(wanted) = wanted else {
         return Ok(allowed);
