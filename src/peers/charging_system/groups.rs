@@ -223,8 +223,8 @@ pub fn remove_member(
     group(conn, id, now)?.ok_or_else(|| GroupError::NoGroup(id.to_string()))
 }
 
-/// Sets each group's restriction from its owner's buckets (of the group `sub` pays into, or of
-/// every group when `sub` is `None`); returns the subscribers (owner and members) of each group
+/// Sets each group's restriction from its owner's buckets (of the group `owner` owns, or of
+/// every group when `owner` is `None`); returns the subscribers (owner and members) of each group
 /// whose restriction changed, for the caller to reconcile.
 pub fn evaluate(
     conn: &Connection,
@@ -250,8 +250,15 @@ pub fn evaluate(
         if below == g.restricted {
             continue;
         }
-        conn.prepare_cached("UPDATE quota_groups SET restricted = ?2 WHERE group_id = ?1")?
-            .execute(params![id, below])?;
+        // Compare-and-set: of several processes on one store, one acts on the change.
+        let moved = conn
+            .prepare_cached(
+                "UPDATE quota_groups SET restricted = ?2 WHERE group_id = ?1 AND restricted = ?3",
+            )?
+            .execute(params![id, below, g.restricted])?;
+        if moved == 0 {
+            continue;
+        }
         g.restricted = below;
         let mut subs = vec![g.owner_id.clone()];
         subs.extend(g.members.iter().cloned());
