@@ -1002,3 +1002,81 @@ fn invalid_requests_name_the_field_and_change_nothing() {
     let groups = pe.call("weir.v1.Admin/ListQuotaGroups", json!({}));
     assert_eq!(groups, json!({}));
 }
+
+#[test]
+fn the_readme_grpcurl_commands_run_as_written() {
+    if !grpcurl_or_skip("readme") {
+        return;
+    }
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- charging-system commands")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has the charging-system commands block");
+    let commands: Vec<&str> = block
+        .lines()
+        .filter(|l| l.starts_with("grpcurl "))
+        .collect();
+    assert_eq!(commands.len(), 11, "{block}");
+
+    let dir = Dir::new("readme");
+    let example =
+        std::fs::read_to_string(common::repo().join("examples/policy-engine.toml")).unwrap();
+    let text = example
+        .replace("listen = \"127.0.0.1:50051\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "database = \"policy-engine.sqlite\"",
+            "database = \"pe.sqlite\"",
+        );
+    assert_ne!(text, example);
+    let path = dir.0.join("pe.toml");
+    std::fs::write(&path, text).unwrap();
+    let pe = Engine::start(&path);
+    let outputs: Vec<Value> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let out = ok(
+                Command::new("sh").arg("-c").arg(c).env("PE", &pe.addr),
+                Duration::from_secs(30),
+            );
+            if i == 0 {
+                assert!(out.contains("rpc CreditControl"), "{out}");
+                return Value::Null;
+            }
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{c}: {e}: {out}"))
+        })
+        .collect();
+    assert_eq!(int(&outputs[2]["amount"]), 1000, "{}", outputs[2]);
+    assert_eq!(granted(&outputs[3]), 3_000_000, "{}", outputs[3]);
+    let reserved: Vec<(i64, i64)> = outputs[4]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (int(&c["amount"]), int(&c["reserved"])))
+        .collect();
+    assert_eq!(reserved, vec![(300_000, 300_000), (1000, 3)]);
+    assert_eq!(granted(&outputs[5]), 1_000_000, "{}", outputs[5]);
+    assert_eq!(
+        outputs[6]["resultCode"], "DIAMETER_SUCCESS",
+        "{}",
+        outputs[6]
+    );
+    assert_eq!(
+        pe.containers("imsi-001010000000001"),
+        vec![(0, 0), (998, 0)]
+    );
+    assert_eq!(
+        outputs[7]["resultCode"], "DIAMETER_CREDIT_LIMIT_REACHED",
+        "{}",
+        outputs[7]
+    );
+    assert_eq!(
+        outputs[7]["multipleServicesCreditControl"][0]["finalUnitIndication"],
+        redirect_fui()
+    );
+    assert_eq!(outputs[8]["restricted"], true, "{}", outputs[8]);
+    assert_eq!(outputs[10]["memberId"], json!(["imsi-001010000000002"]));
+}
