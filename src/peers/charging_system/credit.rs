@@ -314,3 +314,101 @@ pub fn forget_ended(conn: &Connection, before: i64) -> Result<usize, StoreError>
 pub fn secs(now: u64) -> i64 {
     to_i64(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::containers::{add_container, containers, Unit};
+    use super::*;
+    use crate::peers::policy_engine::store::Store;
+    use std::path::Path;
+
+    const CONFIG: &str = r#"database = "x.sqlite"
+token_key = "000102030405060708090a0b0c0d0e0f"
+[redirect_rule]
+name = "r"
+precedence = 1
+redirect = { support = "ENABLED", address_type = "URL", server_address = "http://portal.example/" }
+flow = [{ description = "permit out ip from any to assigned" }]
+[[plan]]
+name = "p"
+rate = [{ rating_group = 10, per_mb = 1 }]
+"#;
+
+    fn request(kind: pb::CcRequestType, number: u32, used: u64) -> Request {
+        Request {
+            session_id: "s".into(),
+            origin_host: "gw".into(),
+            kind,
+            number,
+            subscriber: Some("imsi-1".into()),
+            mscc: vec![Mscc {
+                rating_group: 10,
+                service_identifier: None,
+                requested: Some((Kind::Volume, 1000)),
+                used_octets: used,
+                used_seconds: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_repeated_number_replays_and_an_older_one_is_refused() {
+        let path = std::env::temp_dir().join(format!("weir-credit-{}.sqlite", std::process::id()));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        let cfg = PolicyEngineConfig::from_toml_str(CONFIG, "t.toml", Path::new("/")).unwrap();
+        let ctx = Context {
+            cfg: &cfg,
+            redirect: pb::RedirectServer::default(),
+        };
+        let s = Store::open(&path).unwrap();
+        s.create_account("imsi-1", 0, "p", &pb::Plan::default(), 1)
+            .unwrap();
+        add_container(&s.conn(), "imsi-1", Unit::Octets, 10_000, None, 1).unwrap();
+        let run = |r: &Request| credit_control(&mut s.conn(), &ctx, r, 5).unwrap();
+        let held = || {
+            containers(&s.conn(), "imsi-1")
+                .unwrap()
+                .iter()
+                .map(|c| (c.amount, c.reserved))
+                .collect::<Vec<_>>()
+        };
+        let first = run(&request(pb::CcRequestType::InitialRequest, 0, 0));
+        let Outcome::Answer { answer, .. } = &first else {
+            panic!("{first:?}")
+        };
+        let update = request(pb::CcRequestType::UpdateRequest, 1, 400);
+        let Outcome::Answer {
+            answer: a1,
+            replayed: false,
+            ..
+        } = run(&update)
+        else {
+            panic!()
+        };
+        assert_eq!(held(), vec![(9_600, 1000)]);
+        let Outcome::Answer {
+            answer: a2,
+            replayed: true,
+            ..
+        } = run(&update)
+        else {
+            panic!()
+        };
+        assert_eq!(a1, a2);
+        assert_eq!(held(), vec![(9_600, 1000)]);
+        assert_eq!(
+            run(&request(pb::CcRequestType::InitialRequest, 0, 0)),
+            Outcome::Stale { last: 1 }
+        );
+        assert_eq!(held(), vec![(9_600, 1000)]);
+        assert_eq!(answer.cc_request_number, 0);
+        let mut other = request(pb::CcRequestType::UpdateRequest, 2, 1);
+        other.subscriber = Some("imsi-2".into());
+        assert_eq!(run(&other), Outcome::OtherSubscriber);
+        assert_eq!(held(), vec![(9_600, 1000)]);
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+}
