@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "proto/weir/v1/gateway.proto",
     "proto/weir/v1/policy_engine.proto",
     "proto/weir/v1/admin.proto",
+    "proto/weir/v1/charging_system.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -290,6 +290,7 @@ fn reflection_lists_and_describes_the_services_and_health_answers() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
             "weir.v1.Admin",
+            "weir.v1.ChargingSystem",
             "weir.v1.PolicyEngine"
         ]
     );

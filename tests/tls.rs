@@ -316,6 +316,7 @@ fn the_policy_engine_serves_over_tls_and_refuses_plaintext() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
             "weir.v1.Admin",
+            "weir.v1.ChargingSystem",
             "weir.v1.PolicyEngine"
         ]
     );

@@ -6,6 +6,7 @@ use super::push::send_once;
 use super::rules::{check_events, check_installs, check_len, check_name, check_removes, Invalid};
 use super::store::{AccountRow, Credit, SessionRow, StoreError};
 use super::{due_after, internal, now_secs, stored_plan, Core};
+use crate::peers::charging_system::admin as cs;
 use crate::proto::v1 as pb;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -519,5 +520,79 @@ impl pb::admin_server::Admin for AdminService {
             return Err(Status::unavailable(why.join("; ")));
         }
         Ok(Response::new(pb::PushRulesResponse { results }))
+    }
+
+    // The charging system's containers and quota groups (peers::charging_system::admin).
+
+    async fn add_credit_container(
+        &self,
+        request: Request<pb::AddCreditContainerRequest>,
+    ) -> Result<Response<pb::CreditContainer>, Status> {
+        cs::add_credit_container(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_credit_containers(
+        &self,
+        request: Request<pb::ListCreditContainersRequest>,
+    ) -> Result<Response<pb::ListCreditContainersResponse>, Status> {
+        cs::list_credit_containers(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_credit_container(
+        &self,
+        request: Request<pb::GetCreditContainerRequest>,
+    ) -> Result<Response<pb::CreditContainer>, Status> {
+        cs::get_credit_container(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn create_quota_group(
+        &self,
+        request: Request<pb::CreateQuotaGroupRequest>,
+    ) -> Result<Response<pb::QuotaGroup>, Status> {
+        cs::create_quota_group(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn add_quota_group_member(
+        &self,
+        request: Request<pb::QuotaGroupMemberRequest>,
+    ) -> Result<Response<pb::QuotaGroup>, Status> {
+        cs::change_member(&self.0, request.into_inner(), true)
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_quota_group_member(
+        &self,
+        request: Request<pb::QuotaGroupMemberRequest>,
+    ) -> Result<Response<pb::QuotaGroup>, Status> {
+        cs::change_member(&self.0, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_quota_group(
+        &self,
+        request: Request<pb::GetQuotaGroupRequest>,
+    ) -> Result<Response<pb::QuotaGroup>, Status> {
+        cs::get_quota_group(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_quota_groups(
+        &self,
+        request: Request<pb::ListQuotaGroupsRequest>,
+    ) -> Result<Response<pb::ListQuotaGroupsResponse>, Status> {
+        cs::list_quota_groups(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -39,11 +39,18 @@
 //! recharge = [500, 1000, 2000]        # amounts the recharge portal offers, in the balance's unit
 //! currency = "EUR"                    # ISO 4217 code of the balance and the amounts; default: none
 //! minor_units = 2                     # digits after the decimal point of that unit (0-6); default 2
+//! rate = [{ rating_group = 10, per_mb = 5 }, { per_mb = 1, per_minute = 2 }]
+//!     # what the charging system charges, in the balance's unit per MB (10^6 octets) and per
+//!     # minute, per rating group; the entry without rating_group is the default
+//!     # (see peers::charging_system::rating); default: nothing rated
 //!
 //! [[plan.rule]]                       # dynamic rules: the keys of [[predefined_rule]]
 //! name = "voice"
 //! precedence = 50
 //! flow = [{ description = "permit out 17 from any to assigned 5060" }]
+//!
+//! [charging]                          # how the charging system grants: see
+//!                                     # peers::charging_system::settings; every key optional
 //!
 //! [[account]]                         # created on start when missing; never overwritten
 //! subscriber = "imsi-001010000000002"
@@ -52,6 +59,8 @@
 //! ```
 
 use super::rules::{MAX_LIST, MAX_NAME_LEN};
+use crate::peers::charging_system::rating::{read_rates, Rate};
+use crate::peers::charging_system::settings::{read_charging, ChargingSettings};
 use crate::policy::reader::{as_str, join, Ctx, Fields, Value};
 use crate::policy::{ClientTls, ConfigErrors, PccRule, ServerTls, SubscriberId};
 use crate::token::{parse_hex_key, TokenKey};
@@ -82,6 +91,8 @@ pub struct PlanConfig {
     pub currency: String,
     /// Digits after the decimal point of the balance's unit (2: cents).
     pub minor_units: u32,
+    /// What the charging system charges per rating group (`rate`); empty: nothing is rated.
+    pub rates: Vec<Rate>,
 }
 
 /// An `[[account]]` to create on start.
@@ -133,6 +144,8 @@ pub struct PolicyEngineConfig {
     pub redirect_rule: PccRule,
     pub plans: Vec<PlanConfig>,
     pub accounts: Vec<SeedAccount>,
+    /// How the charging system grants (`[charging]`).
+    pub charging: ChargingSettings,
 }
 
 /// Largest balance or amount accepted anywhere, so sums stay far from `i64`'s limits (SQLite
@@ -181,6 +194,7 @@ impl PolicyEngineConfig {
                 "redirect_rule",
                 "plan",
                 "account",
+                "charging",
             ],
         );
         let c = &mut ctx;
@@ -283,6 +297,11 @@ impl PolicyEngineConfig {
             None => plans.first().map(|p| p.name.clone()).unwrap_or_default(),
         };
 
+        let charging = f
+            .get("charging")
+            .and_then(|v| read_charging(c, v))
+            .unwrap_or_default();
+
         let mut accounts: Vec<SeedAccount> = Vec::new();
         for (i, item) in f.array(c, "account").unwrap_or(&[]).iter().enumerate() {
             let path = format!("account[{i}]");
@@ -349,6 +368,7 @@ impl PolicyEngineConfig {
             redirect_rule: redirect_rule.ok_or_else(missing)?,
             plans,
             accounts,
+            charging,
         })
     }
 }
@@ -502,6 +522,7 @@ fn read_plan(
             "recharge",
             "currency",
             "minor_units",
+            "rate",
         ],
     )?;
     let name = f.required_str(ctx, "name").map(|(n, span)| {
@@ -583,6 +604,7 @@ fn read_plan(
         usage_monitoring.push(grant);
     }
     let (recharge, currency, minor_units) = read_prices(ctx, &f);
+    let rates = read_rates(ctx, &f);
     if ctx.error_count() != before {
         return None;
     }
@@ -594,6 +616,7 @@ fn read_plan(
         recharge,
         currency,
         minor_units,
+        rates,
     })
 }
 

@@ -43,7 +43,7 @@ fn check_type(value: i32, want: pb::CcRequestType) -> Result<(), Invalid> {
 }
 
 /// The subscriber id in its one written form.
-pub(super) fn subscriber(text: &str, field: &str) -> Result<String, Invalid> {
+pub(crate) fn subscriber(text: &str, field: &str) -> Result<String, Invalid> {
     if text.is_empty() {
         return Err(Invalid::new(field, "required"));
     }
@@ -221,7 +221,12 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no account for subscriber {sub}")))?;
         let plan = core.plan_of(&account);
-        let redirected = account.balance <= 0;
+        // A member of a restricted quota group starts restricted too.
+        let restricted = core
+            .group_restricted(&account.subscriber_id)
+            .await
+            .map_err(internal)?;
+        let redirected = account.balance <= 0 || restricted;
         let change = core.initial(&plan, redirected);
         let row = SessionRow {
             session_id: r.session_id.clone(),

@@ -15,7 +15,7 @@
 
 mod admin;
 pub mod config;
-mod gx;
+pub(crate) mod gx;
 pub mod metrics;
 pub mod push;
 pub mod rules;
@@ -23,6 +23,7 @@ pub mod store;
 
 pub use config::PolicyEngineConfig;
 
+use crate::peers::charging_system::ChargingSystem;
 use crate::proto::v1 as pb;
 use push::{Pusher, RarJob, Undo};
 use std::net::SocketAddr;
@@ -76,7 +77,7 @@ pub fn load_config(path: &Path) -> Result<PolicyEngineConfig, PolicyEngineError>
 }
 
 /// Seconds since the Unix epoch.
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -143,7 +144,7 @@ pub(crate) struct Core {
 }
 
 /// A store error as the client sees it; the details go to the log.
-fn internal(e: StoreError) -> Status {
+pub(crate) fn internal(e: StoreError) -> Status {
     tracing::error!(error = %e, "store failure");
     Status::internal(format!("store: {e}"))
 }
@@ -168,8 +169,18 @@ impl Core {
         }
     }
 
+    /// The configuration the engine runs with.
+    pub(crate) fn cfg(&self) -> &PolicyEngineConfig {
+        &self.cfg
+    }
+
+    /// The redirect rule, as CCAs and RARs carry it.
+    pub(crate) fn redirect_definition(&self) -> &pb::ChargingRuleDefinition {
+        &self.redirect_definition
+    }
+
     /// Runs a store call off the async threads.
-    async fn db<T: Send + 'static>(
+    pub(crate) async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -270,13 +281,21 @@ impl Core {
     }
 
     /// Where a session should be, given its account: redirected at balance <= 0 unless a
-    /// verified recharge success lifted it while its credit is still pending.
-    fn wanted(account: &AccountRow, s: &SessionRow) -> RedirectState {
+    /// verified recharge success lifted it while its credit is still pending, and redirected
+    /// while its account's shared quota group is restricted (the charging system's groups).
+    fn wanted(account: &AccountRow, s: &SessionRow, restricted: bool) -> RedirectState {
         let lifted = s.lifted && !account.pending.is_empty() && account.balance <= 0;
         RedirectState {
-            redirected: account.balance <= 0 && !lifted,
-            lifted,
+            redirected: restricted || (account.balance <= 0 && !lifted),
+            lifted: lifted && !restricted,
         }
+    }
+
+    /// Whether the account's shared quota group is restricted.
+    pub(crate) async fn group_restricted(&self, sub: &str) -> Result<bool, StoreError> {
+        let sub = sub.to_string();
+        self.db(move |s| crate::peers::charging_system::groups::restricted(&s.conn(), &sub))
+            .await
     }
 
     /// Moves one session to where its account says it should be; returns the rule change when
@@ -291,7 +310,8 @@ impl Core {
             redirected: s.redirected,
             lifted: s.lifted,
         };
-        let to = Self::wanted(account, s);
+        let restricted = self.group_restricted(&account.subscriber_id).await?;
+        let to = Self::wanted(account, s, restricted);
         if to == from {
             return Ok(None);
         }
@@ -338,7 +358,7 @@ impl Core {
 
     /// Brings every session of `sub` in line with its account, pushing a RAR to each one whose
     /// redirect state changed.
-    async fn reconcile(&self, sub: &str) -> Result<(), StoreError> {
+    pub(crate) async fn reconcile(&self, sub: &str) -> Result<(), StoreError> {
         let id = sub.to_string();
         let Some(account) = self.db(move |s| s.account(&id)).await? else {
             return Ok(());
@@ -452,16 +472,25 @@ pub async fn serve(
     let store = Arc::new(Store::open(&cfg.database)?);
     let core = Arc::new(Core::new(cfg, store, gateway_tls));
     core.seed()?;
-    let (routes, _health) =
-        crate::proto::standard_routes(&["weir.v1.PolicyEngine", "weir.v1.Admin"]).await?;
+    let (routes, _health) = crate::proto::standard_routes(&[
+        "weir.v1.PolicyEngine",
+        "weir.v1.Admin",
+        "weir.v1.ChargingSystem",
+    ])
+    .await?;
+    let charging = ChargingSystem::new(core.clone());
     let routes = routes
         .add_service(pb::policy_engine_server::PolicyEngineServer::new(gx::Gx(
             core.clone(),
         )))
         .add_service(pb::admin_server::AdminServer::new(admin::AdminService(
             core.clone(),
-        )));
+        )))
+        .add_service(pb::charging_system_server::ChargingSystemServer::new(
+            charging.clone(),
+        ));
     let billing = tokio::spawn(core.clone().billing());
+    let expiry = tokio::spawn(charging.expiry());
     let timing = crate::metrics::ControlMetrics::new();
     let metrics_server = match core.cfg.metrics_listen {
         Some(addr) => {
@@ -491,6 +520,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     billing.abort();
+    expiry.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }

@@ -69,6 +69,51 @@ pub const MIGRATIONS: &[&str] = &[
         subscriber_id TEXT NOT NULL,
         expires INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: the charging system: credit containers, credit control sessions (the last answer of
+    // each, for idempotent retries), reservations, shared quota groups. Plain SQL but for the
+    // `INTEGER PRIMARY KEY` ids (SQLite's row ids; an identity column elsewhere).
+    "CREATE TABLE credit_containers (
+        id INTEGER PRIMARY KEY,
+        subscriber_id TEXT NOT NULL REFERENCES accounts(subscriber_id) ON DELETE CASCADE,
+        unit TEXT NOT NULL CHECK (unit IN ('money', 'octets', 'seconds')),
+        amount BIGINT NOT NULL,
+        expires_at BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX credit_containers_subscriber ON credit_containers(subscriber_id, id);
+    CREATE TABLE gy_sessions (
+        session_id TEXT PRIMARY KEY,
+        subscriber_id TEXT NOT NULL,
+        origin_host TEXT NOT NULL,
+        cc_request_number BIGINT NOT NULL,
+        answer BLOB NOT NULL,
+        terminated INTEGER NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX gy_sessions_subscriber ON gy_sessions(subscriber_id);
+    CREATE TABLE gy_reservations (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        rating_group BIGINT NOT NULL,
+        container_id BIGINT NOT NULL REFERENCES credit_containers(id) ON DELETE CASCADE,
+        units BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX gy_reservations_session ON gy_reservations(session_id, rating_group);
+    CREATE INDEX gy_reservations_container ON gy_reservations(container_id);
+    CREATE INDEX gy_reservations_expiry ON gy_reservations(expires_at);
+    CREATE TABLE quota_groups (
+        group_id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL UNIQUE REFERENCES accounts(subscriber_id) ON DELETE CASCADE,
+        threshold_octets BIGINT NOT NULL,
+        restricted INTEGER NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE quota_group_members (
+        subscriber_id TEXT PRIMARY KEY REFERENCES accounts(subscriber_id) ON DELETE CASCADE,
+        group_id TEXT NOT NULL REFERENCES quota_groups(group_id) ON DELETE CASCADE
+    );
+    CREATE INDEX quota_group_members_group ON quota_group_members(group_id);",
 ];
 
 /// Why the store failed.
@@ -163,11 +208,11 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn to_u64(n: i64) -> u64 {
+pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
@@ -210,7 +255,7 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back on
         // drop), so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
