@@ -2,13 +2,15 @@
 //! either finishes with a verdict (`Break`) or hands on what the next stage needs (`Continue`);
 //! [`Engine::handle_frame`] is the list of them.
 
+use super::EventCounters;
 use super::{Decision, DropReason, Engine, FlowEntry, Frame, Output, Port, State, Verdict};
-use crate::charging::Metered;
+use crate::charging::{Admit, Metered, Slot};
 use crate::packet::{ip_key, Context, Event, FlowKey};
 use crate::policy::{
-    DefaultRule, MalformedAction, PendingAction, PendingSettings, PolicySnapshot, SessionId,
+    CreditSettings, DefaultRule, FinalUnitAction, MalformedAction, PendingAction, PendingSettings,
+    PolicySnapshot, SessionId,
 };
-use crate::redirect::Stage;
+use crate::redirect::{FinalUnitRedirect, Stage};
 use crate::time::Timestamp;
 use crate::wire::{self, Direction, FragmentOutcome, Packet, Parsed, WireError};
 use std::ops::ControlFlow::{self, Break, Continue};
@@ -89,6 +91,7 @@ impl Engine {
             st.decide_reverse(snap, &cx, &mut flow);
             st.held(snap, &cx, &mut flow, out)?;
             st.gate(&flow)?;
+            st.charge(snap, port, &cx, &flow, segment_size)?;
             st.meter(snap, &cx, &flow, segment_size);
             st.watch(snap, &cx, &flow);
             Continue(st.forward())
@@ -318,11 +321,7 @@ impl State {
 
     /// Queues an event for the caller; counted by kind when the queue is full.
     fn raise(&mut self, event: Event) {
-        if self.events.len() < super::MAX_EVENTS {
-            self.events.push(event);
-        } else {
-            self.event_counters.dropped(event.kind());
-        }
+        push(&mut self.events, &mut self.event_counters, event);
     }
 
     /// The first packet of this direction on a flow the other direction opened: classify once
@@ -407,6 +406,143 @@ impl State {
         }
     }
 
+    /// Online charging: a packet of an online rating group consumes its credit, or waits for
+    /// it under the pending action, or meets the Final-Unit-Action. Offline flows pass at the
+    /// cost of one compare.
+    #[inline]
+    fn charge(
+        &mut self,
+        snap: &PolicySnapshot,
+        port: Port,
+        cx: &Context<'_>,
+        flow: &Flow,
+        segment_size: u16,
+    ) -> Step<()> {
+        let Decision::Decided {
+            rating_group: Some(slot),
+            online: true,
+            ..
+        } = flow.decision
+        else {
+            return Continue(());
+        };
+        let (len, _) = super::on_the_wire(cx.frame.packet, segment_size);
+        let settings = snap.settings.credit;
+        let (events, dropped, counters) = (
+            &mut self.events,
+            &mut self.event_counters,
+            &mut self.counters,
+        );
+        let mut raise = |e: Event| {
+            match e {
+                Event::CreditRequest { .. } => counters.credit_requests += 1,
+                Event::CreditReport { .. } => counters.credit_reports += 1,
+                _ => {}
+            }
+            push(events, dropped, e);
+        };
+        let admit = self.credit.admit(
+            slot,
+            snap,
+            flow.session,
+            &cx.key,
+            cx.direction,
+            len,
+            cx.now,
+            cx.wall,
+            settings.pending == PendingAction::Forward,
+            settings.retry,
+            &mut raise,
+        );
+        match admit {
+            Admit::Pass => Continue(()),
+            Admit::Drop(reason) => Break(self.drop(reason)),
+            Admit::Redirect { forward } => {
+                self.final_unit_redirect(snap, flow);
+                if forward {
+                    Continue(())
+                } else {
+                    Break(self.drop(DropReason::WalledGarden))
+                }
+            }
+            Admit::Pending => self.credit_pending(&settings, port, cx, slot),
+        }
+    }
+
+    /// The last grant of a flow's online rating group is used up with Final-Unit-Action
+    /// REDIRECT: the redirect stage holds that rating group (and only it) from the next packet
+    /// on.
+    #[cold]
+    fn final_unit_redirect(&mut self, snap: &PolicySnapshot, flow: &Flow) {
+        let Some(rating_group) = rating_group_of(snap, flow.session, &flow.decision) else {
+            return;
+        };
+        let session = snap.session(flow.session);
+        let Some(grant) = session
+            .credits
+            .iter()
+            .filter(|c| c.rating_group == rating_group)
+            .max_by_key(|c| c.grant)
+        else {
+            return;
+        };
+        let Some(fui) = &grant.final_unit else {
+            return;
+        };
+        let FinalUnitAction::Redirect(info) = &fui.action else {
+            return;
+        };
+        let fu = FinalUnitRedirect {
+            rating_group: Some(rating_group),
+            redirect: info.clone(),
+            restriction_filters: fui.restriction_filters.clone(),
+            filter_ids: fui.filter_ids.clone(),
+        };
+        if self.redirect.apply_final_unit(snap, flow.session_id, fu) {
+            self.flows.invalidate_session(flow.session_id);
+        }
+    }
+
+    /// A packet of an online rating group without credit: held (in order, bounded), forwarded
+    /// or dropped while the credit is asked for.
+    #[cold]
+    fn credit_pending(
+        &mut self,
+        settings: &CreditSettings,
+        port: Port,
+        cx: &Context<'_>,
+        slot: Slot,
+    ) -> Step<()> {
+        match settings.pending {
+            PendingAction::Forward => {
+                self.counters.credit_pending_forwarded += 1;
+                Continue(())
+            }
+            PendingAction::Drop => Break(self.drop(DropReason::CreditPending)),
+            PendingAction::Hold => {
+                let p = PendingSettings {
+                    action: PendingAction::Hold,
+                    queue: settings.queue,
+                    subscribers: settings.groups,
+                    timeout: settings.retry,
+                };
+                let expired = &mut self.counters.held_expired;
+                let Ok((entry, _)) =
+                    self.credit_held
+                        .enter(super::pending::credit_key(slot), cx.now, &p, expired)
+                else {
+                    return Break(self.drop(DropReason::CreditQueueFull));
+                };
+                if self.credit_held.hold(entry, port, cx.frame.bytes, p.queue) {
+                    self.counters.credit_held += 1;
+                    Break(Verdict::Held)
+                } else {
+                    Break(self.drop(DropReason::CreditQueueFull))
+                }
+            }
+        }
+    }
+
     /// Usage under the flow's rating group and monitoring key, and the key's threshold.
     #[inline]
     fn meter(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow, segment_size: u16) {
@@ -470,12 +606,17 @@ impl State {
             Some(id) => {
                 let compiled = session.rule(id);
                 let rule = &compiled.rule;
+                let rating_group = rule.rating_group.map(|rg| {
+                    let slot = self.meter.slot(Metered::RatingGroup(session.id, rg));
+                    if rule.online {
+                        self.credit.track(slot, session.id, rg);
+                    }
+                    slot
+                });
                 Decision::Decided {
                     rule: Some(id),
                     forward: compiled.gate_open(cx.direction),
-                    rating_group: rule
-                        .rating_group
-                        .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
+                    rating_group,
                     monitoring_key: rule.monitoring_key.as_ref().map(|mk| {
                         let key: Arc<str> = mk.as_str().into();
                         let slot = self
@@ -484,18 +625,28 @@ impl State {
                         self.monitoring.track(slot, session.id, &key);
                         slot
                     }),
+                    online: rating_group.is_some() && rule.online,
                     hits: Some(self.hits.slot(session.id, session.stamp, id, &rule.name)),
                 }
             }
             None => match session.default_rule {
-                DefaultRule::Forward { rating_group } => {
-                    self.garden_decision(session.id, Some(rating_group))
-                }
+                DefaultRule::Forward { rating_group } => Decision::Decided {
+                    rule: None,
+                    forward: true,
+                    rating_group: Some(
+                        self.meter
+                            .slot(Metered::RatingGroup(session.id, rating_group)),
+                    ),
+                    monitoring_key: None,
+                    online: false,
+                    hits: None,
+                },
                 DefaultRule::Drop => Decision::Decided {
                     rule: None,
                     forward: false,
                     rating_group: None,
                     monitoring_key: None,
+                    online: false,
                     hits: None,
                 },
             },
@@ -503,13 +654,16 @@ impl State {
     }
 
     /// Forwarded under no rule, metered under `rating_group`: a flow the walled garden let
-    /// through, or the default rule's.
+    /// through. Under a Final-Unit redirect of an online rating group it is free, and counted
+    /// as the group's (so that its reports add up to its meter).
     fn garden_decision(&mut self, session: SessionId, rating_group: Option<u32>) -> Decision {
+        let slot = rating_group.map(|rg| self.meter.slot(Metered::RatingGroup(session, rg)));
         Decision::Decided {
             rule: None,
             forward: true,
-            rating_group: rating_group.map(|rg| self.meter.slot(Metered::RatingGroup(session, rg))),
+            rating_group: slot,
             monitoring_key: None,
+            online: slot.is_some_and(|s| self.credit.tracks(s)),
             hits: None,
         }
     }
@@ -536,6 +690,15 @@ impl State {
     fn drop(&mut self, reason: DropReason) -> Verdict {
         self.counters.dropped[reason.index()] += 1;
         Verdict::Drop(reason)
+    }
+}
+
+/// Queues an event for the caller; counted by kind when the queue is full.
+pub(super) fn push(events: &mut Vec<Event>, dropped: &mut EventCounters, event: Event) {
+    if events.len() < super::MAX_EVENTS {
+        events.push(event);
+    } else {
+        dropped.dropped(event.kind());
     }
 }
 
