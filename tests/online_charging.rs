@@ -18,8 +18,10 @@ use weir::time::Timestamp;
 use weir::wire::{self, tcp_flags, Checksum, LinkHeader, LinkType, Parsed, TcpSegment};
 
 const T0: u64 = 1_800_000_000;
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const UE1: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 2));
 const SITE: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+const PORTAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80));
 const SITE2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9));
 const S: SessionId = SessionId(0);
 
@@ -32,6 +34,8 @@ ue_pools = ["10.45.0.0/16"]
 
 [redirect]
 http_ports = [80]
+success_url = "http://portal.example/recharge/success"
+token_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 portal_hosts = ["portal.example"]
 portal_addresses = ["192.0.2.80"]
 
@@ -745,4 +749,57 @@ fn an_aggregate_is_charged_as_its_segments() {
         gw.send(at(0), &tcp(SITE, UE1, 80, 43000, tcp_flags::ACK, b"y")),
         Verdict::Held
     );
+}
+
+#[test]
+fn under_a_rating_group_redirect_the_success_watch_lifts_it_and_the_group_asks_for_credit() {
+    let mut gw = Gw::new(config());
+    let syn = web_syn(44000);
+    gw.answer(vec![with_fui(
+        grant(10, 1, syn.len() as u64, None),
+        topup(),
+        &[],
+    )]);
+    assert_eq!(gw.send(at(0), &syn), Verdict::Forward);
+    gw.events();
+    assert_eq!(gw.send(at(1), &web_syn(44001)), Verdict::Inject);
+    // The portal is in the walled garden, metered under the group, free of credit; the
+    // success page with a verified token lifts the redirect locally.
+    let key = weir::token::TokenKey::new(&weir::token::parse_hex_key(KEY_HEX).unwrap()).unwrap();
+    let q = key.sign("imsi-001010000000002", UE1, T0 + 300, "n-1");
+    let get = format!("GET /recharge/success?{q} HTTP/1.1\r\nHost: portal.example\r\n\r\n");
+    assert_eq!(
+        gw.send(at(2), &tcp(UE1, PORTAL, 44002, 80, tcp_flags::SYN, &[])),
+        Verdict::Forward
+    );
+    assert_eq!(
+        gw.send(
+            at(2),
+            &tcp(
+                UE1,
+                PORTAL,
+                44002,
+                80,
+                tcp_flags::ACK | tcp_flags::PSH,
+                get.as_bytes()
+            )
+        ),
+        Verdict::Forward
+    );
+    assert!(matches!(gw.events()[..], [Event::RechargeSuccess { .. }]));
+    assert_eq!(gw.engine.redirect().counters().lifts, 1);
+    // Not free from here: the group has no credit, asks for it once and holds meanwhile.
+    let web = web_syn(44003);
+    assert_eq!(gw.send(at(3), &web), Verdict::Held);
+    assert_eq!(gw.send(at(3), &web_syn(44004)), Verdict::Held);
+    assert_eq!(gw.events(), vec![request(10, at(3))]);
+    gw.answer(vec![grant(10, 2, 1_000_000, None)]);
+    assert_eq!(
+        gw.release(at(3)),
+        vec![(web, Verdict::Forward), (web_syn(44004), Verdict::Forward)]
+    );
+    // The reports of the group add up to its meter, the garden's packets included.
+    let Octets { uplink, downlink } = gw.meter(10);
+    let u = gw.unreported(10);
+    assert_eq!(uplink + downlink, syn.len() as u64 + u.uplink + u.downlink);
 }

@@ -321,8 +321,9 @@ impl Credit {
     }
 
     /// A packet of `len` IP octets of the online group in `slot`, for session `index` of
-    /// `snap`; `counted_pending`: a packet without credit is forwarded (and so counted).
-    /// Events go to `raise`.
+    /// `snap`; `garden`: its flow was let through by the walled garden of a redirect (not
+    /// decided by a rule); `counted_pending`: a packet without credit is forwarded (and so
+    /// counted). Events go to `raise`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn admit(
@@ -331,6 +332,7 @@ impl Credit {
         snap: &PolicySnapshot,
         index: u32,
         key: &FlowKey,
+        garden: bool,
         direction: Direction,
         len: u64,
         now: Timestamp,
@@ -342,6 +344,12 @@ impl Credit {
         let Some(Some(g)) = self.groups.get_mut(slot.index()) else {
             return Admit::Pass;
         };
+        // A rule's flow of a redirected group: the success watch lifted the redirect locally
+        // (the subscriber paid). Not free: the group asks for credit like one without it.
+        if g.state == CreditState::Redirected && !garden {
+            g.state = CreditState::Waiting;
+            g.requested = None;
+        }
         if g.version != Some(snap.version) {
             let _ = g.rearm(&snap.session(index).credits, snap.version, slot.index());
         }
@@ -400,6 +408,7 @@ impl Credit {
                         snap,
                         index,
                         key,
+                        garden,
                         direction,
                         len,
                         now,
@@ -569,3 +578,6 @@ fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

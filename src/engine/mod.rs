@@ -1,5 +1,5 @@
 //! The per-worker sans-IO pipeline: parse, orient, the flow cache, the redirect stage, classify,
-//! gate, meter, watch. Bytes and the time go in; a [`Verdict`] comes out, and any frames to
+//! gate, credit (online charging), meter, watch. Bytes and the time go in; a [`Verdict`] comes out, and any frames to
 //! inject are written into the caller's [`Output`].
 //!
 //! No sockets, threads or clocks in here: every behaviour can be replayed from bytes. Nothing on
@@ -11,16 +11,18 @@
 //! caller last gave [`Engine::set_wall_clock`] (none for a replay).
 //!
 //! The engine is the policy snapshot in force plus the worker's own [`State`] (flows, counters,
-//! the redirect stage, usage monitoring, the subscribers waiting for their session); the stages
+//! the redirect stage, usage monitoring, online charging's credit, the subscribers waiting for
+//! their session and the frames waiting for their rating group's credit); the stages
 //! in `stages` are methods of the state that read the snapshot, so a stage can never hold the
 //! snapshot it is also replacing.
 //!
 //! What the control plane must hear of — a recharge success, a pool address without a session,
-//! a usage threshold reached — is queued as an [`Event`] for the caller to take with
+//! a usage threshold reached, credit to ask for or to report — is queued as an [`Event`] for the caller to take with
 //! [`Engine::drain_events`]; frames held for a session on its way come back through
 //! [`Engine::release_held`] once a snapshot brings it.
 
 mod counters;
+mod credit;
 mod flow_table;
 mod hits;
 mod pending;

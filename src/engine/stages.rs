@@ -4,31 +4,30 @@
 
 use super::EventCounters;
 use super::{Decision, DropReason, Engine, FlowEntry, Frame, Output, Port, State, Verdict};
-use crate::charging::{Admit, Metered, Slot};
+use crate::charging::Metered;
 use crate::packet::{ip_key, Context, Event, FlowKey};
 use crate::policy::{
-    CreditSettings, DefaultRule, FinalUnitAction, MalformedAction, PendingAction, PendingSettings,
-    PolicySnapshot, SessionId,
+    DefaultRule, MalformedAction, PendingAction, PendingSettings, PolicySnapshot, SessionId,
 };
-use crate::redirect::{FinalUnitRedirect, Stage};
+use crate::redirect::Stage;
 use crate::time::Timestamp;
 use crate::wire::{self, Direction, FragmentOutcome, Packet, Parsed, WireError};
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 
 /// A stage's outcome: the frame's verdict, or what the next stage works on.
-type Step<T> = ControlFlow<Verdict, T>;
+pub(super) type Step<T> = ControlFlow<Verdict, T>;
 
 /// The flow a packet belongs to, as the stages after the cache need it: copied out of its
 /// entry, so they hold no borrow of the table.
 #[derive(Clone, Copy)]
-struct Flow {
+pub(super) struct Flow {
     /// The session's index in the snapshot in force.
-    session: u32,
-    session_id: SessionId,
-    watch: bool,
+    pub(super) session: u32,
+    pub(super) session_id: SessionId,
+    pub(super) watch: bool,
     /// The decision for this packet's direction.
-    decision: Decision,
+    pub(super) decision: Decision,
 }
 
 impl Engine {
@@ -406,143 +405,6 @@ impl State {
         }
     }
 
-    /// Online charging: a packet of an online rating group consumes its credit, or waits for
-    /// it under the pending action, or meets the Final-Unit-Action. Offline flows pass at the
-    /// cost of one compare.
-    #[inline]
-    fn charge(
-        &mut self,
-        snap: &PolicySnapshot,
-        port: Port,
-        cx: &Context<'_>,
-        flow: &Flow,
-        segment_size: u16,
-    ) -> Step<()> {
-        let Decision::Decided {
-            rating_group: Some(slot),
-            online: true,
-            ..
-        } = flow.decision
-        else {
-            return Continue(());
-        };
-        let (len, _) = super::on_the_wire(cx.frame.packet, segment_size);
-        let settings = snap.settings.credit;
-        let (events, dropped, counters) = (
-            &mut self.events,
-            &mut self.event_counters,
-            &mut self.counters,
-        );
-        let mut raise = |e: Event| {
-            match e {
-                Event::CreditRequest { .. } => counters.credit_requests += 1,
-                Event::CreditReport { .. } => counters.credit_reports += 1,
-                _ => {}
-            }
-            push(events, dropped, e);
-        };
-        let admit = self.credit.admit(
-            slot,
-            snap,
-            flow.session,
-            &cx.key,
-            cx.direction,
-            len,
-            cx.now,
-            cx.wall,
-            settings.pending == PendingAction::Forward,
-            settings.retry,
-            &mut raise,
-        );
-        match admit {
-            Admit::Pass => Continue(()),
-            Admit::Drop(reason) => Break(self.drop(reason)),
-            Admit::Redirect { forward } => {
-                self.final_unit_redirect(snap, flow);
-                if forward {
-                    Continue(())
-                } else {
-                    Break(self.drop(DropReason::WalledGarden))
-                }
-            }
-            Admit::Pending => self.credit_pending(&settings, port, cx, slot),
-        }
-    }
-
-    /// The last grant of a flow's online rating group is used up with Final-Unit-Action
-    /// REDIRECT: the redirect stage holds that rating group (and only it) from the next packet
-    /// on.
-    #[cold]
-    fn final_unit_redirect(&mut self, snap: &PolicySnapshot, flow: &Flow) {
-        let Some(rating_group) = rating_group_of(snap, flow.session, &flow.decision) else {
-            return;
-        };
-        let session = snap.session(flow.session);
-        let Some(grant) = session
-            .credits
-            .iter()
-            .filter(|c| c.rating_group == rating_group)
-            .max_by_key(|c| c.grant)
-        else {
-            return;
-        };
-        let Some(fui) = &grant.final_unit else {
-            return;
-        };
-        let FinalUnitAction::Redirect(info) = &fui.action else {
-            return;
-        };
-        let fu = FinalUnitRedirect {
-            rating_group: Some(rating_group),
-            redirect: info.clone(),
-            restriction_filters: fui.restriction_filters.clone(),
-            filter_ids: fui.filter_ids.clone(),
-        };
-        if self.redirect.apply_final_unit(snap, flow.session_id, fu) {
-            self.flows.invalidate_session(flow.session_id);
-        }
-    }
-
-    /// A packet of an online rating group without credit: held (in order, bounded), forwarded
-    /// or dropped while the credit is asked for.
-    #[cold]
-    fn credit_pending(
-        &mut self,
-        settings: &CreditSettings,
-        port: Port,
-        cx: &Context<'_>,
-        slot: Slot,
-    ) -> Step<()> {
-        match settings.pending {
-            PendingAction::Forward => {
-                self.counters.credit_pending_forwarded += 1;
-                Continue(())
-            }
-            PendingAction::Drop => Break(self.drop(DropReason::CreditPending)),
-            PendingAction::Hold => {
-                let p = PendingSettings {
-                    action: PendingAction::Hold,
-                    queue: settings.queue,
-                    subscribers: settings.groups,
-                    timeout: settings.retry,
-                };
-                let expired = &mut self.counters.held_expired;
-                let Ok((entry, _)) =
-                    self.credit_held
-                        .enter(super::pending::credit_key(slot), cx.now, &p, expired)
-                else {
-                    return Break(self.drop(DropReason::CreditQueueFull));
-                };
-                if self.credit_held.hold(entry, port, cx.frame.bytes, p.queue) {
-                    self.counters.credit_held += 1;
-                    Break(Verdict::Held)
-                } else {
-                    Break(self.drop(DropReason::CreditQueueFull))
-                }
-            }
-        }
-    }
-
     /// Usage under the flow's rating group and monitoring key, and the key's threshold.
     #[inline]
     fn meter(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow, segment_size: u16) {
@@ -687,7 +549,7 @@ impl State {
     }
 
     #[inline]
-    fn drop(&mut self, reason: DropReason) -> Verdict {
+    pub(super) fn drop(&mut self, reason: DropReason) -> Verdict {
         self.counters.dropped[reason.index()] += 1;
         Verdict::Drop(reason)
     }
@@ -703,7 +565,11 @@ pub(super) fn push(events: &mut Vec<Event>, dropped: &mut EventCounters, event: 
 }
 
 /// The rating group a decision of session `index` meters under, by number.
-fn rating_group_of(snap: &PolicySnapshot, index: u32, decision: &Decision) -> Option<u32> {
+pub(super) fn rating_group_of(
+    snap: &PolicySnapshot,
+    index: u32,
+    decision: &Decision,
+) -> Option<u32> {
     match *decision {
         Decision::Decided { rule: Some(id), .. } => snap.session(index).rule(id).rule.rating_group,
         Decision::Decided { rule: None, .. } => match snap.session(index).default_rule {
