@@ -114,39 +114,37 @@ impl Taken {
         }
     }
 
-    /// The least left of any volume limit, and of the time granted (seconds).
-    fn left(&self, now: Timestamp) -> (Option<u64>, Option<u64>) {
-        let g = &self.granted;
-        let volume = [
-            g.total.map(|t| t.saturating_sub(self.used.total())),
-            g.uplink.map(|t| t.saturating_sub(self.used.uplink)),
-            g.downlink.map(|t| t.saturating_sub(self.used.downlink)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let time = g
-            .time
-            .map(|t| t.saturating_sub(self.elapsed(now).as_secs()));
-        (volume, time)
-    }
-
     fn elapsed(&self, now: Timestamp) -> Duration {
         self.since
             .map_or(Duration::ZERO, |s| now.saturating_since(s))
     }
 
+    /// Whether a unit granted is used up: plain compares per limit given (the clock is read
+    /// only for a time grant).
+    #[inline]
     fn used_up(&self, now: Timestamp) -> bool {
-        let (volume, time) = self.left(now);
-        volume == Some(0) || time == Some(0)
+        let (g, u) = (&self.granted, &self.used);
+        g.total.is_some_and(|t| u.total() >= t)
+            || g.uplink.is_some_and(|t| u.uplink >= t)
+            || g.downlink.is_some_and(|t| u.downlink >= t)
+            || g.time.is_some_and(|t| self.elapsed(now).as_secs() >= t)
     }
 
+    /// Whether what is left of a unit is at its threshold or below.
+    #[inline]
     fn at_threshold(&self, now: Timestamp) -> bool {
-        let (volume, time) = self.left(now);
+        let (g, u) = (&self.granted, &self.used);
+        let volume = self.volume_threshold.is_some_and(|v| {
+            g.total.is_some_and(|t| u.total().saturating_add(v) >= t)
+                || g.uplink.is_some_and(|t| u.uplink.saturating_add(v) >= t)
+                || g.downlink
+                    .is_some_and(|t| u.downlink.saturating_add(v) >= t)
+        });
         volume
-            .zip(self.volume_threshold)
-            .is_some_and(|(l, t)| l <= t)
-            || time.zip(self.time_threshold).is_some_and(|(l, t)| l <= t)
+            || self
+                .time_threshold
+                .zip(g.time)
+                .is_some_and(|(v, t)| self.elapsed(now).as_secs().saturating_add(v) >= t)
     }
 }
 
@@ -250,7 +248,7 @@ impl Group {
         if self.state != CreditState::Granted {
             return None;
         }
-        let t = self.taken?;
+        let t = self.taken.as_ref()?;
         // Neither runs before the grant's first packet.
         let since = t.since?;
         let reason = if t
@@ -391,10 +389,7 @@ impl Credit {
             }
         }
         // Granted: a grant of nothing left (zero units) is used up before this packet.
-        let Some(t) = g.taken else {
-            return Admit::Pass;
-        };
-        if t.used_up(now) {
+        if g.taken.as_ref().is_some_and(|t| t.used_up(now)) {
             let (admit, event) = Self::final_unit(g, snap, index, now, at);
             raise(event);
             self.after_final(slot.index(), at, raise);
