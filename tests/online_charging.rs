@@ -64,7 +64,10 @@ subscriber = "imsi-001010000000002"
 ipv4 = "10.45.0.2"
 predefined = ["web", "video", "dns"]
 "#;
-    Config::from_toml_str(text, "online").unwrap_or_else(|e| panic!("{:#?}", e.0))
+    let mut config = Config::from_toml_str(text, "online").unwrap_or_else(|e| panic!("{:#?}", e.0));
+    // Held while credit is asked for (the default forwards).
+    config.gateway.credit.pending = PendingAction::Hold;
+    config
 }
 
 fn at(secs: u64) -> Timestamp {

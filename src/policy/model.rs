@@ -450,7 +450,7 @@ pub struct CreditGrant {
 /// the last one used up without a Final-Unit-Indication).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreditSettings {
-    /// Hold (in order, bounded), forward or drop.
+    /// Hold (in order, bounded), forward (the default) or drop.
     pub pending: super::PendingAction,
     /// Frames held per rating group while its credit is asked for (1-64).
     pub queue: usize,
@@ -464,7 +464,10 @@ pub struct CreditSettings {
 impl Default for CreditSettings {
     fn default() -> Self {
         CreditSettings {
-            pending: super::PendingAction::Hold,
+            // Forward, counted and reported with the first grant, as CC-Failure-Handling
+            // CONTINUE would: a configuration with online rules and no charging system to
+            // answer keeps working as it did before online charging was enforced.
+            pending: super::PendingAction::Forward,
             queue: 8,
             groups: 1024,
             retry: std::time::Duration::from_secs(5),
