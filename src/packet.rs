@@ -70,10 +70,21 @@ pub enum DropReason {
     /// A pool address without a session, but this worker already waits for `pending.subscribers`
     /// sessions: no room to remember it, so no session is asked for either.
     PendingTableFull,
+    /// An online rating group whose last grant is used up with Final-Unit-Action TERMINATE.
+    CreditTerminated,
+    /// An online rating group under Final-Unit-Action RESTRICT_ACCESS, outside its
+    /// Restriction-Filter-Rules and Filter-Ids.
+    CreditRestricted,
+    /// An online rating group without credit while it is asked for, and the pending action
+    /// drops.
+    CreditPending,
+    /// Held while its rating group's credit is asked for, but the group's queue is full (or
+    /// this worker holds for as many groups as it may).
+    CreditQueueFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = WireError::ALL.len() + 9;
+    pub const COUNT: usize = WireError::ALL.len() + 13;
 
     pub fn index(self) -> usize {
         match self {
@@ -87,6 +98,10 @@ impl DropReason {
             DropReason::PendingSession => WireError::ALL.len() + 6,
             DropReason::PendingQueueFull => WireError::ALL.len() + 7,
             DropReason::PendingTableFull => WireError::ALL.len() + 8,
+            DropReason::CreditTerminated => WireError::ALL.len() + 9,
+            DropReason::CreditRestricted => WireError::ALL.len() + 10,
+            DropReason::CreditPending => WireError::ALL.len() + 11,
+            DropReason::CreditQueueFull => WireError::ALL.len() + 12,
         }
     }
 
@@ -104,6 +119,10 @@ impl DropReason {
                 DropReason::PendingSession,
                 DropReason::PendingQueueFull,
                 DropReason::PendingTableFull,
+                DropReason::CreditTerminated,
+                DropReason::CreditRestricted,
+                DropReason::CreditPending,
+                DropReason::CreditQueueFull,
             ])
     }
 
@@ -120,6 +139,10 @@ impl DropReason {
             DropReason::PendingSession => "pending_session",
             DropReason::PendingQueueFull => "pending_queue_full",
             DropReason::PendingTableFull => "pending_table_full",
+            DropReason::CreditTerminated => "credit_terminated",
+            DropReason::CreditRestricted => "credit_restricted",
+            DropReason::CreditPending => "credit_pending",
+            DropReason::CreditQueueFull => "credit_queue_full",
         }
     }
 }
@@ -349,6 +372,52 @@ pub enum Event {
         used: Octets,
         at: Timestamp,
     },
+    /// An online rating group needs credit (its first packet, no grant in force): the control
+    /// plane asks the charging system (Gy CCR-I/U with Requested-Service-Unit). Raised once,
+    /// and again only after a grant was used or the request went unanswered for
+    /// `credit.retry`.
+    CreditRequest {
+        session: SessionId,
+        rating_group: u32,
+        service_identifier: Option<u32>,
+        at: Timestamp,
+    },
+    /// Used-Service-Unit of an online rating group, for CCR-U (or CCR-T): what was used since
+    /// the previous report of the group, so that every report of it added up is its meter.
+    /// Every reason but `Final` and `QuotaHoldingTime` also asks for more credit.
+    CreditReport {
+        session: SessionId,
+        rating_group: u32,
+        service_identifier: Option<u32>,
+        /// The grant the units were used under, as [`crate::policy::CreditGrant::grant`]
+        /// numbers it (0: used before any grant, under the pending action).
+        grant: u64,
+        reason: ReportingReason,
+        used: UsedUnits,
+        at: Timestamp,
+    },
+    /// Every online rating group of the session that holds credit state is terminated by its
+    /// Final-Unit-Action: the control plane ends the session.
+    CreditTerminated { session: SessionId, at: Timestamp },
+}
+
+/// Reporting-Reason (TS 32.299 §7.2.175), numbered as the AVP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReportingReason {
+    Threshold = 0,
+    QuotaHoldingTime = 1,
+    /// The last grant (with a Final-Unit-Indication) is used up; its action is applied.
+    Final = 2,
+    QuotaExhausted = 3,
+    ValidityTime = 4,
+}
+
+/// Used-Service-Unit: octets by direction and the time, in whole seconds, from the first to
+/// the last packet counted in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsedUnits {
+    pub octets: Octets,
+    pub time: u64,
 }
 
 /// Which kind an [`Event`] is: a counter index.
@@ -357,13 +426,16 @@ pub enum EventKind {
     RechargeSuccess,
     SessionRequest,
     UsageThreshold,
+    /// Requests, reports and terminations of online charging.
+    Credit,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 3] = [
+    pub const ALL: [EventKind; 4] = [
         EventKind::RechargeSuccess,
         EventKind::SessionRequest,
         EventKind::UsageThreshold,
+        EventKind::Credit,
     ];
 
     /// Stable snake_case name used in counters and reports.
@@ -372,6 +444,7 @@ impl EventKind {
             EventKind::RechargeSuccess => "recharge_success",
             EventKind::SessionRequest => "session_request",
             EventKind::UsageThreshold => "usage_threshold",
+            EventKind::Credit => "credit",
         }
     }
 }
@@ -382,6 +455,9 @@ impl Event {
             Event::RechargeSuccess { .. } => EventKind::RechargeSuccess,
             Event::SessionRequest { .. } => EventKind::SessionRequest,
             Event::UsageThreshold { .. } => EventKind::UsageThreshold,
+            Event::CreditRequest { .. }
+            | Event::CreditReport { .. }
+            | Event::CreditTerminated { .. } => EventKind::Credit,
         }
     }
 }

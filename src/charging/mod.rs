@@ -1,13 +1,15 @@
 //! Usage metering: uplink and downlink bytes and packets, first and last seen, per session ×
 //! rating group and per session × monitoring key; the usage-monitoring thresholds beside them
-//! (`monitoring`).
+//! (`monitoring`); online charging's credit, consumed beside them (`credit`).
 //!
 //! Counters live in slots owned by one worker: the packet path resolves a slot once per flow and
 //! then only adds to it, so counting costs no hashing and no allocation per packet. Bytes are IP
 //! bytes (IPv4 total length, or 40 + IPv6 payload length), as a gateway meters them.
 
+mod credit;
 mod monitoring;
 
+pub use credit::{Admit, Change, Credit, CreditState};
 pub use monitoring::Monitoring;
 
 use crate::policy::SessionId;

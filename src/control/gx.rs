@@ -654,5 +654,9 @@ fn dispatch(
                 tracing::debug!(session = session.0, key = %monitoring_key, "usage threshold without a policy engine")
             }
         },
+        // Online charging's events go to the charging system, not the policy engine.
+        Event::CreditRequest { .. }
+        | Event::CreditReport { .. }
+        | Event::CreditTerminated { .. } => {}
     }
 }

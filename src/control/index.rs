@@ -108,6 +108,7 @@ mod tests {
             predefined: Vec::new(),
             default_rule: DefaultRule::Forward { rating_group: 0 },
             monitoring: Vec::new(),
+            credits: Vec::new(),
         }
     }
 

@@ -343,6 +343,7 @@ impl Sessions {
             predefined: Vec::new(),
             default_rule: DefaultRule::Forward { rating_group: 0 },
             monitoring: Vec::new(),
+            credits: Vec::new(),
         };
         self.insert(id, config, origin, now);
         Ok(id)

@@ -59,8 +59,11 @@ impl Outbox {
         };
         self.retry(&sender);
         for event in events {
-            // A recharge success waits behind the ones before it, so they arrive in order.
-            if event.kind() == EventKind::RechargeSuccess && !self.recharges.is_empty() {
+            // A recharge success (or a credit event) waits behind the ones before it, so they
+            // arrive in order.
+            if matches!(event.kind(), EventKind::RechargeSuccess | EventKind::Credit)
+                && !self.recharges.is_empty()
+            {
                 self.keep(event);
                 continue;
             }
@@ -124,6 +127,18 @@ impl Outbox {
                     self.recharges.push_back(event);
                 } else {
                     self.counters.dropped(EventKind::RechargeSuccess);
+                }
+                return;
+            }
+            // Credit events carry used units and their order matters (a report before the
+            // next request): kept in order like recharges, never merged.
+            Event::CreditRequest { .. }
+            | Event::CreditReport { .. }
+            | Event::CreditTerminated { .. } => {
+                if self.recharges.len() < MAX_RECHARGES {
+                    self.recharges.push_back(event);
+                } else {
+                    self.counters.dropped(EventKind::Credit);
                 }
                 return;
             }
@@ -213,6 +228,35 @@ fn log(worker: usize, event: &Event) {
             %at,
             "usage threshold reached"
         ),
+        Event::CreditRequest {
+            session,
+            rating_group,
+            at,
+            ..
+        } => tracing::info!(worker, session = session.0, rating_group, %at, "credit requested"),
+        Event::CreditReport {
+            session,
+            rating_group,
+            grant,
+            reason,
+            used,
+            at,
+            ..
+        } => tracing::info!(
+            worker,
+            session = session.0,
+            rating_group,
+            grant,
+            reason = ?reason,
+            uplink = used.octets.uplink,
+            downlink = used.octets.downlink,
+            time = used.time,
+            %at,
+            "credit report"
+        ),
+        Event::CreditTerminated { session, at } => {
+            tracing::info!(worker, session = session.0, %at, "every online rating group terminated")
+        }
     }
 }
 

@@ -40,6 +40,15 @@ pub struct Counters {
     pub pending_forwarded: u64,
     /// Usage-monitoring thresholds crossed (`Event::UsageThreshold`).
     pub usage_thresholds: u64,
+    /// Online charging: credit asked for (`Event::CreditRequest`) and used units reported
+    /// (`Event::CreditReport`).
+    pub credit_requests: u64,
+    pub credit_reports: u64,
+    /// Frames kept while their rating group's credit was asked for (released and expired
+    /// ones are counted with the held frames of pending sessions).
+    pub credit_held: u64,
+    /// Frames of a rating group without credit forwarded (`credit.pending = forward`).
+    pub credit_pending_forwarded: u64,
 }
 
 impl Counters {
@@ -72,6 +81,10 @@ impl Counters {
         self.held_expired += other.held_expired;
         self.pending_forwarded += other.pending_forwarded;
         self.usage_thresholds += other.usage_thresholds;
+        self.credit_requests += other.credit_requests;
+        self.credit_reports += other.credit_reports;
+        self.credit_held += other.credit_held;
+        self.credit_pending_forwarded += other.credit_pending_forwarded;
     }
 }
 
@@ -176,6 +189,7 @@ pub struct EventCounters {
     pub dropped_recharge_success: u64,
     pub dropped_session_request: u64,
     pub dropped_usage_threshold: u64,
+    pub dropped_credit: u64,
 }
 
 impl EventCounters {
@@ -185,11 +199,15 @@ impl EventCounters {
             EventKind::RechargeSuccess => self.dropped_recharge_success += 1,
             EventKind::SessionRequest => self.dropped_session_request += 1,
             EventKind::UsageThreshold => self.dropped_usage_threshold += 1,
+            EventKind::Credit => self.dropped_credit += 1,
         }
     }
 
     pub fn dropped_total(&self) -> u64 {
-        self.dropped_recharge_success + self.dropped_session_request + self.dropped_usage_threshold
+        self.dropped_recharge_success
+            + self.dropped_session_request
+            + self.dropped_usage_threshold
+            + self.dropped_credit
     }
 
     pub fn add(&mut self, o: &EventCounters) {
@@ -200,5 +218,6 @@ impl EventCounters {
         self.dropped_recharge_success += o.dropped_recharge_success;
         self.dropped_session_request += o.dropped_session_request;
         self.dropped_usage_threshold += o.dropped_usage_threshold;
+        self.dropped_credit += o.dropped_credit;
     }
 }

@@ -20,6 +20,8 @@ pub enum Decision {
         forward: bool,
         rating_group: Option<Slot>,
         monitoring_key: Option<Slot>,
+        /// The rating group is charged online: each packet consumes its credit.
+        online: bool,
         /// Index into the engine's rule-hit counters.
         hits: Option<u32>,
     },

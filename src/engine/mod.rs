@@ -1,5 +1,5 @@
 //! The per-worker sans-IO pipeline: parse, orient, the flow cache, the redirect stage, classify,
-//! gate, meter, watch. Bytes and the time go in; a [`Verdict`] comes out, and any frames to
+//! gate, credit (online charging), meter, watch. Bytes and the time go in; a [`Verdict`] comes out, and any frames to
 //! inject are written into the caller's [`Output`].
 //!
 //! No sockets, threads or clocks in here: every behaviour can be replayed from bytes. Nothing on
@@ -11,16 +11,18 @@
 //! caller last gave [`Engine::set_wall_clock`] (none for a replay).
 //!
 //! The engine is the policy snapshot in force plus the worker's own [`State`] (flows, counters,
-//! the redirect stage, usage monitoring, the subscribers waiting for their session); the stages
+//! the redirect stage, usage monitoring, online charging's credit, the subscribers waiting for
+//! their session and the frames waiting for their rating group's credit); the stages
 //! in `stages` are methods of the state that read the snapshot, so a stage can never hold the
 //! snapshot it is also replacing.
 //!
 //! What the control plane must hear of — a recharge success, a pool address without a session,
-//! a usage threshold reached — is queued as an [`Event`] for the caller to take with
+//! a usage threshold reached, credit to ask for or to report — is queued as an [`Event`] for the caller to take with
 //! [`Engine::drain_events`]; frames held for a session on its way come back through
 //! [`Engine::release_held`] once a snapshot brings it.
 
 mod counters;
+mod credit;
 mod flow_table;
 mod hits;
 mod pending;
@@ -36,8 +38,8 @@ pub use segments::on_the_wire;
 // engine.
 pub use crate::packet::{DropReason, Event, FlowKey, Frame, Output, Port, Toward, Verdict};
 
-use crate::charging::{Meter, Monitoring};
-use crate::policy::{PolicySnapshot, SessionId};
+use crate::charging::{Change, Credit, Meter, Monitoring};
+use crate::policy::{PendingSettings, PolicySnapshot, SessionId};
 use crate::redirect::{FinalUnitRedirect, Redirector};
 use crate::time::Timestamp;
 use crate::wire::{FragmentTable, FragmentTableConfig, LinkType};
@@ -62,6 +64,12 @@ struct State {
     redirect: Redirector,
     pending: pending::Pending,
     monitoring: Monitoring,
+    /// Online charging: the credit of each online rating group, consumed here.
+    credit: Credit,
+    /// Frames held while their rating group's credit is asked for, by group.
+    credit_held: pending::Pending,
+    /// What the last snapshot changed for online rating groups (room reused).
+    credit_changes: Vec<Change>,
     /// Session requests and usage thresholds for the control plane, oldest first (recharge
     /// successes wait in the redirect stage).
     events: Vec<Event>,
@@ -96,6 +104,9 @@ impl Engine {
             redirect: Redirector::new(&snapshot),
             pending: pending::Pending::default(),
             monitoring: Monitoring::new(),
+            credit: Credit::new(),
+            credit_held: pending::Pending::default(),
+            credit_changes: Vec::new(),
             events: Vec::with_capacity(64),
             event_counters: EventCounters::default(),
         };
@@ -109,15 +120,38 @@ impl Engine {
     /// Held frames of subscribers whose session the new snapshot has are then ready: the caller
     /// hands them on with [`Engine::release_held`] before its next frame, so they keep their
     /// order ahead of the subscriber's later packets.
+    ///
+    /// Online rating groups without credit in force take a new grant at once: their held
+    /// frames are ready the same way, and a Final-Unit REDIRECT of a group granted again is
+    /// lifted (a repeated answer, with the same grant number, changes nothing).
     pub fn set_snapshot(&mut self, snapshot: Arc<PolicySnapshot>) {
-        self.state.redirect.set_snapshot(&snapshot);
-        self.state.counters.held_expired += self.state.pending.set_snapshot(&snapshot);
+        let st = &mut self.state;
+        st.redirect.set_snapshot(&snapshot);
+        st.counters.held_expired += st.pending.set_snapshot(&snapshot);
+        let mut changes = std::mem::take(&mut st.credit_changes);
+        st.credit.set_snapshot(&snapshot, &mut changes);
+        for change in changes.drain(..) {
+            match change {
+                Change::Granted { index } => {
+                    st.credit_held.release(pending::credit_key_of(index));
+                }
+                Change::Unredirected {
+                    session,
+                    rating_group,
+                } => {
+                    if st.redirect.remove_final_unit(session, Some(rating_group)) {
+                        st.flows.invalidate_session(session);
+                    }
+                }
+            }
+        }
+        st.credit_changes = changes;
         self.snapshot = snapshot;
     }
 
     /// Whether held frames wait for [`Engine::release_held`].
     pub fn has_held_ready(&self) -> bool {
-        self.state.pending.has_ready()
+        self.state.pending.has_ready() || self.state.credit_held.has_ready()
     }
 
     /// Runs the held frames of subscribers whose session has arrived through the pipeline, in
@@ -130,23 +164,33 @@ impl Engine {
         out: &mut Output,
         mut send: impl FnMut(Port, &[u8], Verdict, &Output),
     ) {
-        if !self.state.pending.has_ready() {
-            return;
-        }
-        let ready = self.state.pending.take_ready();
-        for &i in &ready {
-            let (bytes, frames) = self.state.pending.take_frames(i);
-            for &(port, start, len) in &frames {
-                let frame = &bytes[start as usize..(start + len) as usize];
-                out.clear();
-                self.state.counters.held_released += 1;
-                let verdict = self.pipeline(now, port, frame, 0, out);
-                send(port, frame, verdict, out);
+        // Sessions first: a frame held for its session may be held again for its credit.
+        for credit in [false, true] {
+            fn pending(st: &mut State, credit: bool) -> &mut pending::Pending {
+                if credit {
+                    &mut st.credit_held
+                } else {
+                    &mut st.pending
+                }
             }
-            out.clear();
-            self.state.pending.released(i, bytes, frames);
+            if !pending(&mut self.state, credit).has_ready() {
+                continue;
+            }
+            let ready = pending(&mut self.state, credit).take_ready();
+            for &i in &ready {
+                let (bytes, frames) = pending(&mut self.state, credit).take_frames(i);
+                for &(port, start, len) in &frames {
+                    let frame = &bytes[start as usize..(start + len) as usize];
+                    out.clear();
+                    self.state.counters.held_released += 1;
+                    let verdict = self.pipeline(now, port, frame, 0, out);
+                    send(port, frame, verdict, out);
+                }
+                out.clear();
+                pending(&mut self.state, credit).released(i, bytes, frames);
+            }
+            pending(&mut self.state, credit).ready_done(ready);
         }
-        self.state.pending.ready_done(ready);
     }
 
     /// Pool addresses waiting for their session, and the frames held for them.
@@ -187,6 +231,16 @@ impl Engine {
         &self.state.monitoring
     }
 
+    /// Online charging's credit per rating group.
+    pub fn credit(&self) -> &Credit {
+        &self.state.credit
+    }
+
+    /// Frames held while their rating group's credit is asked for.
+    pub fn credit_held(&self) -> usize {
+        self.state.credit_held.held()
+    }
+
     /// The redirect stage: its counters, portal host names to resolve, and the SYN-cookie
     /// secret (the live data path sets a random one).
     pub fn redirect(&self) -> &Redirector {
@@ -222,13 +276,30 @@ impl Engine {
     }
 
     /// Housekeeping the caller runs now and then (e.g. once a second): expires idle flows, and
-    /// the pending subscribers whose session did not come in time (their held frames dropped).
+    /// the pending subscribers whose session did not come in time (their held frames dropped);
+    /// reports the online grants whose Validity-Time or Quota-Holding-Time ran out, and drops
+    /// the frames held for credit longer than `credit.retry`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.state.flows.expire(now);
         let st = &mut self.state;
         st.counters.held_expired += st
             .pending
             .expire(now, self.snapshot.settings.pending.as_ref());
+        let c = self.snapshot.settings.credit;
+        let credit_pending = PendingSettings {
+            action: c.pending,
+            queue: c.queue,
+            subscribers: c.groups,
+            timeout: c.retry,
+        };
+        st.counters.held_expired += st.credit_held.expire(now, Some(&credit_pending));
+        let wall = st.clock.wall(now);
+        let (events, dropped, counters) =
+            (&mut st.events, &mut st.event_counters, &mut st.counters);
+        st.credit.handle_timeout(now, wall, &mut |e| {
+            counters.credit_reports += 1;
+            stages::push(events, dropped, e);
+        });
     }
 
     /// The usage report: totals, usage per session × rating group and monitoring key, rule hits.

@@ -29,6 +29,19 @@ pub(super) fn key(ue: u128) -> u128 {
     }
 }
 
+/// What frames held for an online rating group's credit wait under (in the engine's second
+/// [`Pending`], apart from the subscribers'): the group's meter slot.
+#[inline]
+pub(super) fn credit_key(slot: crate::charging::Slot) -> u128 {
+    credit_key_of(slot.index())
+}
+
+/// [`credit_key`] of a slot by its index.
+#[inline]
+pub(super) fn credit_key_of(index: usize) -> u128 {
+    index as u128
+}
+
 /// No room for one more pending address.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Full;
@@ -177,6 +190,19 @@ impl Pending {
             false
         });
         0
+    }
+
+    /// The entry of `key` is ready for release (its credit came); false when it holds nothing.
+    pub(super) fn release(&mut self, key: u128) -> bool {
+        let Some(i) = self.by_key.remove(&key) else {
+            return false;
+        };
+        if self.entries[i as usize].frames.is_empty() {
+            self.free.push(i);
+            return false;
+        }
+        self.ready.push(i);
+        true
     }
 
     pub(super) fn has_ready(&self) -> bool {

@@ -2,6 +2,7 @@
 //! either finishes with a verdict (`Break`) or hands on what the next stage needs (`Continue`);
 //! [`Engine::handle_frame`] is the list of them.
 
+use super::EventCounters;
 use super::{Decision, DropReason, Engine, FlowEntry, Frame, Output, Port, State, Verdict};
 use crate::charging::Metered;
 use crate::packet::{ip_key, Context, Event, FlowKey};
@@ -15,18 +16,18 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 
 /// A stage's outcome: the frame's verdict, or what the next stage works on.
-type Step<T> = ControlFlow<Verdict, T>;
+pub(super) type Step<T> = ControlFlow<Verdict, T>;
 
 /// The flow a packet belongs to, as the stages after the cache need it: copied out of its
 /// entry, so they hold no borrow of the table.
 #[derive(Clone, Copy)]
-struct Flow {
+pub(super) struct Flow {
     /// The session's index in the snapshot in force.
-    session: u32,
-    session_id: SessionId,
-    watch: bool,
+    pub(super) session: u32,
+    pub(super) session_id: SessionId,
+    pub(super) watch: bool,
     /// The decision for this packet's direction.
-    decision: Decision,
+    pub(super) decision: Decision,
 }
 
 impl Engine {
@@ -89,6 +90,7 @@ impl Engine {
             st.decide_reverse(snap, &cx, &mut flow);
             st.held(snap, &cx, &mut flow, out)?;
             st.gate(&flow)?;
+            st.charge(snap, port, &cx, &flow, segment_size)?;
             st.meter(snap, &cx, &flow, segment_size);
             st.watch(snap, &cx, &flow);
             Continue(st.forward())
@@ -318,11 +320,7 @@ impl State {
 
     /// Queues an event for the caller; counted by kind when the queue is full.
     fn raise(&mut self, event: Event) {
-        if self.events.len() < super::MAX_EVENTS {
-            self.events.push(event);
-        } else {
-            self.event_counters.dropped(event.kind());
-        }
+        push(&mut self.events, &mut self.event_counters, event);
     }
 
     /// The first packet of this direction on a flow the other direction opened: classify once
@@ -470,12 +468,17 @@ impl State {
             Some(id) => {
                 let compiled = session.rule(id);
                 let rule = &compiled.rule;
+                let rating_group = rule.rating_group.map(|rg| {
+                    let slot = self.meter.slot(Metered::RatingGroup(session.id, rg));
+                    if rule.online {
+                        self.credit.track(slot, session.id, rg);
+                    }
+                    slot
+                });
                 Decision::Decided {
                     rule: Some(id),
                     forward: compiled.gate_open(cx.direction),
-                    rating_group: rule
-                        .rating_group
-                        .map(|rg| self.meter.slot(Metered::RatingGroup(session.id, rg))),
+                    rating_group,
                     monitoring_key: rule.monitoring_key.as_ref().map(|mk| {
                         let key: Arc<str> = mk.as_str().into();
                         let slot = self
@@ -484,18 +487,28 @@ impl State {
                         self.monitoring.track(slot, session.id, &key);
                         slot
                     }),
+                    online: rating_group.is_some() && rule.online,
                     hits: Some(self.hits.slot(session.id, session.stamp, id, &rule.name)),
                 }
             }
             None => match session.default_rule {
-                DefaultRule::Forward { rating_group } => {
-                    self.garden_decision(session.id, Some(rating_group))
-                }
+                DefaultRule::Forward { rating_group } => Decision::Decided {
+                    rule: None,
+                    forward: true,
+                    rating_group: Some(
+                        self.meter
+                            .slot(Metered::RatingGroup(session.id, rating_group)),
+                    ),
+                    monitoring_key: None,
+                    online: false,
+                    hits: None,
+                },
                 DefaultRule::Drop => Decision::Decided {
                     rule: None,
                     forward: false,
                     rating_group: None,
                     monitoring_key: None,
+                    online: false,
                     hits: None,
                 },
             },
@@ -503,13 +516,16 @@ impl State {
     }
 
     /// Forwarded under no rule, metered under `rating_group`: a flow the walled garden let
-    /// through, or the default rule's.
+    /// through. Under a Final-Unit redirect of an online rating group it is free, and counted
+    /// as the group's (so that its reports add up to its meter).
     fn garden_decision(&mut self, session: SessionId, rating_group: Option<u32>) -> Decision {
+        let slot = rating_group.map(|rg| self.meter.slot(Metered::RatingGroup(session, rg)));
         Decision::Decided {
             rule: None,
             forward: true,
-            rating_group: rating_group.map(|rg| self.meter.slot(Metered::RatingGroup(session, rg))),
+            rating_group: slot,
             monitoring_key: None,
+            online: slot.is_some_and(|s| self.credit.tracks(s)),
             hits: None,
         }
     }
@@ -533,14 +549,27 @@ impl State {
     }
 
     #[inline]
-    fn drop(&mut self, reason: DropReason) -> Verdict {
+    pub(super) fn drop(&mut self, reason: DropReason) -> Verdict {
         self.counters.dropped[reason.index()] += 1;
         Verdict::Drop(reason)
     }
 }
 
+/// Queues an event for the caller; counted by kind when the queue is full.
+pub(super) fn push(events: &mut Vec<Event>, dropped: &mut EventCounters, event: Event) {
+    if events.len() < super::MAX_EVENTS {
+        events.push(event);
+    } else {
+        dropped.dropped(event.kind());
+    }
+}
+
 /// The rating group a decision of session `index` meters under, by number.
-fn rating_group_of(snap: &PolicySnapshot, index: u32, decision: &Decision) -> Option<u32> {
+pub(super) fn rating_group_of(
+    snap: &PolicySnapshot,
+    index: u32,
+    decision: &Decision,
+) -> Option<u32> {
     match *decision {
         Decision::Decided { rule: Some(id), .. } => snap.session(index).rule(id).rule.rating_group,
         Decision::Decided { rule: None, .. } => match snap.session(index).default_rule {

@@ -358,6 +358,9 @@ pub struct SessionConfig {
     pub default_rule: DefaultRule,
     /// Usage-Monitoring-Information in force: a threshold per monitoring key (Gx).
     pub monitoring: Vec<MonitoringGrant>,
+    /// Credit in force per rating group (Gy Multiple-Services-Credit-Control), as the control
+    /// plane sets it from a CCA; the rules with `online = true` consume it.
+    pub credits: Vec<CreditGrant>,
 }
 
 /// A usage monitoring threshold granted for one monitoring key (Granted-Service-Unit of
@@ -375,6 +378,102 @@ pub struct MonitoringGrant {
     /// Numbers the grants of one session and key, increasing: a worker that reported grant `n`
     /// waits for a grant above `n` before it counts toward a threshold again.
     pub grant: u64,
+}
+
+/// Final-Unit-Action (RFC 4006 §8.35, TS 32.299): what the gateway does, at once and on its
+/// own, when the last grant of a rating group is used up. Numbered as the AVP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FinalUnitAction {
+    /// TERMINATE (0): the rating group's packets are dropped.
+    Terminate,
+    /// REDIRECT (1): the rating group is redirected to the Redirect-Server.
+    Redirect(RedirectInformation),
+    /// RESTRICT_ACCESS (2): only the Restriction-Filter-Rules and Filter-Ids pass.
+    RestrictAccess,
+}
+
+impl FinalUnitAction {
+    /// The Final-Unit-Action AVP value.
+    pub fn code(&self) -> u32 {
+        match self {
+            FinalUnitAction::Terminate => 0,
+            FinalUnitAction::Redirect(_) => 1,
+            FinalUnitAction::RestrictAccess => 2,
+        }
+    }
+}
+
+/// Final-Unit-Indication (RFC 4006 §8.34): the grant it comes with is the last one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalUnitIndication {
+    pub action: FinalUnitAction,
+    /// Restriction-Filter-Rules: traffic that stays allowed (REDIRECT and RESTRICT_ACCESS).
+    pub restriction_filters: Vec<FlowDescription>,
+    /// Filter-Ids: predefined rules whose SDF filters stay allowed.
+    pub filter_ids: Vec<String>,
+}
+
+/// Granted-Service-Unit (RFC 4006 §8.17): what may be used, by unit; `None` is no limit in that
+/// unit. A grant with no limit at all is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantedServiceUnit {
+    /// CC-Total-Octets: both directions together.
+    pub total: Option<u64>,
+    /// CC-Input-Octets: from the UE.
+    pub uplink: Option<u64>,
+    /// CC-Output-Octets: toward the UE.
+    pub downlink: Option<u64>,
+    /// CC-Time, in seconds.
+    pub time: Option<u64>,
+}
+
+/// The credit granted for one rating group (one Multiple-Services-Credit-Control of a CCA).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreditGrant {
+    pub rating_group: u32,
+    pub service_identifier: Option<u32>,
+    /// Numbers the grants of one session and rating group, increasing: a new answer's grant has
+    /// a higher number, a repeated answer the same one — and a repeated answer changes nothing.
+    pub grant: u64,
+    pub granted: GrantedServiceUnit,
+    /// Volume-Quota-Threshold: report (and ask for more) when this many octets are left.
+    pub volume_threshold: Option<u64>,
+    /// Time-Quota-Threshold, in seconds left.
+    pub time_threshold: Option<u64>,
+    /// Validity-Time, in seconds from when the grant is taken into use.
+    pub validity_time: Option<u64>,
+    /// Quota-Holding-Time, in seconds: a grant unused for this long is given back.
+    pub quota_holding_time: Option<u64>,
+    pub final_unit: Option<FinalUnitIndication>,
+}
+
+/// What the online rules of a rating group do while its credit is asked for (no grant yet, or
+/// the last one used up without a Final-Unit-Indication).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditSettings {
+    /// Hold (in order, bounded), forward (the default) or drop.
+    pub pending: super::PendingAction,
+    /// Frames held per rating group while its credit is asked for (1-64).
+    pub queue: usize,
+    /// Rating groups holding frames at once per worker.
+    pub groups: usize,
+    /// A request unanswered for this long is made again (by the next packet, or the timer);
+    /// held frames that waited this long are dropped.
+    pub retry: std::time::Duration,
+}
+
+impl Default for CreditSettings {
+    fn default() -> Self {
+        CreditSettings {
+            // Forward, counted and reported with the first grant, as CC-Failure-Handling
+            // CONTINUE would: a configuration with online rules and no charging system to
+            // answer keeps working as it did before online charging was enforced.
+            pending: super::PendingAction::Forward,
+            queue: 8,
+            groups: 1024,
+            retry: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use super::Redirector;
 use crate::classify::Rule;
 use crate::policy::{
-    expand_filter, FlowDescription, PolicySnapshot, RedirectInformation, SessionConfig, SessionId,
+    expand_filter, FlowDescription, PolicySnapshot, RedirectInformation, Session, SessionConfig,
+    SessionId,
 };
 
 /// Final-Unit-Indication with Final-Unit-Action REDIRECT, as online charging applies it.
@@ -24,6 +25,39 @@ pub(super) struct FinalUnitState {
     pub(super) fu: FinalUnitRedirect,
     /// Restriction filters and Filter-Id rules compiled for the session's addresses.
     pub(super) allowed: Vec<Rule>,
+}
+
+/// Restriction-Filter-Rules and the SDF filters of the predefined rules that Filter-Ids name,
+/// compiled for a session's addresses: what stays reachable under a Final-Unit-Action. Once,
+/// when the action is applied; a Filter-Id naming no predefined rule allows nothing.
+pub fn restriction_rules(
+    snap: &PolicySnapshot,
+    s: &Session,
+    filters: &[FlowDescription],
+    filter_ids: &[String],
+) -> Vec<Rule> {
+    let addresses = SessionConfig {
+        subscriber: s.subscriber.clone(),
+        ipv4: s.ipv4,
+        ipv6: s.ipv6,
+        rules: Vec::new(),
+        predefined: Vec::new(),
+        default_rule: s.default_rule,
+        monitoring: Vec::new(),
+        credits: Vec::new(),
+    };
+    let mut allowed: Vec<Rule> = filters
+        .iter()
+        .flat_map(|f| expand_filter(f, &addresses))
+        .collect();
+    for name in filter_ids {
+        if let Some(r) = snap.predefined_rule(name) {
+            for filter in &r.filters {
+                allowed.extend(expand_filter(&filter.flow, &addresses));
+            }
+        }
+    }
+    allowed
 }
 
 impl Redirector {
@@ -48,27 +82,7 @@ impl Redirector {
                 return false;
             }
         }
-        let addresses = SessionConfig {
-            subscriber: s.subscriber.clone(),
-            ipv4: s.ipv4,
-            ipv6: s.ipv6,
-            rules: Vec::new(),
-            predefined: Vec::new(),
-            default_rule: s.default_rule,
-            monitoring: Vec::new(),
-        };
-        let mut allowed: Vec<Rule> = fu
-            .restriction_filters
-            .iter()
-            .flat_map(|f| expand_filter(f, &addresses))
-            .collect();
-        for name in &fu.filter_ids {
-            if let Some(r) = snap.predefined_rule(name) {
-                for filter in &r.filters {
-                    allowed.extend(expand_filter(&filter.flow, &addresses));
-                }
-            }
-        }
+        let allowed = restriction_rules(snap, s, &fu.restriction_filters, &fu.filter_ids);
         let info = fu.redirect.clone();
         state
             .final_units

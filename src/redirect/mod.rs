@@ -30,7 +30,7 @@ mod watch;
 
 pub use cookie::{siphash24, CookieJar, EPOCH_SECS};
 pub use counters::Counters;
-pub use final_unit::FinalUnitRedirect;
+pub use final_unit::{restriction_rules, FinalUnitRedirect};
 pub use garden::Garden;
 pub use http::{
     html_escape, sniff_request, sniff_response, write_302, RequestHead, ResponseSniff, Sniff,

@@ -159,6 +159,9 @@ pub struct GatewaySettings {
     /// With a policy engine configured (`[control] policy_engine`): what a pool address without
     /// a session does while its CCR-I is answered. `None`: `unknown_subscriber` decides.
     pub pending: Option<PendingSettings>,
+    /// Online charging: what a rating group's packets do while its credit is asked for. Not
+    /// read from the TOML file yet (the defaults apply).
+    pub credit: super::model::CreditSettings,
 }
 
 impl Default for GatewaySettings {
@@ -175,6 +178,7 @@ impl Default for GatewaySettings {
             other_idle_timeout: Duration::from_secs(60),
             redirect: RedirectSettings::default(),
             pending: None,
+            credit: Default::default(),
         }
     }
 }

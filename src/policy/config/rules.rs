@@ -324,6 +324,7 @@ pub(super) fn read_session(
             predefined: predefined.iter().map(|(n, _)| n.clone()).collect(),
             default_rule: default_rule.unwrap_or(DefaultRule::Forward { rating_group: 0 }),
             monitoring: Vec::new(),
+            credits: Vec::new(),
         }),
         _ => None,
     };

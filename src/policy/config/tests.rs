@@ -118,6 +118,7 @@ ipv4 = "10.45.0.3"
             other_idle_timeout: Duration::from_secs(60),
             redirect: Default::default(),
             pending: None,
+            credit: Default::default(),
         },
         predefined: vec![PccRule {
             name: "web".into(),
@@ -184,6 +185,7 @@ ipv4 = "10.45.0.3"
                 predefined: vec!["web".into()],
                 default_rule: DefaultRule::Drop,
                 monitoring: Vec::new(),
+                credits: Vec::new(),
             },
             SessionConfig {
                 subscriber: SubscriberId::parse("nai-bob@example.net").unwrap(),
@@ -193,6 +195,7 @@ ipv4 = "10.45.0.3"
                 predefined: vec![],
                 default_rule: DefaultRule::Forward { rating_group: 0 },
                 monitoring: vec![],
+                credits: vec![],
             },
         ],
         control: Default::default(),

@@ -159,6 +159,7 @@ pub(super) fn compile(
         rules,
         redirect_rules,
         monitoring: s.monitoring.clone(),
+        credits: s.credits.clone(),
         classifiers,
         boundaries,
     }

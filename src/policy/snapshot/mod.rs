@@ -18,8 +18,8 @@ mod persist;
 
 use super::config::{split_http_url, Config, GatewaySettings};
 use super::model::{
-    FlowStatus, MonitoringGrant, PccRule, RedirectAddressType, RedirectInformation, SessionConfig,
-    SubscriberId,
+    CreditGrant, FlowStatus, MonitoringGrant, PccRule, RedirectAddressType, RedirectInformation,
+    SessionConfig, SubscriberId,
 };
 use crate::classify::{self, Key, Prefix};
 use crate::time::Timestamp;
@@ -90,6 +90,8 @@ pub struct Session {
     pub redirect_rules: Vec<RuleId>,
     /// Usage-Monitoring-Information in force, as configured or installed.
     pub monitoring: Vec<MonitoringGrant>,
+    /// Credit in force per rating group, as configured or installed (online charging).
+    pub credits: Vec<CreditGrant>,
     /// Shared with every session of the same predefined rules and none of its own.
     classifiers: Arc<Classifiers>,
     /// Activation/deactivation instants of its rules, sorted; classification results are valid
