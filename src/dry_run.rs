@@ -63,7 +63,7 @@ pub fn render(
                 "offloads",
                 match dp.offloads {
                     Offloads::Off => format!(
-                        "gro, lro, gso, tso turned off on {} where on; not turned back on at exit",
+                        "gro, lro, gso, tso turned off on {} where on; turned back on at exit",
                         legs.join(" and ")
                     ),
                     Offloads::Keep => {

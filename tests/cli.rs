@@ -363,9 +363,28 @@ fn version_names_the_git_revision() {
         .filter(|o| o.status.success())
         .map(|o| text(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    assert_eq!(
-        text(&out.stdout),
-        format!("weir {} ({git})\n", env!("CARGO_PKG_VERSION"))
+    if git == "unknown" {
+        assert_eq!(
+            text(&out.stdout),
+            format!("weir {} (unknown)\n", env!("CARGO_PKG_VERSION"))
+        );
+        return;
+    }
+    // The commit the binary was built from: HEAD, or an earlier commit when one was made
+    // between the build and this run.
+    let line = text(&out.stdout);
+    let revision = line
+        .strip_prefix(&format!("weir {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|r| r.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{line}"));
+    let ancestor = Command::new("git")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["merge-base", "--is-ancestor", revision, "HEAD"])
+        .status()
+        .unwrap();
+    assert!(
+        revision.len() >= 7 && ancestor.success(),
+        "{line} names no commit of HEAD's history ({git})"
     );
 }
 
@@ -411,7 +430,7 @@ report_listen = "127.0.0.1:{rp}"
              mode           bridge\n\
              ue side        lo (MTU {}): AF_PACKET per worker, TPACKET_V2 receive ring, 4096 slots of 2048 bytes, transmit by sendmmsg, promiscuous while open\n\
              internet side  wdry-none0 (not on this box now): AF_PACKET per worker, TPACKET_V2 receive ring, 4096 slots of 2048 bytes, transmit by sendmmsg, promiscuous while open\n\
-             offloads       gro, lro, gso, tso turned off on lo and wdry-none0 where on; not turned back on at exit\n\
+             offloads       gro, lro, gso, tso turned off on lo and wdry-none0 where on; turned back on at exit\n\
              workers        1 pinned (worker->core): 0->0\n\
              report         http://127.0.0.1:{rp} (/report, /metrics)\n\
              gateway api    weir.v1.Gateway on 127.0.0.1:{gp} (plaintext)\n\

@@ -111,7 +111,36 @@ pub fn choose_cores(wanted: Option<&[usize]>) -> Result<Vec<usize>, RunError> {
     Ok(wanted.to_vec())
 }
 
-fn check_leg(interface: &str, dp: &DataplaneConfig) -> Result<(), RunError> {
+/// The offloads `weir run` turned off, turned back on when it ends (a clean stop or a start
+/// that failed half-way); a process killed outright leaves them off.
+#[derive(Default)]
+struct TurnedOff(Vec<(String, Offload)>);
+
+impl Drop for TurnedOff {
+    fn drop(&mut self) {
+        for (interface, offload) in self.0.drain(..).rev() {
+            match sys::enable_offload(&interface, offload) {
+                Ok(()) => tracing::info!(
+                    interface,
+                    offload = offload.as_str(),
+                    "turned offload back on"
+                ),
+                Err(e) => tracing::warn!(
+                    interface,
+                    offload = offload.as_str(),
+                    error = %e,
+                    "cannot turn offload back on; ethtool -K turns it on by hand"
+                ),
+            }
+        }
+    }
+}
+
+fn check_leg(
+    interface: &str,
+    dp: &DataplaneConfig,
+    turned_off: &mut TurnedOff,
+) -> Result<(), RunError> {
     if sys::interface_index(interface).is_none() {
         return Err(AfPacketError::NoInterface(interface.to_string()).into());
     }
@@ -133,11 +162,14 @@ fn check_leg(interface: &str, dp: &DataplaneConfig) -> Result<(), RunError> {
     if dp.offloads == Offloads::Off {
         for offload in Offload::ALL {
             match sys::disable_offload(interface, offload) {
-                Ok(true) => tracing::info!(
-                    interface,
-                    offload = offload.as_str(),
-                    "turned offload off: an inline leg must forward frames as they are on the wire"
-                ),
+                Ok(true) => {
+                    tracing::info!(
+                        interface,
+                        offload = offload.as_str(),
+                        "turned offload off: an inline leg must forward frames as they are on the wire"
+                    );
+                    turned_off.0.push((interface.to_string(), offload));
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(
                     interface,
@@ -240,6 +272,8 @@ pub fn run(
         Ok(())
     };
 
+    // Dropped when this returns, after the workers have been joined.
+    let mut turned_off = TurnedOff::default();
     let started = (|| -> Result<(), RunError> {
         match dp.mode {
             Mode::Bridge => {
@@ -248,8 +282,8 @@ pub fn run(
                 else {
                     return Err(AfPacketError::NoInterface("(ue_interface)".into()).into());
                 };
-                check_leg(ue, dp)?;
-                check_leg(inet, dp)?;
+                check_leg(ue, dp, &mut turned_off)?;
+                check_leg(inet, dp, &mut turned_off)?;
                 // Fanout group ids are per network namespace; one pair per process.
                 let group = (std::process::id() as u16) & 0x7fff;
                 let rx = dp.rx_config();

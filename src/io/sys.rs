@@ -306,6 +306,31 @@ pub fn disable_offload(name: &str, offload: Offload) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Turns `offload` back on (after [`disable_offload`] turned it off).
+pub fn enable_offload(name: &str, offload: Offload) -> io::Result<()> {
+    let sock = control_socket()?;
+    let fd = sock.as_fd();
+    let data = match offload {
+        Offload::Lro => {
+            let mut v = EthtoolValue {
+                cmd: ETHTOOL_GFLAGS,
+                data: 0,
+            };
+            ethtool(fd, name, &mut v)?;
+            v.data | ETH_FLAG_LRO
+        }
+        _ => 1,
+    };
+    let set = match offload {
+        Offload::Gro => ETHTOOL_SGRO,
+        Offload::Gso => ETHTOOL_SGSO,
+        Offload::Tso => ETHTOOL_STSO,
+        Offload::Lro => ETHTOOL_SFLAGS,
+    };
+    let mut s = EthtoolValue { cmd: set, data };
+    ethtool(fd, name, &mut s)
+}
+
 /// The cores this process may run on, ascending.
 pub fn allowed_cores() -> io::Result<Vec<usize>> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
