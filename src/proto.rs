@@ -3,10 +3,13 @@
 //! grpcurl can `list` and `describe` with no .proto files at hand) and the standard health
 //! service.
 //!
-//! Only generated code and this glue live here; the services are implemented where they are
-//! served (`peers::policy_engine`, and `control` for the gateway). [`tls`] turns the `ServerTls`
-//! and `ClientTls` settings into tonic's TLS configurations for every server and client.
+//! Only generated code and what every server shares live here; the services are implemented
+//! where they are served (`peers::policy_engine`, and `control` for the gateway). [`rules`]
+//! converts PCC rules between the wire and the model, [`timed`] times requests, and [`tls`]
+//! turns the `ServerTls` and `ClientTls` settings into tonic's TLS configurations.
 
+pub mod rules;
+pub mod timed;
 pub mod tls;
 
 /// Package `weir.v1`.

@@ -12,8 +12,8 @@ use super::gx::Gx;
 use super::manager::Manager;
 use super::sessions::{Entry, Origin, Refused, Sessions, Update};
 use super::Tallies;
-use crate::peers::policy_engine::rules::{definition_of, rule_of, Invalid};
 use crate::policy::{IpPrefix, SessionId, SubscriberId};
+use crate::proto::rules::{definition_of, rule_of, Invalid};
 use crate::proto::v1 as pb;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -224,7 +224,7 @@ pub async fn serve(
             .map_err(|e| crate::proto::tls::error_chain(&e))?;
     }
     server
-        .layer(crate::peers::policy_engine::metrics::layer(metrics))
+        .layer(crate::proto::timed::layer(metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -13,11 +13,11 @@ pub use super::update::{Refused, Update};
 
 use super::update::{failure_code, report};
 use crate::packet::Octets;
-use crate::peers::policy_engine::rules::{rule_of, Invalid};
 use crate::policy::{
     Config, DefaultRule, GatewaySettings, IpPrefix, MonitoringGrant, PccRule, PolicySnapshot,
     SessionConfig, SessionId, SubscriberId,
 };
+use crate::proto::rules::{rule_of, Invalid};
 use crate::proto::v1 as pb;
 use crate::time::Timestamp;
 use pb::gateway_event::Event as Ev;

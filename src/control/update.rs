@@ -1,7 +1,7 @@
 //! A change to one session's policy as a request carries it, its check of form, and the
 //! Charging-Rule-Report of a rule that could not be installed.
 
-use crate::peers::policy_engine::rules::{check_events, check_len, check_name, Invalid};
+use crate::proto::rules::{check_events, check_len, check_name, Invalid};
 use crate::proto::v1 as pb;
 
 /// Why a request is refused as a whole (nothing changed).

@@ -5,8 +5,8 @@ use super::credit::{credit_control, secs, Context, Mscc, Outcome, Request};
 use super::rating::Kind;
 use super::ChargingSystem;
 use crate::peers::policy_engine::gx::subscriber;
-use crate::peers::policy_engine::rules::Invalid;
 use crate::peers::policy_engine::{internal, now_secs};
+use crate::proto::rules::Invalid;
 use crate::proto::v1 as pb;
 use tonic::{Response, Status};
 

@@ -3,10 +3,12 @@
 use super::config::{PolicyEngineConfig, MAX_AMOUNT};
 use super::gx::subscriber;
 use super::push::send_once;
-use super::rules::{check_events, check_installs, check_len, check_name, check_removes, Invalid};
 use super::store::{AccountRow, Credit, SessionRow, StoreError};
 use super::{due_after, internal, now_secs, stored_plan, Core};
 use crate::peers::charging_system::admin as cs;
+use crate::proto::rules::{
+    check_events, check_installs, check_len, check_name, check_removes, Invalid,
+};
 use crate::proto::v1 as pb;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

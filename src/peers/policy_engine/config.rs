@@ -58,11 +58,11 @@
 //! plan = "standard"                   # default: default_plan
 //! ```
 
-use super::rules::{MAX_LIST, MAX_NAME_LEN};
 use crate::peers::charging_system::rating::{read_rates, Rate};
 use crate::peers::charging_system::settings::{read_charging, ChargingSettings};
 use crate::policy::reader::{as_str, join, Ctx, Fields, Value};
 use crate::policy::{ClientTls, ConfigErrors, PccRule, ServerTls, SubscriberId};
+use crate::proto::rules::{MAX_LIST, MAX_NAME_LEN};
 use crate::token::{parse_hex_key, TokenKey};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

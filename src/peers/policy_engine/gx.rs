@@ -1,9 +1,9 @@
 //! `weir.v1.PolicyEngine`: CCR-I/U/T from gateways.
 
-use super::rules::{check_events, check_len, check_name, Invalid};
 use super::store::{RedirectState, SessionRow, UsageRow};
 use super::{internal, now_secs, Change, Core};
 use crate::policy::{IpPrefix, SubscriberId};
+use crate::proto::rules::{check_events, check_len, check_name, Invalid};
 use crate::proto::v1 as pb;
 use crate::token::{Holder, Token, TokenError, MAX_NONCE_LEN};
 use std::borrow::Cow;

@@ -16,9 +16,7 @@
 mod admin;
 pub mod config;
 pub(crate) mod gx;
-pub mod metrics;
 pub mod push;
-pub mod rules;
 pub mod store;
 
 pub use config::PolicyEngineConfig;
@@ -127,7 +125,11 @@ fn stored_plan(p: &config::PlanConfig) -> pb::Plan {
     pb::Plan {
         name: p.name.clone(),
         charging_rule_name: p.predefined.clone(),
-        charging_rule_definition: p.rules.iter().map(rules::definition_of).collect(),
+        charging_rule_definition: p
+            .rules
+            .iter()
+            .map(crate::proto::rules::definition_of)
+            .collect(),
         usage_monitoring_information: p.usage_monitoring.iter().map(grant_of).collect(),
         recharge_amount: p.recharge.clone(),
         currency: p.currency.clone(),
@@ -155,7 +157,7 @@ impl Core {
         store: Arc<Store>,
         gateway_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Core {
-        let redirect_definition = rules::definition_of(&cfg.redirect_rule);
+        let redirect_definition = crate::proto::rules::definition_of(&cfg.redirect_rule);
         let pusher = Pusher {
             reauth: cfg.reauth,
             store: store.clone(),
@@ -201,7 +203,7 @@ impl Core {
             let mut names = p.predefined.clone();
             names.extend(p.rules.iter().map(|r| r.name.clone()));
             return Plan {
-                installs: rules::installs_of(&p.predefined, &p.rules),
+                installs: crate::proto::rules::installs_of(&p.predefined, &p.rules),
                 names,
                 grants: p.usage_monitoring.iter().map(grant_of).collect(),
             };
@@ -498,7 +500,7 @@ pub async fn serve(
                 .await
                 .map_err(|source| PolicyEngineError::Listen { addr, source })?;
             tracing::info!(%addr, "metrics at GET /metrics");
-            Some(tokio::spawn(metrics::serve(l, timing.clone())))
+            Some(tokio::spawn(crate::proto::timed::serve(l, timing.clone())))
         }
         None => None,
     };
@@ -515,7 +517,7 @@ pub async fn serve(
             .map_err(|e| PolicyEngineError::Serve(crate::proto::tls::error_chain(&e)))?;
     }
     let served = server
-        .layer(metrics::layer(timing))
+        .layer(crate::proto::timed::layer(timing))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

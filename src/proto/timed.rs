@@ -1,9 +1,10 @@
-//! The policy engine's own metrics: every gRPC request's latency and result by RPC, timed by a
-//! layer around the whole server, served at `GET /metrics` on `metrics_listen` (off by
-//! default) in the text format of [`crate::metrics`].
+//! Request timing for every Weir gRPC server: a layer around the whole server records each
+//! request's latency and result by RPC into [`ControlMetrics`]. The gateway serves them with its
+//! own `/metrics`; [`serve`] is the policy engine's endpoint (`metrics_listen`, off by default),
+//! in the text format of [`crate::metrics`].
 //!
 //! The result is the gRPC status the answer starts with (`Ok` unless the handler refused the
-//! request): enough for unary calls, which is all this server has.
+//! request): enough for unary calls.
 
 use crate::metrics::{ControlMetrics, Exposition, CONTENT_TYPE};
 use std::future::Future;
