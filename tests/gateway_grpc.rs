@@ -953,10 +953,11 @@ fn usage_and_worker_counters_come_from_the_published_tallies() {
         })
         .unwrap();
     gw.wait_published("10.45.0.2", |_| true);
-    // One worker's engine on the published policy, its counters published on the board the
-    // control plane reads.
+    // Two workers' engines on the published policy, their counters published on the board the
+    // control plane reads: the first carries the subscriber's flow, the second one more of
+    // its flows and a second SYN of it, so frames and flows are told apart per worker.
     use weir::engine::{Engine, Output, Port, Verdict};
-    let board = weir::dataplane::report::Board::new("routed", 1, Arc::clone(&gw.policy));
+    let board = weir::dataplane::report::Board::new("routed", 2, Arc::clone(&gw.policy));
     let mut engine = Engine::new(gw.policy.load_full(), weir::wire::LinkType::RawIp);
     let mut out = Output::default();
     let now = Timestamp::now();
@@ -976,14 +977,29 @@ fn usage_and_worker_counters_come_from_the_published_tallies() {
         slot.io.tx_frames = 4;
         slot.tally.copy_from(&engine);
     }));
+    let mut other = Engine::new(gw.policy.load_full(), weir::wire::LinkType::RawIp);
+    for _ in 0..2 {
+        let syn = tcp([10, 45, 0, 2], 40001, [198, 51, 100, 10], 80, 0x02, 0);
+        assert_eq!(
+            other.handle_frame(now, Port::Any, &syn, &mut out),
+            Verdict::Forward
+        );
+    }
+    assert!(board.try_publish(1, 1, |slot| {
+        slot.worker = 1;
+        slot.io.rx_frames = 2;
+        slot.io.tx_frames = 2;
+        slot.tally.copy_from(&other);
+    }));
     assert!(gw.tallies.set(board).is_ok());
     let s = gw.call(
         "GetSession",
         json!({ "session": { "ue_address": "10.45.0.2" } }),
     );
+    // Usage is summed over the workers: the second worker's two 40-byte SYNs are uplink too.
     let usage = json!({
-        "uplinkOctets": "140", "downlinkOctets": "1080",
-        "uplinkPackets": "2", "downlinkPackets": "2"
+        "uplinkOctets": "220", "downlinkOctets": "1080",
+        "uplinkPackets": "4", "downlinkPackets": "2"
     });
     assert_eq!(
         s["ratingGroupUsage"],
@@ -996,7 +1012,10 @@ fn usage_and_worker_counters_come_from_the_published_tallies() {
     let stats = gw.call("GetStats", json!({}));
     assert_eq!(
         stats["workers"],
-        json!([{ "framesIn": "4", "framesOut": "4", "flows": "1" }])
+        json!([
+            { "framesIn": "4", "framesOut": "4", "flows": "1" },
+            { "worker": 1, "framesIn": "2", "framesOut": "2", "flows": "1" }
+        ])
     );
     assert_eq!(stats["sessions"], "2");
 }

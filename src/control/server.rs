@@ -550,12 +550,7 @@ impl pb::gateway_server::Gateway for GatewayService {
                         .iter()
                         .map(|(k, v)| (k.to_string(), *v))
                         .collect(),
-                    // Flows are published summed over the workers only.
-                    flows: if r.workers.len() == 1 {
-                        r.report.flows.active
-                    } else {
-                        0
-                    },
+                    flows: w.flows,
                 })
                 .collect();
             stats

@@ -82,6 +82,8 @@ pub struct WorkerSummary {
     pub forwarded: u64,
     pub dropped: u64,
     pub drop_reasons: std::collections::BTreeMap<&'static str, u64>,
+    /// Flows in its table now (each flow lives on the worker that owns its subscriber).
+    pub flows: u64,
     /// Its events for the control plane: sent, waiting, coalesced, dropped by kind.
     pub events: crate::engine::EventCounters,
 }
@@ -117,6 +119,7 @@ impl GatewayReport {
                 forwarded: t.forwarded,
                 dropped: t.dropped,
                 drop_reasons: t.drop_reasons,
+                flows: w.tally.flows.active,
                 events: w.tally.events.clone(),
             });
         }
