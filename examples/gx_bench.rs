@@ -293,8 +293,9 @@ predefined = ["dns", "web"]
                 }
             }
         });
+        // Seeding runs one transaction per account: a million take minutes.
         let addr = rx
-            .recv_timeout(Duration::from_secs(300))
+            .recv_timeout(Duration::from_secs(1800))
             .expect("the policy engine says where it listens");
         PolicyEngine {
             child,
