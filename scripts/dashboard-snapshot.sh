@@ -36,6 +36,9 @@ for tool in prometheus chromium grpcurl python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs it)"
 done
 
+# Never tear down a lab this run did not build.
+if ip netns list | grep -q "^${P}gw\b"; then die "a lab with prefix '$P' exists; remove it (WEIR_LAB_PREFIX=$P scripts/lab.sh down) or set another WEIR_LAB_PREFIX"; fi
+
 PROM_PID=
 cleanup() {
   [ -n "$PROM_PID" ] && kill "$PROM_PID" 2>/dev/null && wait "$PROM_PID" 2>/dev/null || true
