@@ -101,6 +101,18 @@ fn rows_without_octets(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The cells of a `sessions` table's header line.
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
+}
+
+const HEADER: [&str; 6] = ["SUBSCRIBER", "ADDRESSES", "RULES", "REDIRECT", "UP", "DOWN"];
+
 const UE: &str = "imsi-001010000000001";
 const UE2: &str = "imsi-001010000000002";
 
@@ -162,11 +174,8 @@ fn readme_ctl_commands_run_in_the_lab_as_written() {
     assert_eq!(ok(0), "200\n");
     assert_eq!(ok(1), "302\n");
     let sessions = ok(2);
-    assert_eq!(
-        sessions.lines().next(),
-        Some("SUBSCRIBER            ADDRESSES                     RULES                REDIRECT                          UP  DOWN"),
-        "{sessions}"
-    );
+    // The columns are as wide as their widest cell, the octets too (counted once a second).
+    assert_eq!(header(&sessions), HEADER, "{sessions}");
     assert_eq!(
         rows_without_octets(&sessions),
         [
@@ -216,10 +225,32 @@ fn readme_ctl_commands_run_in_the_lab_as_written() {
         ],
         "{session}"
     );
-    assert!(
-        session.contains(
-            "\nUSAGE      UP OCTETS  DOWN OCTETS  UP PACKETS  DOWN PACKETS  GRANT\nmk:mk-web  "
+    // Usage: a row per rating group once something is counted, and the monitoring key with its
+    // grant (columns as wide as the counts).
+    let usage: Vec<Vec<&str>> = session
+        .lines()
+        .skip_while(|l| !l.starts_with("USAGE "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        usage.first().map(Vec::as_slice),
+        Some(
+            &[
+                "USAGE", "UP", "OCTETS", "DOWN", "OCTETS", "UP", "PACKETS", "DOWN", "PACKETS",
+                "GRANT"
+            ][..]
         ),
+        "{session}"
+    );
+    let mk = usage
+        .iter()
+        .find(|r| r[0] == "mk:mk-web")
+        .unwrap_or_else(|| panic!("no mk-web usage: {session}"));
+    assert_eq!(mk[5..], ["10485760", "total"], "{session}");
+    assert!(
+        usage[1..]
+            .iter()
+            .all(|r| r[0] == "mk:mk-web" || r[0] == "rg:10"),
         "{session}"
     );
 
@@ -270,7 +301,8 @@ fn readme_ctl_commands_run_in_the_lab_as_written() {
         .and_then(|t| t.split("```").next())
         .map(|t| format!("SUBSCRIBER {t}"))
         .expect("the README shows a sessions table");
-    assert_eq!(shown.lines().next(), redirected.lines().next(), "{shown}");
+    assert_eq!(header(&shown), HEADER, "{shown}");
+    assert_eq!(header(&redirected), HEADER, "{redirected}");
     assert_eq!(rows_without_octets(&shown), rows, "{shown}");
 
     assert_eq!(ok(10), format!("{UE} not redirected\n"));
