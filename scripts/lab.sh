@@ -16,7 +16,8 @@
 # in its own namespace on the control network 192.0.2.0/24, a bridge inside pcrf that the gateway
 # and the portal join over their own veth pairs (`ctl`); no subscriber reaches it. Its accounts:
 # `ue` (imsi-001010000000001) in credit, `ue2` (imsi-001010000000002) at zero balance. The portal
-# credits every payment there (weir.v1.Admin/Recharge) before it issues the success token.
+# credits every payment there (weir.v1.Admin/Recharge) before it issues the success token. Its
+# Prometheus metrics are at 192.0.2.1:9465/metrics; the gateway's at 127.0.0.1:9464/metrics in gw.
 #
 #   scripts/lab.sh up         build the namespaces, start the policy engine, the portal and Weir
 #                             in gw; Weir takes its sessions from the policy engine
@@ -30,6 +31,7 @@
 # Then, e.g.:  ip netns exec weir-ue curl http://site.example/
 #              ip netns exec weir-ue2 curl -i http://site.example/      # the 302 to the portal
 #              ip netns exec weir-gw grpcurl -plaintext 192.0.2.1:50051 list
+#              ip netns exec weir-gw target/release/weir ctl --server 192.0.2.2:50052 sessions
 #
 # Settings (environment):
 #   WEIR_LAB_PREFIX   namespace name prefix (default "weir-"): namespaces are <prefix>ue, <prefix>gw,
@@ -93,6 +95,8 @@ PORTAL4=198.51.100.20 PORTAL6=2001:db8:100::20
 # The control network: the policy engine, the gateway's weir.v1.Gateway, the portal.
 PCRF4=192.0.2.1 GW_CTL4=192.0.2.2 PORTAL_CTL4=192.0.2.3
 PE_LISTEN=$PCRF4:50051
+# Its Prometheus metrics, beside it (the gateway's are at 127.0.0.1:9464/metrics inside gw).
+PE_METRICS=$PCRF4:9465
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -289,8 +293,10 @@ start_pcrf() {
   rm -f "$STATE"/policy-engine.sqlite*
   sed -e "s/^listen *=.*/listen = \"$PE_LISTEN\"/" \
       -e "s/^billing_delay *=[^#]*/billing_delay = $BILLING_DELAY   /" \
+      -e "s/^# *metrics_listen *=[^#]*/metrics_listen = \"$PE_METRICS\"   /" \
       "$PE_EXAMPLE" >"$STATE/policy-engine.toml"
   grep -q "^listen = \"$PE_LISTEN\"" "$STATE/policy-engine.toml" || die "$PE_EXAMPLE has no listen line to point at $PE_LISTEN"
+  grep -q "^metrics_listen = \"$PE_METRICS\"" "$STATE/policy-engine.toml" || die "$PE_EXAMPLE has no metrics_listen line to point at $PE_METRICS"
   ip netns exec "$PCRF_NS" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" policy-engine --config "$STATE/policy-engine.toml" \
     >"$STATE/pcrf.out" 2>"$STATE/pcrf.log" &
   echo $! >"$STATE/pcrf.pid"

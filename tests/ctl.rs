@@ -1,7 +1,7 @@
-//! `weir ctl` against a real `weir run` (in a namespace of its own): every command of the
-//! README's ctl section, run as written (the binary's path in place of `weir`, and the test's
-//! configuration file), with its exact output; and the errors for a gateway that is down, an
-//! unknown subscriber and a rule the gateway cannot install.
+//! `weir ctl` against a real `weir run`: every command of the README's ctl section run as written
+//! in the lab (`scripts/lab.sh up` under a prefix of its own, torn down even on failure), with
+//! its exact output; and, against a gateway in a namespace of its own, the errors for a gateway
+//! that is down, an unknown subscriber, a rule the gateway cannot install, and TLS.
 
 mod common;
 #[path = "support/netns_gateway.rs"]
@@ -11,7 +11,7 @@ mod grpc;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const SUB: &str = "imsi-001010000000007";
@@ -33,32 +33,6 @@ struct Ctl {
 }
 
 impl Ctl {
-    /// A README line as the shell runs it, inside the gateway's namespace.
-    fn line(&self, line: &str) -> Command {
-        let rest = line
-            .strip_prefix("weir ctl ")
-            .unwrap_or_else(|| panic!("a ctl line: {line}"));
-        let script = format!(
-            "{} ctl --config {} {rest}",
-            env!("CARGO_BIN_EXE_weir"),
-            self.config.display()
-        );
-        self.gw.exec(&["sh", "-c", &script])
-    }
-
-    fn run(&self, line: &str) -> Output {
-        common::run(&mut self.line(line), Duration::from_secs(20))
-    }
-
-    /// Runs a line that must succeed and print nothing on stderr; returns its stdout.
-    fn ok(&self, line: &str) -> String {
-        let out = self.run(line);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{line}: {:?}\n{stderr}", out.status);
-        assert_eq!(stderr, "", "{line}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     /// weir ctl with these arguments; (exit code, stdout, stderr).
     fn args(&self, args: &[&str]) -> (i32, String, String) {
         let mut cmd = self.gw.exec(&[env!("CARGO_BIN_EXE_weir"), "ctl"]);
@@ -87,37 +61,109 @@ fn start(test: &str) -> Ctl {
     Ctl { gw, config }
 }
 
+/// A README line as the shell runs it in `lab`: as root already, the lab's prefix and the
+/// binary under test in place of the README's.
+fn lab_line(lab: &common::Lab, line: &str) -> Command {
+    let script = line
+        .replace("sudo ", "")
+        .replace(
+            "ip netns exec weir-",
+            &format!("ip netns exec {}", lab.prefix),
+        )
+        .replace(
+            "target/release/weir ",
+            &format!("{} ", env!("CARGO_BIN_EXE_weir")),
+        );
+    let mut c = Command::new("sh");
+    c.args(["-c", &script]);
+    c
+}
+
+/// A `sessions` table's rows, cell by cell; the octet columns (the last two) must be numbers and
+/// are left out, since they count real TCP exchanges.
+fn rows_without_octets(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut cells: Vec<String> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect();
+            assert!(cells.len() >= 6, "a sessions row: {l}");
+            for octets in cells.split_off(cells.len() - 2) {
+                assert!(octets.parse::<u64>().is_ok(), "octets {octets:?} in {l}");
+            }
+            cells
+        })
+        .collect()
+}
+
+/// The cells of a `sessions` table's header line.
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
+}
+
+const HEADER: [&str; 6] = ["SUBSCRIBER", "ADDRESSES", "RULES", "REDIRECT", "UP", "DOWN"];
+
+const UE: &str = "imsi-001010000000001";
+const UE2: &str = "imsi-001010000000002";
+
 #[test]
-fn readme_ctl_commands_run_as_written() {
+fn readme_ctl_commands_run_in_the_lab_as_written() {
     let test = "ctl_readme";
     if !common::root_or_skip(test) || !grpc::grpcurl_or_skip(test) {
         return;
     }
-    let ctl = start("ctlr");
     let lines = readme_commands();
+    let ctl = "sudo ip netns exec weir-gw target/release/weir ctl --server 192.0.2.2:50052";
+    let curl = |ns: &str, rest: &str| format!("sudo ip netns exec {ns} curl {rest}");
     let expect_lines = [
-        "weir ctl sessions",
-        "weir ctl session imsi-001010000000007",
-        "weir ctl rule install imsi-001010000000007 web",
-        "weir ctl rule install imsi-001010000000007 --name no-site --precedence 2 --gate disabled --flow 'permit out 6 from 198.51.100.10 80 to assigned'",
-        "weir ctl rule remove imsi-001010000000007 no-site",
-        "weir ctl redirect imsi-001010000000007 --url http://portal.example/recharge",
-        "weir ctl sessions",
-        "weir ctl lift imsi-001010000000007",
-        "weir ctl redirect imsi-001010000000007 --rule recharge-redirect",
-        "weir ctl --json session imsi-001010000000007",
-        "weir ctl lift imsi-001010000000007",
-        "weir ctl stats",
-        "weir ctl events --follow",
+        curl("weir-ue", "-s -o /dev/null -w '%{http_code}\\n' http://site.example/"),
+        curl("weir-ue2", "-s -o /dev/null -w '%{http_code}\\n' http://site.example/"),
+        format!("{ctl} sessions"),
+        format!("{ctl} session {UE}"),
+        format!("{ctl} rule install {UE} --name no-site --precedence 2 --gate disabled --flow 'permit out 6 from 198.51.100.10 80 to assigned'"),
+        curl("weir-ue", "-4 -s -o /dev/null -w '%{http_code}\\n' --max-time 3 http://site.example/"),
+        format!("{ctl} rule remove {UE} no-site"),
+        format!("{ctl} redirect {UE} --url http://portal.example/recharge"),
+        curl("weir-ue", "-s -o /dev/null -w '%{http_code} %{redirect_url}\\n' http://site.example/"),
+        format!("{ctl} sessions"),
+        format!("{ctl} lift {UE}"),
+        format!("{ctl} rule install {UE2} web"),
+        format!("{ctl} lift {UE2}"),
+        curl("weir-ue2", "-s -o /dev/null -w '%{http_code}\\n' http://site.example/"),
+        format!("{ctl} --json session {UE2}"),
+        format!("{ctl} stats"),
+        format!("{ctl} events --follow"),
     ];
     assert_eq!(
         lines, expect_lines,
         "the README's ctl block changed: update this test"
     );
+    let lab = common::Lab::up("ctl", &[]);
+    let ok = |i: usize| -> String {
+        let out = common::run(&mut lab_line(&lab, &lines[i]), Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{}: {:?}\n{stderr}\nlog:\n{}",
+            lines[i],
+            out.status,
+            lab.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
 
     // The event watch runs beside the others, from before the first change to the last.
-    let mut events = ctl
-        .line(&lines[12])
+    let mut events = lab_line(&lab, &lines[16])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,122 +171,187 @@ fn readme_ctl_commands_run_as_written() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
-    let sessions = ctl.ok(&lines[0]);
+    assert_eq!(ok(0), "200\n");
+    assert_eq!(ok(1), "302\n");
+    let sessions = ok(2);
+    // The columns are as wide as their widest cell, the octets too (counted once a second).
+    assert_eq!(header(&sessions), HEADER, "{sessions}");
     assert_eq!(
-        sessions,
-        "SUBSCRIBER            ADDRESSES  RULES  REDIRECT  UP  DOWN\n\
-         imsi-001010000000007  10.45.0.7  web    no        0   0\n"
+        rows_without_octets(&sessions),
+        [
+            vec![
+                UE,
+                "10.45.0.2,2001:db8:45:1::/64",
+                "dns,web,blocked-p2p",
+                "no"
+            ],
+            vec![
+                UE2,
+                "10.45.0.3,2001:db8:45:2::/64",
+                "recharge-redirect",
+                "yes (pcc-rule recharge-redirect)"
+            ],
+        ],
+        "{sessions}"
     );
 
-    let session = ctl.ok(&lines[1]);
-    let session_id = session
+    let session = ok(3);
+    let field = |name: &str| {
+        session
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name}: {session}"))
+            .trim()
+            .to_string()
+    };
+    let (session_id, started) = (field("session "), field("started "));
+    assert!(session_id.starts_with("gw.lab.example;"), "{session}");
+    let head: Vec<&str> = session.lines().take(12).collect();
+    assert_eq!(
+        head,
+        [
+            &format!("subscriber  {UE}")[..],
+            &format!("session     {session_id}"),
+            "addresses   10.45.0.2,2001:db8:45:1::/64",
+            "origin      policy-engine",
+            &format!("started     {started}"),
+            "redirect    no",
+            "triggers    WEIR_RECHARGE_SUCCESS,USAGE_REPORT",
+            "",
+            "RULE         KIND        PRECEDENCE  GATE  RG  FLOWS",
+            "dns          predefined  -           -     -   -",
+            "web          predefined  -           -     -   -",
+            "blocked-p2p  predefined  -           -     -   -",
+        ],
+        "{session}"
+    );
+    // Usage: a row per rating group once something is counted, and the monitoring key with its
+    // grant (columns as wide as the counts).
+    let usage: Vec<Vec<&str>> = session
         .lines()
-        .find_map(|l| l.strip_prefix("session     "))
-        .expect("a session line")
-        .to_string();
+        .skip_while(|l| !l.starts_with("USAGE "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        usage.first().map(Vec::as_slice),
+        Some(
+            &[
+                "USAGE", "UP", "OCTETS", "DOWN", "OCTETS", "UP", "PACKETS", "DOWN", "PACKETS",
+                "GRANT"
+            ][..]
+        ),
+        "{session}"
+    );
+    let mk = usage
+        .iter()
+        .find(|r| r[0] == "mk:mk-web")
+        .unwrap_or_else(|| panic!("no mk-web usage: {session}"));
+    assert_eq!(mk[5..], ["10485760", "total"], "{session}");
     assert!(
-        session_id.starts_with("weir.gateway;"),
-        "{session_id}\n{session}"
-    );
-    let started = session
-        .lines()
-        .find_map(|l| l.strip_prefix("started     "))
-        .expect("a started line")
-        .to_string();
-    assert_eq!(
-        session,
-        format!(
-            "subscriber  {SUB}\n\
-             session     {session_id}\n\
-             addresses   10.45.0.7\n\
-             origin      operator\n\
-             started     {started}\n\
-             redirect    no\n\
-             triggers    -\n\
-             \n\
-             RULE  KIND        PRECEDENCE  GATE  RG  FLOWS\n\
-             web   predefined  -           -     -   -\n"
-        )
+        usage[1..]
+            .iter()
+            .all(|r| r[0] == "mk:mk-web" || r[0] == "rg:10"),
+        "{session}"
     );
 
-    assert_eq!(ctl.ok(&lines[2]), format!("installed web for {SUB}\n"));
-    assert_eq!(ctl.ok(&lines[3]), format!("installed no-site for {SUB}\n"));
-    // The dynamic rule is in force as the flags defined it.
-    let s: Value = serde_json::from_str(
-        &ctl.gw
-            .grpc("GetSession", &json!({"session": {"subscriber_id": SUB}})),
-    )
-    .unwrap();
+    assert_eq!(ok(4), format!("installed no-site for {UE}\n"));
+    // The gate is closed: the request times out (curl's 000, exit 28).
+    let out = common::run(&mut lab_line(&lab, &lines[5]), Duration::from_secs(20));
     assert_eq!(
-        s["chargingRuleDefinition"],
-        json!([{"chargingRuleName": "no-site", "precedence": 2, "flowStatus": "FLOW_STATUS_DISABLED",
-                "flowInformation": [{"flowDescription": "permit out 6 from 198.51.100.10 80 to assigned",
-                                     "flowDirection": "FLOW_DIRECTION_BIDIRECTIONAL"}]}])
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(28), "000\n")
     );
-    assert_eq!(ctl.ok(&lines[4]), format!("removed no-site for {SUB}\n"));
-
+    assert_eq!(ok(6), format!("removed no-site for {UE}\n"));
     assert_eq!(
-        ctl.ok(&lines[5]),
-        format!(
-            "{SUB} redirected to http://portal.example/recharge (pcc-rule operator-redirect)\n"
-        )
+        ok(7),
+        format!("{UE} redirected to http://portal.example/recharge (pcc-rule operator-redirect)\n")
     );
-    let redirected = ctl.ok(&lines[6]);
     assert_eq!(
-        redirected,
-        "SUBSCRIBER            ADDRESSES  RULES                  REDIRECT                          UP  DOWN\n\
-         imsi-001010000000007  10.45.0.7  web,operator-redirect  yes (pcc-rule operator-redirect)  0   0\n"
+        ok(8),
+        format!("302 http://portal.example/recharge?orig=http%3A%2F%2Fsite.example%2F&sub={UE}\n")
     );
-    // The README shows this table as the example of `sessions`.
+    let redirected = ok(9);
+    let rows = rows_without_octets(&redirected);
+    assert_eq!(
+        rows,
+        [
+            vec![
+                UE,
+                "10.45.0.2,2001:db8:45:1::/64",
+                "dns,web,blocked-p2p,operator-redirect",
+                "yes (pcc-rule operator-redirect)"
+            ],
+            vec![
+                UE2,
+                "10.45.0.3,2001:db8:45:2::/64",
+                "recharge-redirect",
+                "yes (pcc-rule recharge-redirect)"
+            ],
+        ],
+        "{redirected}"
+    );
+    // The README shows this table as the example of `sessions` (its octets from one such run).
     let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
-    assert!(
-        readme.contains(&format!("```\n{redirected}```")),
-        "the README's sessions table differs from:\n{redirected}"
-    );
-    assert_eq!(ctl.ok(&lines[7]), format!("{SUB} not redirected\n"));
-    assert_eq!(
-        ctl.ok(&lines[8]),
-        format!(
-            "{SUB} redirected to http://portal.example/recharge (pcc-rule recharge-redirect)\n"
-        )
-    );
-    // --json is the API's message, field for field what grpcurl prints for GetSession.
-    let mine: Value = serde_json::from_str(&ctl.ok(&lines[9])).unwrap();
-    let grpcurl: Value = serde_json::from_str(
-        &ctl.gw
-            .grpc("GetSession", &json!({"session": {"subscriber_id": SUB}})),
-    )
-    .unwrap();
-    assert_eq!(mine, grpcurl);
-    assert_eq!(mine["sessionId"], json!(session_id));
-    assert_eq!(
-        mine["chargingRuleName"],
-        json!(["web", "recharge-redirect"])
-    );
-    assert_eq!(
-        mine["redirect"],
-        json!({"redirected": true, "cause": "REDIRECT_CAUSE_PCC_RULE", "source": "recharge-redirect",
-               "redirectServerAddress": "http://portal.example/recharge"})
-    );
-    assert_eq!(ctl.ok(&lines[10]), format!("{SUB} not redirected\n"));
+    let shown = readme
+        .split("```\nSUBSCRIBER ")
+        .nth(1)
+        .and_then(|t| t.split("```").next())
+        .map(|t| format!("SUBSCRIBER {t}"))
+        .expect("the README shows a sessions table");
+    assert_eq!(header(&shown), HEADER, "{shown}");
+    assert_eq!(header(&redirected), HEADER, "{redirected}");
+    assert_eq!(rows_without_octets(&shown), rows, "{shown}");
 
-    let stats = ctl.ok(&lines[11]);
+    assert_eq!(ok(10), format!("{UE} not redirected\n"));
+    assert_eq!(ok(11), format!("installed web for {UE2}\n"));
+    assert_eq!(ok(12), format!("{UE2} not redirected\n"));
+    assert_eq!(ok(13), "200\n");
+    // --json is the API's message, field for field what grpcurl prints for GetSession.
+    let mine: Value = serde_json::from_str(&ok(14)).unwrap();
+    let gw = lab.ns("gw");
+    let theirs = grpc::call(
+        &["ip", "netns", "exec", &gw],
+        "192.0.2.2:50052",
+        "weir.v1.Gateway/GetSession",
+        &json!({"session": {"subscriber_id": UE2}}),
+    );
+    // The usage moves on once a second as the workers publish it; every other field is the same.
+    let without_usage = |v: &Value| {
+        let mut v = v.clone();
+        for k in ["ratingGroupUsage", "monitoringKeyUsage"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    assert_eq!(without_usage(&mine), without_usage(&theirs));
+    assert_eq!(mine["subscriberId"], UE2);
+    assert_eq!(mine["framedIpAddress"], "10.45.0.3");
+    assert_eq!(mine["origin"], "policy-engine");
+    assert_eq!(mine["chargingRuleName"], json!(["web"]));
+    assert_eq!(mine["redirect"], json!({}));
+
+    let stats = ok(15);
     let head: Vec<&str> = stats.lines().take(6).collect();
     assert_eq!(
         head[..5],
         [
-            "sessions             1",
+            "sessions             2",
             "redirected           0",
             head[2],
             "events dropped       0",
             "",
-        ]
+        ],
+        "{stats}"
     );
     assert!(head[2].starts_with("snapshot generation  "), "{stats}");
     assert_eq!(head[5], "WORKER  FRAMES IN  FRAMES OUT  FLOWS  DROPS");
-    assert!(stats.lines().count() >= 7, "a row per worker:\n{stats}");
+    // The closed gate's drops are counted on some worker.
+    assert!(stats.contains("gate_closed="), "{stats}");
 
-    // The watch saw each redirect applied and lifted, in order.
+    // The watch saw each change in order: the sessions coming up, the redirects applied and lifted.
     let stdout = events.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -251,31 +362,29 @@ fn readme_ctl_commands_run_as_written() {
         }
     });
     let mut seen = Vec::new();
-    while seen.len() < 4 {
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("events: only {seen:?}"),
-        }
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(3)) {
+        seen.push(line);
     }
     let _ = events.kill();
     let _ = events.wait();
     let tails: Vec<String> = seen
         .iter()
         .map(|l| {
-            // `2026-12-02T06:50:39.123Z  imsi-…  what`
             let (time, rest) = l.split_once("  ").unwrap();
             assert!(time.ends_with('Z') && time.len() >= 20, "{l}");
             rest.to_string()
         })
         .collect();
+    let redirects: Vec<&String> = tails.iter().filter(|t| t.contains(" redirect-")).collect();
     assert_eq!(
-        tails,
+        redirects,
         [
-            format!("{SUB}  redirect-applied pcc-rule operator-redirect"),
-            format!("{SUB}  redirect-lifted REDIRECT_LIFT_CAUSE_POLICY_ENGINE operator-redirect"),
-            format!("{SUB}  redirect-applied pcc-rule recharge-redirect"),
-            format!("{SUB}  redirect-lifted REDIRECT_LIFT_CAUSE_POLICY_ENGINE recharge-redirect"),
-        ]
+            &format!("{UE2}  redirect-applied pcc-rule recharge-redirect"),
+            &format!("{UE}  redirect-applied pcc-rule operator-redirect"),
+            &format!("{UE}  redirect-lifted REDIRECT_LIFT_CAUSE_POLICY_ENGINE operator-redirect"),
+            &format!("{UE2}  redirect-lifted REDIRECT_LIFT_CAUSE_POLICY_ENGINE recharge-redirect"),
+        ],
+        "{seen:#?}"
     );
 }
 

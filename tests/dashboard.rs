@@ -1,6 +1,7 @@
 //! The Grafana dashboard (packaging/grafana/weir.json) queries only metrics that exist: a real
 //! `weir run` and a real `weir policy-engine` are scraped, and every metric name in every
-//! panel's query must have a sample there.
+//! panel's query must have a sample there. And `scripts/dashboard-snapshot.sh` over a live lab
+//! (Prometheus scraping it, Chromium drawing the panels) draws every panel with data.
 
 mod common;
 #[path = "support/netns_gateway.rs"]
@@ -197,4 +198,123 @@ predefined = ["web"]
     assert!(!have.contains("weir_frames_forwarded"));
     assert!(wanted.len() >= 20, "{wanted:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lab and its state, removed on drop even when the script did not get to do it.
+struct LabGuard(Vec<(String, String)>, std::path::PathBuf);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = common::run(
+            std::process::Command::new(common::repo().join("scripts/lab.sh"))
+                .arg("down")
+                .envs(self.0.iter().map(|(k, v)| (k, v))),
+            Duration::from_secs(30),
+        );
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// The dashboard's panels that draw data (rows only group them), in order.
+fn drawn_panels(dashboard: &Value) -> Vec<String> {
+    fn walk(panels: &Value, out: &mut Vec<String>) {
+        for p in panels.as_array().into_iter().flatten() {
+            if p["type"] != "row" {
+                out.push(
+                    p["title"]
+                        .as_str()
+                        .expect("a panel has a title")
+                        .to_string(),
+                );
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// scripts/dashboard-snapshot.sh over a live lab: a real Prometheus scrapes the lab's gateway and
+/// policy engine while traffic runs, evaluates every panel's query, and headless Chromium draws
+/// them; every panel of the dashboard must have been drawn with at least one series, so a query
+/// that returns nothing over the lab fails here.
+#[test]
+fn every_panel_of_the_dashboard_draws_data_over_the_lab() {
+    let test = "every_panel_of_the_dashboard_draws_data_over_the_lab";
+    if !common::root_or_skip(test) || !grpc::grpcurl_or_skip(test) {
+        return;
+    }
+    for tool in ["prometheus", "chromium"] {
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "{test}: {tool} is missing; scripts/install-deps.sh installs it"
+        );
+    }
+    let prefix = format!("w{}dash-", std::process::id() % 100_000);
+    let state = std::env::temp_dir().join(format!("weir-e2e-{}", prefix.trim_end_matches('-')));
+    let _ = std::fs::remove_dir_all(&state);
+    let env = vec![
+        ("WEIR_LAB_PREFIX".to_string(), prefix.clone()),
+        ("WEIR_LAB_STATE".to_string(), state.display().to_string()),
+        (
+            "WEIR_BIN".to_string(),
+            env!("CARGO_BIN_EXE_weir").to_string(),
+        ),
+    ];
+    let out_dir = std::env::temp_dir().join(format!("weir-{prefix}out"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let _guard = LabGuard(env.clone(), state.clone());
+    let (png, dom) = (out_dir.join("dashboard.png"), out_dir.join("dom.html"));
+    let out = common::run(
+        std::process::Command::new(common::repo().join("scripts/dashboard-snapshot.sh"))
+            .arg(&png)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("WEIR_DASH_SECONDS", "20")
+            .env("WEIR_DASH_DOM", &dom),
+        Duration::from_secs(90),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{:?}\n{stderr}", out.status);
+
+    let picture = std::fs::read(&png).unwrap();
+    assert_eq!(&picture[..8], b"\x89PNG\r\n\x1a\n", "{stderr}");
+    assert!(picture.len() > 20_000, "{} bytes", picture.len());
+
+    // Each drawn panel is `<div class="panel" data-panel="TITLE" data-series="N">`.
+    let dom = std::fs::read_to_string(&dom).unwrap();
+    let drawn: Vec<(String, usize)> = dom
+        .split("data-panel=\"")
+        .skip(1)
+        .map(|rest| {
+            let (title, rest) = rest.split_once('"').unwrap();
+            let n = rest
+                .split_once("data-series=\"")
+                .and_then(|(_, r)| r.split_once('"'))
+                .map(|(n, _)| n.parse::<usize>().unwrap())
+                .unwrap_or_else(|| panic!("{title}: no data-series"));
+            (title.to_string(), n)
+        })
+        .collect();
+    let titles: Vec<&String> = drawn.iter().map(|(t, _)| t).collect();
+    let wanted = drawn_panels(&dashboard());
+    assert_eq!(titles, wanted.iter().collect::<Vec<_>>(), "{dom}");
+    assert!(wanted.len() >= 18, "{wanted:?}");
+    let empty: Vec<&String> = drawn
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(t, _)| t)
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "panels with no series over the lab: {empty:?}\n{stderr}"
+    );
+    assert!(!dom.contains(">No data<"), "{dom}");
+    let _ = std::fs::remove_dir_all(&out_dir);
 }
