@@ -30,25 +30,37 @@ pub struct GatewayService {
     manager: Manager,
     tallies: Tallies,
     gx: Option<Arc<Gx>>,
+    gy: Option<Arc<super::gy::Gy>>,
 }
 
 impl GatewayService {
-    pub fn new(manager: Manager, tallies: Tallies, gx: Option<Arc<Gx>>) -> GatewayService {
+    pub fn new(
+        manager: Manager,
+        tallies: Tallies,
+        gx: Option<Arc<Gx>>,
+        gy: Option<Arc<super::gy::Gy>>,
+    ) -> GatewayService {
         GatewayService {
             manager,
             tallies,
             gx,
+            gy,
         }
     }
 
     /// CCR-T for a session that ended here, in the background.
     fn terminate(&self, entry: Entry, cause: pb::TerminationCause) {
-        if entry.origin != Origin::PolicyEngine {
-            return;
-        }
-        if let Some(gx) = &self.gx {
-            let gx = Arc::clone(gx);
-            tokio::spawn(async move { gx.terminate(entry, cause).await });
+        match (&self.gx, entry.origin) {
+            (Some(gx), Origin::PolicyEngine) => {
+                let gx = Arc::clone(gx);
+                tokio::spawn(async move { gx.terminate(entry, cause).await });
+            }
+            _ => {
+                if let Some(gy) = &self.gy {
+                    let gy = Arc::clone(gy);
+                    tokio::spawn(async move { gy.terminate(&entry, cause).await });
+                }
+            }
         }
     }
 
