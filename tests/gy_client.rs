@@ -338,3 +338,104 @@ fn reports_survive_an_outage_and_a_restart_and_are_debited_exactly_once() {
     let (_, owed) = weir::control::gy::journal::Journal::open(&journal).unwrap();
     assert!(owed.is_empty(), "{owed:?}");
 }
+
+/// grpcurl against the gateway's weir.v1.Gateway: the answer, or the status code and message.
+fn gateway_call(addr: &str, method: &str, body: Value) -> Result<Value, (String, String)> {
+    let out = common::run(
+        Command::new("grpcurl")
+            .arg("-plaintext")
+            .args(["-d", &body.to_string(), addr, method]),
+        Duration::from_secs(30),
+    );
+    if out.status.success() {
+        return Ok(serde_json::from_slice(&out.stdout).unwrap());
+    }
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let field = |name: &str| {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    Err((field("Code:"), field("Message:")))
+}
+
+#[test]
+fn a_credit_reauth_sends_one_ccr_u_for_the_named_rating_groups() {
+    if !grpcurl_or_skip("gy_rar") {
+        return;
+    }
+    let dir = Dir(std::env::temp_dir().join(format!("weir-gy-rar-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let port = free_port();
+    let pe_toml = dir.0.join("pe.toml");
+    std::fs::write(&pe_toml, engine_config(port)).unwrap();
+    let pe = Engine::start(&pe_toml);
+    pe.call(
+        "weir.v1.Admin/AddCreditContainer",
+        json!({ "subscriber_id": SUB, "unit": "CREDIT_UNIT_OCTETS", "amount": BUCKET }),
+    );
+    let mut config = gateway_config(port, &dir.0.join("gy.journal"));
+    config.control.listen = Some("127.0.0.1:0".parse().unwrap());
+    let gw = start_gateway(&config);
+    let addr = gw.listen().unwrap().unwrap().to_string();
+    let m = gw.manager().clone();
+    let session_id = gw.block_on(async move {
+        m.call(|s, _| s.get(SessionId(0)).unwrap().session_id.clone())
+            .await
+            .unwrap()
+    });
+    gw.events()
+        .send(Event::CreditRequest {
+            session: SessionId(0),
+            rating_group: 10,
+            service_identifier: None,
+            at: Timestamp::now(),
+        })
+        .unwrap();
+    wait_until("the CCA-I grant", Duration::from_secs(10), || {
+        credits(&gw).first().map(|g| g.grant) == Some(1)
+    });
+
+    let rar = |body: Value| gateway_call(&addr, "weir.v1.Gateway/CreditReAuth", body);
+    // Answered at once, then the CCR-U (number 1): its grant is number 2, nothing debited.
+    let raa = rar(json!({ "session_id": session_id, "rating_group": [10] })).unwrap();
+    assert_eq!(raa["resultCode"], "DIAMETER_LIMITED_SUCCESS", "{raa}");
+    assert_eq!(raa["sessionId"], json!(session_id));
+    wait_until("the re-authorized grant", Duration::from_secs(10), || {
+        credits(&gw)[0].grant == 2
+    });
+    assert_eq!(pe.bucket(), (BUCKET, 1_000_000));
+    // No rating group named: every one of the session (number 2, grant 3).
+    rar(json!({ "session_id": session_id })).unwrap();
+    wait_until(
+        "the second re-authorization",
+        Duration::from_secs(10),
+        || credits(&gw)[0].grant == 3,
+    );
+
+    assert_eq!(
+        rar(json!({ "session_id": "nobody;1" })).unwrap_err(),
+        ("NotFound".to_string(), "no session nobody;1".to_string())
+    );
+    let (code, message) = rar(json!({ "session_id": "" })).unwrap_err();
+    assert_eq!(code, "InvalidArgument");
+    assert!(message.starts_with("session_id: "), "{message}");
+    let (code, message) =
+        rar(json!({ "session_id": session_id, "rating_group": [10, 10] })).unwrap_err();
+    assert_eq!(code, "InvalidArgument");
+    assert_eq!(message, "rating_group[1]: rating group 10 is listed twice");
+    let (code, message) =
+        rar(json!({ "session_id": session_id, "rating_group": [20] })).unwrap_err();
+    assert_eq!(code, "InvalidArgument");
+    assert_eq!(
+        message,
+        format!("rating_group[0]: rating group 20 has no credit in session {session_id}")
+    );
+    // Nothing of those changed the grant.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(credits(&gw)[0].grant, 3);
+    gw.stop(Duration::from_secs(3));
+    // The CCR-T released the reservation and debited nothing.
+    assert_eq!(pe.bucket(), (BUCKET, 0));
+}

@@ -705,6 +705,43 @@ impl Gy {
         }
     }
 
+    /// Origin-Host of the gateway's requests.
+    pub fn origin_host(&self) -> &str {
+        &self.origin_host
+    }
+
+    /// The rating groups the Gy session of `id` has asked credit for (none without one).
+    pub async fn rating_groups(&self, id: SessionId) -> Vec<u32> {
+        let s = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        let Some(s) = s else { return Vec::new() };
+        let g = s.lock().await;
+        let mut groups: Vec<u32> = g.reported.keys().copied().collect();
+        groups.sort_unstable();
+        groups
+    }
+
+    /// Gy RAR: one CCR-U asking credit again for `groups`, Reporting-Reason
+    /// FORCED_REAUTHORISATION. It carries no used units: what the worker counted and has not
+    /// reported goes in its next report (every report is what was counted since the one
+    /// before), so nothing is counted twice.
+    pub async fn reauthorize(&self, id: SessionId, groups: Vec<u32>) {
+        let mscc = groups
+            .into_iter()
+            .map(|rg| pb::MultipleServicesCreditControl {
+                rating_group: Some(rg),
+                requested_service_unit: Some(pb::ServiceUnits::default()),
+                reporting_reason: Some(pb::ReportingReason::ForcedReauthorisation as i32),
+                ..Default::default()
+            })
+            .collect();
+        self.request(id, mscc, None).await;
+    }
+
     /// The gateway's sessions with a Gy session open.
     pub fn live_sessions(&self) -> Vec<SessionId> {
         self.sessions
