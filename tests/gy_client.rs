@@ -439,3 +439,28 @@ fn a_credit_reauth_sends_one_ccr_u_for_the_named_rating_groups() {
     // The CCR-T released the reservation and debited nothing.
     assert_eq!(pe.bucket(), (BUCKET, 0));
 }
+
+#[test]
+fn under_terminate_an_unreachable_charging_system_ends_the_session_and_keeps_the_report() {
+    let dir = Dir(std::env::temp_dir().join(format!("weir-gy-term-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let journal = dir.0.join("gy.journal");
+    // Nothing listens on the port.
+    let mut config = gateway_config(free_port(), &journal);
+    config.control.credit.failure_handling = weir::policy::FailureHandling::Terminate;
+    let gw = start_gateway(&config);
+    report(&gw, 0, ReportingReason::QuotaExhausted, 1_000, 2_000);
+    let m = gw.manager().clone();
+    wait_until("the session to end", Duration::from_secs(20), || {
+        let m = m.clone();
+        gw.block_on(async move { m.call(|s, _| s.get(SessionId(0)).is_none()).await.unwrap() })
+    });
+    gw.stop(Duration::from_secs(1));
+    // The report (CCR-I, number 0, 3 000 octets) is still owed; it is the only request.
+    let (_, owed) = weir::control::gy::journal::Journal::open(&journal).unwrap();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0].cc_request_number, 0);
+    let used = &owed[0].multiple_services_credit_control[0].used_service_unit[0];
+    assert_eq!(used.units.as_ref().unwrap().cc_total_octets, Some(3_000));
+}
