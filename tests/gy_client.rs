@@ -457,10 +457,23 @@ fn under_terminate_an_unreachable_charging_system_ends_the_session_and_keeps_the
         gw.block_on(async move { m.call(|s, _| s.get(SessionId(0)).is_none()).await.unwrap() })
     });
     gw.stop(Duration::from_secs(1));
-    // The report (CCR-I, number 0, 3 000 octets) is still owed; it is the only request.
+    // The report (CCR-I, number 0, 3 000 octets) is still owed, and the CCR-T behind it
+    // (number 1, DIAMETER_LINK_BROKEN), which releases the reservation once delivered.
     let (_, owed) = weir::control::gy::journal::Journal::open(&journal).unwrap();
-    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed.len(), 2, "{owed:?}");
     assert_eq!(owed[0].cc_request_number, 0);
     let used = &owed[0].multiple_services_credit_control[0].used_service_unit[0];
     assert_eq!(used.units.as_ref().unwrap().cc_total_octets, Some(3_000));
+    assert_eq!(
+        (
+            owed[1].cc_request_type,
+            owed[1].cc_request_number,
+            owed[1].termination_cause
+        ),
+        (
+            weir::proto::v1::CcRequestType::TerminationRequest as i32,
+            1,
+            weir::proto::v1::TerminationCause::DiameterLinkBroken as i32
+        )
+    );
 }

@@ -77,6 +77,9 @@ pub struct Gy {
     sessions: Mutex<HashMap<SessionId, Shared>>,
     /// Sessions of before a restart with requests still owed.
     orphans: Mutex<Vec<Shared>>,
+    /// The Gx client, for the CCR-T of a session CC-Failure-Handling ends (weak: it holds this
+    /// client too).
+    gx: std::sync::OnceLock<std::sync::Weak<super::gx::Gx>>,
     pub counters: GyCounters,
 }
 
@@ -329,8 +332,25 @@ impl Gy {
                     .map(|o| Arc::new(tokio::sync::Mutex::new(o)))
                     .collect(),
             ),
+            gx: std::sync::OnceLock::new(),
             counters: GyCounters::default(),
         })
+    }
+
+    /// Gives the Gx client that sends CCR-T for a session ended here.
+    pub fn set_gx(&self, gx: &Arc<super::gx::Gx>) {
+        let _ = self.gx.set(Arc::downgrade(gx));
+    }
+
+    /// A session CC-Failure-Handling ended: CCR-T to the policy engine (which tells this
+    /// client, so its CCR-T queues behind what is owed), else to the charging system alone.
+    async fn ended(&self, e: Option<Entry>) {
+        let Some(e) = e else { return };
+        let cause = pb::TerminationCause::DiameterLinkBroken;
+        match (self.gx.get().and_then(std::sync::Weak::upgrade), e.origin) {
+            (Some(gx), super::Origin::PolicyEngine) => gx.terminate(e, cause).await,
+            _ => self.terminate(&e, cause).await,
+        }
     }
 
     fn journal_sent(&self, r: &pb::CreditControlRequest) {
@@ -455,13 +475,11 @@ impl Gy {
         id: SessionId,
         mscc: Vec<pb::MultipleServicesCreditControl>,
         terminate: Option<pb::TerminationCause>,
-    ) {
-        let Some(shared) = self.session(id).await else {
-            return;
-        };
+    ) -> Option<Entry> {
+        let shared = self.session(id).await?;
         let mut g = shared.lock().await;
         if g.ended && terminate.is_none() {
-            return;
+            return None;
         }
         let kind = match (terminate, g.next) {
             (Some(_), _) => pb::CcRequestType::TerminationRequest,
@@ -472,7 +490,7 @@ impl Gy {
             if g.next == 0 {
                 // Never asked: nothing to close at the charging system.
                 g.ended = true;
-                return;
+                return None;
             }
             g.ended = true;
         }
@@ -498,7 +516,7 @@ impl Gy {
         self.journal_sent(&r);
         g.owed.push_back(r.clone());
         if self.flush(&mut g).await {
-            return;
+            return None;
         }
         let asked: Vec<u32> = r
             .multiple_services_credit_control
@@ -506,7 +524,7 @@ impl Gy {
             .filter_map(|m| m.rating_group)
             .collect();
         match (g.failure_handling, g.local) {
-            (_, None) => {}
+            (_, None) => None,
             (FailureHandling::Continue, Some(local)) if !g.ended => {
                 let grants: Vec<CreditGrant> = asked
                     .iter()
@@ -534,18 +552,20 @@ impl Gy {
                     .manager
                     .call(move |s, _| s.set_credits(local, grants))
                     .await;
+                None
             }
-            (FailureHandling::Continue, Some(_)) => {}
+            (FailureHandling::Continue, Some(_)) => None,
             (_, Some(local)) if !g.ended => {
                 g.ended = true;
                 tracing::warn!(session = %g.session_id, subscriber = %g.subscriber,
                     "CC-Failure-Handling TERMINATE: the session ends (its reports are kept to be sent again)");
-                let _ = self
-                    .manager
+                self.manager
                     .call(move |s, now| s.end(local, pb::TerminationCause::DiameterLinkBroken, now))
-                    .await;
+                    .await
+                    .ok()
+                    .flatten()
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -605,7 +625,8 @@ impl Gy {
             requested_service_unit: Some(pb::ServiceUnits::default()),
             ..Default::default()
         };
-        self.request(id, vec![m], None).await;
+        let ended = self.request(id, vec![m], None).await;
+        self.ended(ended).await;
     }
 
     /// Used units a worker reported: CCR-U (CCR-I if it is the first) with Used-Service-Unit,
@@ -633,7 +654,8 @@ impl Gy {
             reporting_reason: Some(reason_of(reason) as i32),
             ..Default::default()
         };
-        self.request(id, vec![m], None).await;
+        let ended = self.request(id, vec![m], None).await;
+        self.ended(ended).await;
     }
 
     /// The session ended (`e`, as the session manager gave it back): CCR-T with the units each
@@ -689,7 +711,8 @@ impl Gy {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(e.id, Arc::clone(&shared));
-        self.request(e.id, mscc, Some(cause)).await;
+        // A CCR-T ends nothing more.
+        let _ = self.request(e.id, mscc, Some(cause)).await;
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if shared
             .try_lock()
@@ -739,7 +762,8 @@ impl Gy {
                 ..Default::default()
             })
             .collect();
-        self.request(id, mscc, None).await;
+        let ended = self.request(id, mscc, None).await;
+        self.ended(ended).await;
     }
 
     /// The gateway's sessions with a Gy session open.

@@ -127,6 +127,9 @@ pub fn start(
         }
         None => None,
     };
+    if let (Some(gy), Some(gx)) = (&gy, &gx) {
+        gy.set_gx(gx);
+    }
     let (events, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     gx::spawn_event_pump(
         rx,
