@@ -320,3 +320,49 @@ fn the_largest_flow_table_runs() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["totals"]["frames"], 126);
 }
+
+#[test]
+fn credit_keys_are_checked_and_located() {
+    let text = "[control]\n\
+        charging_system = \"ocs:50051\"\n\
+        charging_system_tls = { ca = \"\" }\n\
+        [credit]\n\
+        pending = \"wait\"\n\
+        queue = 65\n\
+        retry = 0\n\
+        request_timeout = 0\n\
+        attempts = 101\n\
+        retry_backoff = 40\n\
+        retry_max_backoff = 30\n\
+        failure_handling = \"retry\"\n\
+        continue_octets = 0\n\
+        journal = \"\"\n\
+        ledger = 1\n";
+    assert_eq!(
+        errors(text),
+        [
+            "F:2:19: control.charging_system: 'ocs:50051' must be an http:// or https:// URL with a port",
+            "F:3:30: control.charging_system_tls.ca: a file path must not be empty",
+            "F:4:1: credit.retry_max_backoff: retry_max_backoff (30 s) must be at least retry_backoff (40 s)",
+            "F:5:11: credit.pending: 'wait' is not one of forward, hold, drop",
+            "F:6:9: credit.queue: 65 is out of range; expected 1-64",
+            "F:7:9: credit.retry: 0 is out of range; expected 1-600",
+            "F:8:19: credit.request_timeout: 0 is out of range; expected 1-86400",
+            "F:9:12: credit.attempts: 101 is out of range; expected 1-100",
+            "F:12:20: credit.failure_handling: 'retry' is not one of terminate, continue, retry_and_terminate",
+            "F:13:19: credit.continue_octets: 0 is out of range; expected 1-1125899906842624",
+            "F:14:11: credit.journal: a file path must not be empty",
+            "F:15:1: credit.ledger: unknown key 'ledger'; expected one of pending, queue, groups, retry, request_timeout, attempts, retry_backoff, retry_max_backoff, failure_handling, continue_octets, journal",
+        ]
+    );
+    // The Gy client's keys need a charging system; the data path's do not.
+    assert_eq!(
+        errors("[credit]\npending = \"hold\"\nfailure_handling = \"continue\"\njournal = \"j\"\n\
+                [control]\ncharging_system_tls = { ca = \"ca.pem\" }\n"),
+        [
+            "F:3:20: credit.failure_handling: failure_handling applies only with [control] charging_system",
+            "F:4:11: credit.journal: journal applies only with [control] charging_system",
+            "F:6:23: control.charging_system_tls: charging_system_tls applies only with a charging_system",
+        ]
+    );
+}

@@ -518,6 +518,12 @@ impl pb::gateway_server::Gateway for FakeGateway {
     ) -> Result<tonic::Response<pb::AbortSessionAnswer>, tonic::Status> {
         Err(tonic::Status::unimplemented("fake"))
     }
+    async fn credit_re_auth(
+        &self,
+        _: tonic::Request<pb::CreditReAuthRequest>,
+    ) -> Result<tonic::Response<pb::CreditReAuthAnswer>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
     async fn create_session(
         &self,
         _: tonic::Request<pb::GatewayCreateSessionRequest>,

@@ -40,6 +40,8 @@ pub struct Gx {
     /// subscribers queues here, in order, instead of opening more HTTP/2 streams than the
     /// policy engine accepts (which it resets) and timing out in its queue.
     in_flight: tokio::sync::Semaphore,
+    /// The Gy client, told of every session end before the CCR-T goes out.
+    gy: Option<Arc<super::gy::Gy>>,
 }
 
 /// Requests to the policy engine in flight at most.
@@ -91,6 +93,7 @@ impl Gx {
         manager: Manager,
         tallies: Tallies,
         metrics: crate::metrics::ControlMetrics,
+        gy: Option<Arc<super::gy::Gy>>,
     ) -> Result<Gx, crate::proto::tls::TlsError> {
         let channel = crate::proto::tls::client_channel(
             endpoint,
@@ -107,6 +110,7 @@ impl Gx {
             settings,
             pending: Mutex::new(HashSet::new()),
             in_flight: tokio::sync::Semaphore::new(IN_FLIGHT),
+            gy,
         })
     }
 
@@ -396,6 +400,9 @@ impl Gx {
 
     /// CCR-T for an ended session, retried a few times.
     pub async fn terminate(&self, e: Entry, cause: pb::TerminationCause) {
+        if let Some(gy) = &self.gy {
+            gy.terminate(&e, cause).await;
+        }
         let mut pause = self.settings.retry_backoff;
         let request = self.termination(e, cause);
         for attempt in 1..=TERMINATE_ATTEMPTS {
@@ -425,6 +432,9 @@ impl Gx {
 
     /// One CCR-T attempt (at shutdown, under a deadline).
     pub async fn terminate_once(&self, e: Entry, cause: pb::TerminationCause) {
+        if let Some(gy) = &self.gy {
+            gy.terminate(&e, cause).await;
+        }
         let request = self.termination(e, cause);
         if let Err(s) = self
             .timed(
@@ -578,13 +588,21 @@ pub fn spawn_event_pump(
     runtime: tokio::runtime::Handle,
     manager: Manager,
     gx: Option<Arc<Gx>>,
+    gy: Option<Arc<super::gy::Gy>>,
     success_action: SuccessAction,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("weir-events".into())
         .spawn(move || {
             for event in rx.iter() {
-                dispatch(&runtime, &manager, gx.as_ref(), success_action, event);
+                dispatch(
+                    &runtime,
+                    &manager,
+                    gx.as_ref(),
+                    gy.as_ref(),
+                    success_action,
+                    event,
+                );
             }
         })
         .map(|_| ())
@@ -594,6 +612,7 @@ fn dispatch(
     runtime: &tokio::runtime::Handle,
     manager: &Manager,
     gx: Option<&Arc<Gx>>,
+    gy: Option<&Arc<super::gy::Gy>>,
     success_action: SuccessAction,
     event: Event,
 ) {
@@ -655,8 +674,73 @@ fn dispatch(
             }
         },
         // Online charging's events go to the charging system, not the policy engine.
-        Event::CreditRequest { .. }
-        | Event::CreditReport { .. }
-        | Event::CreditTerminated { .. } => {}
+        Event::CreditRequest {
+            session,
+            rating_group,
+            service_identifier,
+            ..
+        } => match gy {
+            Some(gy) => {
+                runtime.spawn(Arc::clone(gy).credit_request(
+                    session,
+                    rating_group,
+                    service_identifier,
+                ));
+            }
+            None => {
+                tracing::debug!(
+                    session = session.0,
+                    rating_group,
+                    "credit request without a charging system"
+                )
+            }
+        },
+        Event::CreditReport {
+            session,
+            rating_group,
+            service_identifier,
+            reason,
+            used,
+            ..
+        } => match gy {
+            Some(gy) => {
+                runtime.spawn(Arc::clone(gy).credit_report(
+                    session,
+                    rating_group,
+                    service_identifier,
+                    reason,
+                    used,
+                ));
+            }
+            None => {
+                tracing::debug!(
+                    session = session.0,
+                    rating_group,
+                    "credit report without a charging system"
+                )
+            }
+        },
+        // Every online rating group terminated by its Final-Unit-Action: the session ends
+        // (CCR-T to both peers).
+        Event::CreditTerminated { session, at } => {
+            let m = manager.clone();
+            let gx = gx.cloned();
+            let gy = gy.cloned();
+            runtime.spawn(async move {
+                let cause = pb::TerminationCause::DiameterAdministrative;
+                let ended = m.call(move |s, _| s.end(session, cause, at)).await;
+                let Ok(Some(e)) = ended else { return };
+                tracing::info!(session = %e.session_id, subscriber = %e.config.subscriber,
+                    "every online rating group terminated: the session ends");
+                match (gx, e.origin) {
+                    (Some(gx), super::Origin::PolicyEngine) => gx.terminate(e, cause).await,
+                    (_, _) => {
+                        if let Some(gy) = gy {
+                            gy.terminate(&e, cause).await;
+                        }
+                    }
+                }
+            });
+        }
     }
 }

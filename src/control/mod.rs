@@ -7,6 +7,7 @@
 //! touches packets.
 
 pub mod gx;
+pub mod gy;
 mod index;
 pub mod manager;
 pub mod server;
@@ -48,6 +49,8 @@ pub enum ControlError {
     Tls(crate::proto::tls::TlsError),
     #[error("[control] policy_engine: {0}")]
     Endpoint(crate::proto::tls::TlsError),
+    #[error(transparent)]
+    Gy(#[from] gy::GyError),
 }
 
 /// The running control plane.
@@ -55,6 +58,7 @@ pub struct Control {
     runtime: tokio::runtime::Runtime,
     manager: Manager,
     gx: Option<Arc<gx::Gx>>,
+    gy: Option<Arc<gy::Gy>>,
     events: crossbeam_channel::Sender<Event>,
     settings: crate::policy::ControlSettings,
     server_tls: Option<tonic::transport::ServerTlsConfig>,
@@ -94,6 +98,18 @@ pub fn start(
         Manager::start(sessions, policy, manager::BATCH_WINDOW, metrics.clone())
     };
     let success_action = config.gateway.redirect.success_action;
+    let gy = match &settings.charging_system {
+        Some(endpoint) => {
+            let _guard = runtime.enter();
+            Some(Arc::new(gy::Gy::new(
+                endpoint,
+                &settings,
+                manager.clone(),
+                Arc::clone(&tallies),
+            )?))
+        }
+        None => None,
+    };
     let gx = match &settings.policy_engine {
         Some(endpoint) => {
             let _guard = runtime.enter();
@@ -104,28 +120,37 @@ pub fn start(
                     manager.clone(),
                     Arc::clone(&tallies),
                     metrics.clone(),
+                    gy.clone(),
                 )
                 .map_err(ControlError::Endpoint)?,
             ))
         }
         None => None,
     };
+    if let (Some(gy), Some(gx)) = (&gy, &gx) {
+        gy.set_gx(gx);
+    }
     let (events, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     gx::spawn_event_pump(
         rx,
         runtime.handle().clone(),
         manager.clone(),
         gx.clone(),
+        gy.clone(),
         success_action,
     )
     .map_err(ControlError::Runtime)?;
     if let Some(g) = &gx {
         runtime.spawn(Arc::clone(g).idle_sweep());
     }
+    if let Some(g) = &gy {
+        runtime.spawn(Arc::clone(g).resend_loop());
+    }
     Ok(Control {
         runtime,
         manager,
         gx,
+        gy,
         events,
         settings,
         server_tls,
@@ -165,6 +190,7 @@ impl Control {
             self.manager.clone(),
             Arc::clone(&self.tallies),
             self.gx.clone(),
+            self.gy.clone(),
         );
         let routes = self.runtime.block_on(server::routes(svc))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -272,6 +298,31 @@ impl Control {
                         sessions = n,
                         "stopping: not every CCR-T was answered in time"
                     );
+                }
+            });
+        }
+        // Without a policy engine the sessions stay, but their credit is handed back: CCR-T
+        // to the charging system for each session it was asked for.
+        if let Some(gy) = self.gy.take() {
+            self.runtime.block_on(async move {
+                let all = gy.live_sessions();
+                let m = self.manager.clone();
+                let entries = m
+                    .call(move |s, _| {
+                        all.into_iter()
+                            .filter_map(|id| s.get(id).cloned())
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .unwrap_or_default();
+                let cause = crate::proto::v1::TerminationCause::DiameterLogout;
+                let done = async {
+                    for e in &entries {
+                        gy.terminate(e, cause).await;
+                    }
+                };
+                if tokio::time::timeout(deadline, done).await.is_err() {
+                    tracing::warn!("stopping: not every Gy CCR-T was answered in time (owed reports stay in the journal)");
                 }
             });
         }

@@ -30,25 +30,37 @@ pub struct GatewayService {
     manager: Manager,
     tallies: Tallies,
     gx: Option<Arc<Gx>>,
+    gy: Option<Arc<super::gy::Gy>>,
 }
 
 impl GatewayService {
-    pub fn new(manager: Manager, tallies: Tallies, gx: Option<Arc<Gx>>) -> GatewayService {
+    pub fn new(
+        manager: Manager,
+        tallies: Tallies,
+        gx: Option<Arc<Gx>>,
+        gy: Option<Arc<super::gy::Gy>>,
+    ) -> GatewayService {
         GatewayService {
             manager,
             tallies,
             gx,
+            gy,
         }
     }
 
     /// CCR-T for a session that ended here, in the background.
     fn terminate(&self, entry: Entry, cause: pb::TerminationCause) {
-        if entry.origin != Origin::PolicyEngine {
-            return;
-        }
-        if let Some(gx) = &self.gx {
-            let gx = Arc::clone(gx);
-            tokio::spawn(async move { gx.terminate(entry, cause).await });
+        match (&self.gx, entry.origin) {
+            (Some(gx), Origin::PolicyEngine) => {
+                let gx = Arc::clone(gx);
+                tokio::spawn(async move { gx.terminate(entry, cause).await });
+            }
+            _ => {
+                if let Some(gy) = &self.gy {
+                    let gy = Arc::clone(gy);
+                    tokio::spawn(async move { gy.terminate(&entry, cause).await });
+                }
+            }
         }
     }
 
@@ -307,6 +319,71 @@ impl pb::gateway_server::Gateway for GatewayService {
             }
         }
         Ok(Response::new(answer))
+    }
+
+    async fn credit_re_auth(
+        &self,
+        request: Request<pb::CreditReAuthRequest>,
+    ) -> Result<Response<pb::CreditReAuthAnswer>, Status> {
+        let r = request.into_inner();
+        check_id(&r.session_id, "session_id")?;
+        if r.origin_host.len() > MAX_ID_LEN {
+            return Err(Invalid::new("origin_host", format!("at most {MAX_ID_LEN} bytes")).into());
+        }
+        if r.rating_group.len() > 64 {
+            return Err(Invalid::new("rating_group", "at most 64 entries").into());
+        }
+        for (i, rg) in r.rating_group.iter().enumerate() {
+            if r.rating_group[..i].contains(rg) {
+                return Err(Invalid::new(
+                    format!("rating_group[{i}]"),
+                    format!("rating group {rg} is listed twice"),
+                )
+                .into());
+            }
+        }
+        let Some(gy) = self.gy.clone() else {
+            return Err(Status::failed_precondition(
+                "no charging system is configured ([control] charging_system)",
+            ));
+        };
+        let session_id = r.session_id.clone();
+        let found = self
+            .manager
+            .call(move |s, _| s.by_session_id(&session_id))
+            .await?;
+        let Some(id) = found else {
+            return Err(Status::not_found(format!("no session {}", r.session_id)));
+        };
+        let groups = gy.rating_groups(id).await;
+        let named: Vec<u32> = if r.rating_group.is_empty() {
+            groups
+        } else {
+            if let Some((i, rg)) = r
+                .rating_group
+                .iter()
+                .enumerate()
+                .find(|(_, rg)| !groups.contains(rg))
+            {
+                return Err(Invalid::new(
+                    format!("rating_group[{i}]"),
+                    format!(
+                        "rating group {rg} has no credit in session {}",
+                        r.session_id
+                    ),
+                )
+                .into());
+            }
+            r.rating_group.clone()
+        };
+        tracing::info!(session = %r.session_id, rating_groups = ?named, origin = %r.origin_host, "Gy RAR: re-authorizing");
+        let origin_host = gy.origin_host().to_string();
+        tokio::spawn(async move { gy.reauthorize(id, named).await });
+        Ok(Response::new(pb::CreditReAuthAnswer {
+            session_id: r.session_id,
+            result_code: pb::ResultCode::DiameterLimitedSuccess as i32,
+            origin_host,
+        }))
     }
 
     async fn abort_session(

@@ -511,6 +511,27 @@ impl Sessions {
         Ok(reports)
     }
 
+    /// Puts a charging system's answer in force for session `id`: each grant replaces the one of
+    /// its rating group, all of them in the same snapshot.
+    pub fn set_credits(
+        &mut self,
+        id: SessionId,
+        grants: Vec<crate::policy::CreditGrant>,
+    ) -> Result<(), Refused> {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return Err(Refused::NotFound(format!("no session {}", id.0)));
+        };
+        let credits = &mut entry.config.credits;
+        for g in grants {
+            credits.retain(|c| c.rating_group != g.rating_group);
+            credits.push(g);
+        }
+        credits.sort_by_key(|c| c.rating_group);
+        self.changed.insert(id);
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Ends a session; the entry comes back for its CCR-T.
     pub fn end(
         &mut self,

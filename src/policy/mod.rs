@@ -12,9 +12,10 @@ mod template;
 
 pub(crate) use config::{read_rule, reader};
 pub use config::{
-    split_http_url, ClientTls, Config, ConfigError, ConfigErrors, ControlSettings, GatewaySettings,
-    MalformedAction, PendingAction, PendingSettings, QuicAction, RedirectSettings, ServerTls,
-    SubscriberMapping, SuccessAction, SuccessUrl,
+    split_http_url, ClientTls, Config, ConfigError, ConfigErrors, ControlSettings,
+    CreditControlSettings, FailureHandling, GatewaySettings, MalformedAction, PendingAction,
+    PendingSettings, QuicAction, RedirectSettings, ServerTls, SubscriberMapping, SuccessAction,
+    SuccessUrl,
 };
 pub use flow::{
     AddressMatch, FilterDirection, FlowDescription, FlowDescriptionError, IpPrefix, PortRange,

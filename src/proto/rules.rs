@@ -119,7 +119,10 @@ pub fn definition_of(rule: &PccRule) -> pb::ChargingRuleDefinition {
     }
 }
 
-fn redirect_of(r: &pb::RedirectInformation, path: &str) -> Result<RedirectInformation, Invalid> {
+pub fn redirect_of(
+    r: &pb::RedirectInformation,
+    path: &str,
+) -> Result<RedirectInformation, Invalid> {
     let enabled = match pb::RedirectSupport::try_from(r.redirect_support) {
         Ok(pb::RedirectSupport::RedirectionEnabled) => true,
         Ok(pb::RedirectSupport::RedirectionDisabled) => false,

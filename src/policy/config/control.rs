@@ -99,6 +99,59 @@ pub struct ControlSettings {
     pub subscribers: Vec<SubscriberMapping>,
     pub tls: Option<ServerTls>,
     pub policy_engine_tls: Option<ClientTls>,
+    /// The charging system's weir.v1.ChargingSystem endpoint (Gy); `None`: online rating
+    /// groups are not charged (the `[credit]` pending action applies to them for good).
+    pub charging_system: Option<String>,
+    pub charging_system_tls: Option<ClientTls>,
+    /// How the Gy client talks to the charging system (the `[credit]` table).
+    pub credit: CreditControlSettings,
+}
+
+/// Credit-Control-Failure-Handling (RFC 4006 §8.14): what the gateway does when the charging
+/// system cannot be reached. Numbered as the AVP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureHandling {
+    /// TERMINATE (0): the session ends once a request has timed out (its report is kept).
+    Terminate,
+    /// CONTINUE (1): the session goes on, granted locally, while reports wait to be delivered.
+    Continue,
+    /// RETRY_AND_TERMINATE (2): the request is retried; the session ends when every retry
+    /// failed.
+    RetryAndTerminate,
+}
+
+/// The Gy client's side of the `[credit]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreditControlSettings {
+    /// Tx: how long one request to the charging system may take.
+    pub request_timeout: Duration,
+    /// Attempts of one request before the failure handling applies (1 = no retry).
+    pub attempts: u32,
+    /// First and largest wait between attempts.
+    pub retry_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    /// Until a charging system's answer says otherwise for its session.
+    pub failure_handling: FailureHandling,
+    /// Octets granted locally per rating group under CONTINUE while the charging system is
+    /// unreachable (metered and reported once it is back).
+    pub continue_octets: u64,
+    /// The journal of requests with used units not yet answered; `None`: kept in memory only
+    /// (lost if the gateway stops before the charging system is back).
+    pub journal: Option<PathBuf>,
+}
+
+impl Default for CreditControlSettings {
+    fn default() -> Self {
+        CreditControlSettings {
+            request_timeout: Duration::from_secs(5),
+            attempts: 3,
+            retry_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(30),
+            failure_handling: FailureHandling::Terminate,
+            continue_octets: 10_000_000,
+            journal: None,
+        }
+    }
 }
 
 impl Default for ControlSettings {
@@ -115,6 +168,9 @@ impl Default for ControlSettings {
             subscribers: Vec::new(),
             tls: None,
             policy_engine_tls: None,
+            charging_system: None,
+            charging_system_tls: None,
+            credit: CreditControlSettings::default(),
         }
     }
 }
@@ -137,6 +193,8 @@ const CONTROL_KEYS: &[&str] = &[
     "pending_timeout",
     "tls",
     "policy_engine_tls",
+    "charging_system",
+    "charging_system_tls",
 ];
 
 /// The longest wait or timeout of `[control]`, in seconds (a day).
@@ -194,14 +252,9 @@ fn read_server_tls(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<ServerTls> {
     })
 }
 
-fn read_client_tls(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Option<ClientTls> {
+fn read_client_tls(ctx: &mut Ctx<'_>, value: &Value<'_>, path: &str) -> Option<ClientTls> {
     let before = ctx.error_count();
-    let f = Fields::new(
-        ctx,
-        value,
-        "control.policy_engine_tls".into(),
-        &["ca", "cert", "key", "domain"],
-    )?;
+    let f = Fields::new(ctx, value, path.into(), &["ca", "cert", "key", "domain"])?;
     let ca = read_path(ctx, &f, "ca", true);
     let cert = read_path(ctx, &f, "cert", false);
     let key = read_path(ctx, &f, "key", false);
@@ -329,7 +382,23 @@ pub(super) fn read_control(
         c.tls = read_server_tls(ctx, v);
     }
     if let Some(v) = f.get("policy_engine_tls") {
-        c.policy_engine_tls = read_client_tls(ctx, v);
+        c.policy_engine_tls = read_client_tls(ctx, v, "control.policy_engine_tls");
+    }
+    if let Some((text, span)) = f.str(ctx, "charging_system") {
+        match check_endpoint(text) {
+            Ok(()) => c.charging_system = Some(text.to_string()),
+            Err(m) => ctx.error(span.start, &f.path("charging_system"), m),
+        }
+    }
+    if let Some(v) = f.get("charging_system_tls") {
+        if c.charging_system.is_none() && f.get("charging_system").is_none() {
+            ctx.error(
+                v.span().start,
+                &f.path("charging_system_tls"),
+                "charging_system_tls applies only with a charging_system",
+            );
+        }
+        c.charging_system_tls = read_client_tls(ctx, v, "control.charging_system_tls");
     }
     let pending = c.policy_engine.is_some().then_some(p);
     (ctx.error_count() == before).then_some((c, pending))

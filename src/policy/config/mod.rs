@@ -90,6 +90,25 @@
 //!                                     # optional: then client certificates are required
 //! policy_engine_tls = { ca = "ca.pem", cert = "c.pem", key = "c.key", domain = "pcrf" }
 //!                                     # dial the policy engine over TLS; cert+key together
+//! charging_system = "http://127.0.0.1:50051" # weir.v1.ChargingSystem (Gy); unset: online
+//!                                     # rating groups are never charged
+//! charging_system_tls = { ca = "ca.pem" }    # as policy_engine_tls, for the charging system
+//!
+//! [credit]                            # optional; online charging (rules with online = true)
+//! pending = "forward"                 # while credit is asked for: "forward", "hold" or "drop"
+//! queue = 8                           # frames held per rating group (1-64)
+//! groups = 1024                       # rating groups holding frames at once per worker (1-65536)
+//! retry = 5                           # seconds before an unanswered credit request is made again (1-600)
+//! request_timeout = 5                 # Tx: seconds one request to the charging system may take (1-86400)
+//! attempts = 3                        # tries of a request before failure_handling applies (1-100)
+//! retry_backoff = 1                   # first wait between tries (0-86400)
+//! retry_max_backoff = 30              # largest wait, doubling up to it (>= retry_backoff)
+//! failure_handling = "terminate"      # "terminate", "continue" or "retry_and_terminate";
+//!                                     # the charging system's answer overrides it per session
+//! continue_octets = 10000000          # octets granted locally per rating group under continue
+//! journal = "/var/lib/weir/gy.journal"   # unanswered reports, kept across restarts; unset:
+//!                                     # in memory only
+//!     # the keys from request_timeout on need charging_system
 //!
 //! [[subscriber]]                      # the subscriber id CCR-I names for an address; an address
 //! subscriber = "imsi-001010000000009" # with no entry is `private-<address>` (an IPv6 address
@@ -104,6 +123,7 @@
 // The reader and the rule reader are shared with the policy engine's configuration
 // (peers::policy_engine), so both files read and report alike.
 pub(crate) mod control;
+mod credit;
 pub(crate) mod reader;
 mod redirect;
 mod rules;
@@ -111,7 +131,8 @@ mod rules;
 pub(crate) use rules::read_rule;
 
 pub use control::{
-    ClientTls, ControlSettings, PendingAction, PendingSettings, ServerTls, SubscriberMapping,
+    ClientTls, ControlSettings, CreditControlSettings, FailureHandling, PendingAction,
+    PendingSettings, ServerTls, SubscriberMapping,
 };
 
 pub use redirect::{split_http_url, QuicAction, RedirectSettings, SuccessAction, SuccessUrl};
@@ -159,8 +180,8 @@ pub struct GatewaySettings {
     /// With a policy engine configured (`[control] policy_engine`): what a pool address without
     /// a session does while its CCR-I is answered. `None`: `unknown_subscriber` decides.
     pub pending: Option<PendingSettings>,
-    /// Online charging: what a rating group's packets do while its credit is asked for. Not
-    /// read from the TOML file yet (the defaults apply).
+    /// Online charging: what a rating group's packets do while its credit is asked for (the
+    /// `[credit]` table).
     pub credit: super::model::CreditSettings,
 }
 
@@ -236,6 +257,7 @@ impl Config {
                 "session",
                 "dataplane",
                 "control",
+                "credit",
                 "subscriber",
             ],
         );
@@ -294,6 +316,19 @@ impl Config {
         {
             control_settings = c;
             gateway.pending = pending;
+        }
+        // Named at all (even wrongly, which is reported there): the client keys are not
+        // refused a second time for it.
+        let charging_system = root.get("control").is_some_and(|v| match v.get_ref() {
+            toml::de::DeValue::Table(t) => t.contains_key("charging_system"),
+            _ => false,
+        });
+        if let Some((d, c)) = root
+            .get("credit")
+            .and_then(|v| credit::read_credit(&mut ctx, v, charging_system))
+        {
+            gateway.credit = d;
+            control_settings.credit = c;
         }
         if let Some(items) = root.array(&mut ctx, "subscriber") {
             control_settings.subscribers = control::read_subscribers(&mut ctx, items);

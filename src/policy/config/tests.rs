@@ -476,6 +476,7 @@ ipv6 = "2001:db8:45:9::/64"
                 key: None,
                 domain: Some("pcrf".into()),
             }),
+            ..Default::default()
         }
     );
     assert_eq!(
@@ -550,7 +551,7 @@ success_action = "report"
         (3, 17, "control.policy_engine", "'127.0.0.1:50051' must be an http:// or https:// URL with a port"),
         (6, 18, "control.pending_action", "'wait' is not one of hold, forward, drop"),
         (6, 18, "control.pending_action", "pending_action applies only with a policy_engine"),
-        (7, 1, "control.colour", "unknown key 'colour'; expected one of listen, advertise, origin_host, policy_engine, request_timeout, retry_backoff, retry_max_backoff, session_idle_timeout, pending_action, pending_queue, pending_subscribers, pending_timeout, tls, policy_engine_tls"),
+        (7, 1, "control.colour", "unknown key 'colour'; expected one of listen, advertise, origin_host, policy_engine, request_timeout, retry_backoff, retry_max_backoff, session_idle_timeout, pending_action, pending_queue, pending_subscribers, pending_timeout, tls, policy_engine_tls, charging_system, charging_system_tls"),
         (8, 7, "control.tls", "missing required key 'key'"),
         (15, 14, "subscriber[1].subscriber", "imsi-1 is already mapped at subscriber[0]"),
         (16, 8, "subscriber[1].ipv4", "10.45.0.9 is already mapped to imsi-1"),
@@ -561,4 +562,37 @@ success_action = "report"
     .map(|(l, c, p, m)| (l, c, p.to_string(), m.to_string()))
     .collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn the_credit_table_reaches_the_data_path_and_the_gy_client() {
+    let text = "[control]\ncharging_system = \"http://127.0.0.1:50051\"\n\
+        [credit]\npending = \"HOLD\"\nqueue = 4\ngroups = 16\nretry = 2\nrequest_timeout = 3\n\
+        attempts = 1\nretry_backoff = 0\nretry_max_backoff = 1\nfailure_handling = \"continue\"\n\
+        continue_octets = 5000\njournal = \"gy.journal\"\n";
+    let c = Config::from_toml_str(text, "t.toml").unwrap_or_else(|e| panic!("{:#?}", e.0));
+    assert_eq!(c.gateway.credit.pending, PendingAction::Hold);
+    assert_eq!((c.gateway.credit.queue, c.gateway.credit.groups), (4, 16));
+    assert_eq!(c.gateway.credit.retry, std::time::Duration::from_secs(2));
+    assert_eq!(
+        c.control.charging_system.as_deref(),
+        Some("http://127.0.0.1:50051")
+    );
+    let g = &c.control.credit;
+    assert_eq!(g.request_timeout, std::time::Duration::from_secs(3));
+    assert_eq!((g.attempts, g.continue_octets), (1, 5000));
+    assert_eq!(g.retry_backoff, std::time::Duration::ZERO);
+    assert_eq!(g.failure_handling, FailureHandling::Continue);
+    assert_eq!(
+        g.journal.as_deref(),
+        Some(std::path::Path::new("gy.journal"))
+    );
+    // Without the table: forward while asked, RFC 4006's TERMINATE, no journal.
+    let d = Config::from_toml_str("", "t.toml").unwrap_or_else(|e| panic!("{:#?}", e.0));
+    assert_eq!(d.gateway.credit.pending, PendingAction::Forward);
+    assert_eq!(d.control.credit, CreditControlSettings::default());
+    assert_eq!(
+        d.control.credit.failure_handling,
+        FailureHandling::Terminate
+    );
 }
