@@ -303,6 +303,8 @@ impl PolicyEngineConfig {
             .unwrap_or_default();
 
         let mut accounts: Vec<SeedAccount> = Vec::new();
+        // A file may seed a million accounts: duplicates are found by hash, not by scanning.
+        let mut listed: std::collections::HashSet<SubscriberId> = std::collections::HashSet::new();
         for (i, item) in f.array(c, "account").unwrap_or(&[]).iter().enumerate() {
             let path = format!("account[{i}]");
             let Some(a) = Fields::new(c, item, path.clone(), &["subscriber", "balance", "plan"])
@@ -334,7 +336,7 @@ impl PolicyEngineConfig {
                 None => default_plan.clone(),
             };
             if let Some(subscriber) = subscriber {
-                if accounts.iter().any(|s| s.subscriber == subscriber) {
+                if !listed.insert(subscriber.clone()) {
                     let m = format!("account {subscriber} is listed twice");
                     c.error(item.span().start, &a.path("subscriber"), m);
                 }
