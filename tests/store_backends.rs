@@ -28,6 +28,9 @@ fn scenarios(db: &Database) {
     assert_eq!((r.account.balance, r.duplicate), (150, false));
     let again = s.recharge("imsi-1", 50, Some("pay-1"), 1, 2).unwrap();
     assert_eq!((again.account.balance, again.duplicate), (150, true));
+    // No reference: a NULL of the text column.
+    let plain = s.recharge("imsi-1", 0, None, 1, 2).unwrap();
+    assert_eq!((plain.account.balance, plain.credit.reference), (150, None));
 
     // Two engines on one database, recharging the same account at once: exact final balance.
     let engines = [Store::open(db).unwrap(), Store::open(db).unwrap()];

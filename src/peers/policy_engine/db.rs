@@ -318,6 +318,14 @@ fn sqlite_row(r: &rusqlite::Row<'_>, n: usize) -> Result<Row, StoreError> {
 fn pg_param<'a>(p: &Param<'a>, ty: &Type) -> Result<Box<dyn ToSql + Sync + 'a>, StoreError> {
     let bad = || StoreError::Corrupt(format!("cannot bind {p:?} as {ty}"));
     Ok(match *p {
+        // A NULL still has to be of the placeholder's type.
+        Param::Null if matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR) => {
+            Box::new(None::<&str>)
+        }
+        Param::Null if *ty == Type::BYTEA => Box::new(None::<&[u8]>),
+        Param::Null if *ty == Type::INT4 => Box::new(None::<i32>),
+        Param::Null if *ty == Type::INT2 => Box::new(None::<i16>),
+        Param::Null if *ty == Type::BOOL => Box::new(None::<bool>),
         Param::Null => Box::new(None::<i64>),
         Param::Int(n) if *ty == Type::INT8 => Box::new(n),
         Param::Int(n) if *ty == Type::INT4 => Box::new(i32::try_from(n).map_err(|_| bad())?),
