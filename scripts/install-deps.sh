@@ -5,13 +5,15 @@
 # headless; the dashboard picture is drawn in it), Prometheus (scrapes the lab for the dashboard
 # picture), grpcurl (the policy-engine tests; from PyPI), the
 # Rust components of the gate, cargo-fuzz, openssl (the TLS tests make their certificates), and
-# cargo-deb with systemd-analyze and adduser (the package test).
+# cargo-deb with systemd-analyze and adduser (the package test), and PostgreSQL (the store tests).
 set -euo pipefail
 
 need=()
 for tool in systemd-analyze:systemd dpkg-deb:dpkg adduser:adduser tshark:tshark tcpdump:tcpdump iperf3:iperf3 trafgen:netsniff-ng tcpreplay:tcpreplay script:bsdutils ip:iproute2 ethtool:ethtool curl:curl prometheus:prometheus ping:iputils-ping python3:python3 sysctl:procps sha256sum:coreutils openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
+# PostgreSQL (the store tests start their own server) lives off PATH, under its version.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # The browser test runs exactly this binary, so look for it there rather than on PATH.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

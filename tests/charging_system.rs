@@ -9,6 +9,8 @@
 //! it is missing each test says so and stops; under CI (`CI=true`) that is a failure.
 
 mod common;
+#[path = "support/postgres.rs"]
+mod postgres_server;
 
 use common::ok;
 use serde_json::{json, Value};
@@ -54,14 +56,34 @@ fn grpcurl_or_skip(test: &str) -> bool {
 }
 
 /// A temporary folder, removed on drop.
-struct Dir(PathBuf);
+/// The test's folder, and with `WEIR_TEST_STORE=postgres` the PostgreSQL server whose database
+/// the engines' configurations name instead of `pe.sqlite`.
+struct Dir(PathBuf, Option<postgres_server::Postgres>);
 
 impl Dir {
     fn new(test: &str) -> Dir {
         let p = std::env::temp_dir().join(format!("weir-cs-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
+        let pg = match std::env::var("WEIR_TEST_STORE").as_deref() {
+            Ok("postgres") => Some(
+                postgres_server::Postgres::start(&format!("cs-{test}"))
+                    .expect("WEIR_TEST_STORE=postgres needs PostgreSQL installed"),
+            ),
+            _ => None,
+        };
+        Dir(p, pg)
+    }
+
+    /// A configuration on this test's store.
+    fn store(&self, config: String) -> String {
+        match &self.1 {
+            Some(pg) => config.replace(
+                "database = \"pe.sqlite\"",
+                &format!("database = \"{}\"", pg.url),
+            ),
+            None => config,
+        }
     }
 }
 
@@ -241,7 +263,11 @@ fn int(v: &Value) -> i64 {
 fn setup(test: &str, billing_delay: u64, validity_time: u32, grace: u32) -> (Dir, PathBuf, Engine) {
     let dir = Dir::new(test);
     let path = dir.0.join("pe.toml");
-    std::fs::write(&path, config(billing_delay, validity_time, grace)).unwrap();
+    std::fs::write(
+        &path,
+        dir.store(config(billing_delay, validity_time, grace)),
+    )
+    .unwrap();
     let engine = Engine::start(&path);
     (dir, path, engine)
 }

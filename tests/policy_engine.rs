@@ -7,6 +7,8 @@
 //! it is missing each test says so and stops; under CI (`CI=true`) that is a failure.
 
 mod common;
+#[path = "support/postgres.rs"]
+mod postgres_server;
 
 use common::ok;
 use serde_json::{json, Value};
@@ -41,15 +43,34 @@ fn grpcurl_or_skip(test: &str) -> bool {
     false
 }
 
-/// A temporary folder, removed on drop.
-struct Dir(PathBuf);
+/// A temporary folder, removed on drop, and with `WEIR_TEST_STORE=postgres` the PostgreSQL
+/// server whose database the engines' configurations name instead of `pe.sqlite`.
+struct Dir(PathBuf, Option<postgres_server::Postgres>);
 
 impl Dir {
     fn new(test: &str) -> Dir {
         let p = std::env::temp_dir().join(format!("weir-pe-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
+        let pg = match std::env::var("WEIR_TEST_STORE").as_deref() {
+            Ok("postgres") => Some(
+                postgres_server::Postgres::start(&format!("pe-{test}"))
+                    .expect("WEIR_TEST_STORE=postgres needs PostgreSQL installed"),
+            ),
+            _ => None,
+        };
+        Dir(p, pg)
+    }
+
+    /// A configuration on this test's store.
+    fn store(&self, config: String) -> String {
+        match &self.1 {
+            Some(pg) => config.replace(
+                "database = \"pe.sqlite\"",
+                &format!("database = \"{}\"", pg.url),
+            ),
+            None => config,
+        }
     }
 }
 
@@ -209,7 +230,7 @@ fn int(v: &Value) -> i64 {
 fn setup(test: &str, billing_delay: u64) -> (Dir, PathBuf, Engine) {
     let dir = Dir::new(test);
     let path = dir.0.join("pe.toml");
-    std::fs::write(&path, config(billing_delay)).unwrap();
+    std::fs::write(&path, dir.store(config(billing_delay))).unwrap();
     let engine = Engine::start(&path);
     (dir, path, engine)
 }
@@ -880,7 +901,7 @@ fn the_readme_grpcurl_commands_run_as_written() {
         );
     assert_ne!(text, example);
     let path = dir.0.join("pe.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, dir.store(text)).unwrap();
     let pe = Engine::start(&path);
     let mut outputs = Vec::new();
     for c in &commands {
@@ -927,7 +948,7 @@ fn a_rar_to_an_unreachable_gateway_is_retried_until_it_answers() {
         "reauth = { timeout = 2, attempts = 3, backoff = 0, max_backoff = 1 }",
         "reauth = { timeout = 1, attempts = 10, backoff = 1, max_backoff = 1 }",
     );
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, dir.store(text)).unwrap();
     let pe = Engine::start(&path);
     pe.call(
         "weir.v1.PolicyEngine/CreateSession",

@@ -97,7 +97,7 @@ pub(crate) async fn add_credit_container(
     let added = core
         .db(move |s| {
             Ok(containers::add_container(
-                &s.conn(),
+                &mut s.conn(),
                 &who,
                 unit,
                 amount,
@@ -133,7 +133,7 @@ pub(crate) async fn list_credit_containers(
     let (exists, list) = core
         .db(move |s| {
             let exists = s.account(&who)?.is_some();
-            Ok((exists, containers::containers(&s.conn(), &who)?))
+            Ok((exists, containers::containers(&mut s.conn(), &who)?))
         })
         .await
         .map_err(internal)?;
@@ -155,7 +155,7 @@ pub(crate) async fn get_credit_container(
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| Invalid::new("container_id", "required"))?;
-    core.db(move |s| containers::container(&s.conn(), id))
+    core.db(move |s| containers::container(&mut s.conn(), id))
         .await
         .map_err(internal)?
         .map(|c| container_of(&c))
@@ -176,7 +176,7 @@ pub(crate) async fn create_quota_group(
     let g = core
         .db(move |s| {
             Ok(groups::create_group(
-                &s.conn(),
+                &mut s.conn(),
                 &id,
                 &o,
                 threshold,
@@ -196,7 +196,7 @@ pub(crate) async fn create_quota_group(
 async fn group_now(core: &Arc<Core>, id: &str) -> Result<pb::QuotaGroup, Status> {
     let id = id.to_string();
     let name = id.clone();
-    core.db(move |s| groups::group(&s.conn(), &id, secs(now_secs())))
+    core.db(move |s| groups::group(&mut s.conn(), &id, secs(now_secs())))
         .await
         .map_err(internal)?
         .map(|g| group_of(&g))
@@ -213,12 +213,12 @@ pub(crate) async fn change_member(
     let (id, who) = (r.group_id.clone(), sub.clone());
     let g = core
         .db(move |s| {
-            let conn = s.conn();
+            let mut conn = s.conn();
             let now = secs(now_secs());
             Ok(if add {
-                groups::add_member(&conn, &id, &who, now)
+                groups::add_member(&mut conn, &id, &who, now)
             } else {
-                groups::remove_member(&conn, &id, &who, now)
+                groups::remove_member(&mut conn, &id, &who, now)
             })
         })
         .await
@@ -253,7 +253,7 @@ pub(crate) async fn list_quota_groups(
     };
     let after = r.page_token.clone();
     let mut list = core
-        .db(move |s| groups::groups(&s.conn(), &after, size + 1, secs(now_secs())))
+        .db(move |s| groups::groups(&mut s.conn(), &after, size + 1, secs(now_secs())))
         .await
         .map_err(internal)?;
     let next = if list.len() > size {

@@ -22,8 +22,9 @@
 //! Every function takes the open transaction, so a caller composes them into one.
 
 use super::rating::{Kind, Rate};
+use crate::params;
+use crate::peers::policy_engine::db::Conn;
 use crate::peers::policy_engine::store::{to_i64, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// A container's unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,76 +95,65 @@ impl ContainerRow {
 }
 
 /// The balance, plus pending credits while a recharge success lifted a redirect.
-fn money_available(conn: &Connection, sub: &str) -> Result<i64, StoreError> {
-    let money: Option<i64> = conn
-        .prepare_cached(
-            "SELECT balance + CASE WHEN EXISTS (
-                    SELECT 1 FROM sessions WHERE subscriber_id = ?1 AND lifted = 1)
-                THEN COALESCE((SELECT SUM(amount) FROM credits
-                    WHERE subscriber_id = ?1 AND applied_at IS NULL), 0)
-                ELSE 0 END
-             FROM accounts WHERE subscriber_id = ?1",
-        )?
-        .query_row([sub], |r| r.get(0))
-        .optional()?;
-    money.ok_or(StoreError::NoAccount)
+fn money_available(conn: &mut Conn, sub: &str) -> Result<i64, StoreError> {
+    conn.query_opt(
+        "SELECT CAST(balance + CASE WHEN EXISTS (
+                SELECT 1 FROM sessions WHERE subscriber_id = ?1 AND lifted = 1)
+            THEN COALESCE((SELECT SUM(amount) FROM credits
+                WHERE subscriber_id = ?1 AND applied_at IS NULL), 0)
+            ELSE 0 END AS BIGINT)
+         FROM accounts WHERE subscriber_id = ?1",
+        params![sub],
+    )?
+    .ok_or(StoreError::NoAccount)?
+    .int(0)
 }
 
 /// An account's containers in order; for money, `amount` is the balance.
-pub fn containers(conn: &Connection, sub: &str) -> Result<Vec<ContainerRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn containers(conn: &mut Conn, sub: &str) -> Result<Vec<ContainerRow>, StoreError> {
+    let rows = conn.query(
         "SELECT c.id, c.unit, c.amount, c.expires_at, c.created_at,
-            COALESCE((SELECT SUM(r.units) FROM gy_reservations r WHERE r.container_id = c.id), 0),
+            CAST(COALESCE((SELECT SUM(r.units) FROM gy_reservations r
+                WHERE r.container_id = c.id), 0) AS BIGINT),
             a.balance
          FROM credit_containers c JOIN accounts a ON a.subscriber_id = c.subscriber_id
          WHERE c.subscriber_id = ?1 ORDER BY c.id",
+        params![sub],
     )?;
-    let rows = stmt
-        .query_map([sub], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
+    rows.iter()
         .enumerate()
-        .map(
-            |(i, (id, unit, amount, expires_at, created_at, reserved, balance))| {
-                let unit = Unit::parse(&unit)?;
-                Ok(ContainerRow {
-                    id,
-                    subscriber_id: sub.to_string(),
-                    unit,
-                    amount: if unit == Unit::Money { balance } else { amount },
-                    reserved,
-                    expires_at,
-                    position: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                    created_at,
-                })
-            },
-        )
+        .map(|(i, r)| {
+            let unit = Unit::parse(&r.text(1)?)?;
+            Ok(ContainerRow {
+                id: r.int(0)?,
+                subscriber_id: sub.to_string(),
+                unit,
+                amount: if unit == Unit::Money {
+                    r.int(6)?
+                } else {
+                    r.int(2)?
+                },
+                reserved: r.int(5)?,
+                expires_at: r.opt_int(3)?,
+                position: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                created_at: r.int(4)?,
+            })
+        })
         .collect()
 }
 
 /// One container by id.
-pub fn container(conn: &Connection, id: i64) -> Result<Option<ContainerRow>, StoreError> {
-    let sub: Option<String> = conn
-        .query_row(
-            "SELECT subscriber_id FROM credit_containers WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(sub) = sub else {
+pub fn container(conn: &mut Conn, id: i64) -> Result<Option<ContainerRow>, StoreError> {
+    let Some(row) = conn.query_opt(
+        "SELECT subscriber_id FROM credit_containers WHERE id = ?1",
+        params![id],
+    )?
+    else {
         return Ok(None);
     };
-    Ok(containers(conn, &sub)?.into_iter().find(|c| c.id == id))
+    Ok(containers(conn, &row.text(0)?)?
+        .into_iter()
+        .find(|c| c.id == id))
 }
 
 /// Why a container cannot be added.
@@ -177,66 +167,60 @@ pub enum AddError {
     Store(#[from] StoreError),
 }
 
-/// Adds a container after the account's others.
+/// Adds a container after the account's others, in one transaction.
 pub fn add_container(
-    conn: &Connection,
+    conn: &mut Conn,
     sub: &str,
     unit: Unit,
     amount: i64,
     expires_at: Option<i64>,
     now: i64,
 ) -> Result<ContainerRow, AddError> {
-    let exists: Option<i64> = conn
-        .query_row(
+    conn.transaction(|tx| {
+        let exists = tx.query_opt(
             "SELECT 1 FROM accounts WHERE subscriber_id = ?1",
-            [sub],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(StoreError::from)?;
-    if exists.is_none() {
-        return Err(AddError::NoAccount);
-    }
-    if unit == Unit::Money {
-        let money: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM credit_containers WHERE subscriber_id = ?1 AND unit = 'money'",
-                [sub],
-                |r| r.get(0),
-            )
-            .map_err(StoreError::from)?;
-        if money > 0 {
-            return Err(AddError::SecondMoney);
+            params![sub],
+        )?;
+        if exists.is_none() {
+            return Err(AddError::NoAccount);
         }
-    }
-    let amount = if unit == Unit::Money { 0 } else { amount };
-    conn.execute(
-        "INSERT INTO credit_containers (subscriber_id, unit, amount, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![sub, unit.as_str(), amount, expires_at, now],
-    )
-    .map_err(StoreError::from)?;
-    let id = conn.last_insert_rowid();
-    Ok(container(conn, id)?.ok_or(StoreError::NoAccount)?)
+        if unit == Unit::Money {
+            let money = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM credit_containers
+                     WHERE subscriber_id = ?1 AND unit = 'money'",
+                    params![sub],
+                )?
+                .int(0)?;
+            if money > 0 {
+                return Err(AddError::SecondMoney);
+            }
+        }
+        let amount = if unit == Unit::Money { 0 } else { amount };
+        let id = tx
+            .query_one(
+                "INSERT INTO credit_containers (subscriber_id, unit, amount, expires_at,
+                    created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                params![sub, unit.as_str(), amount, expires_at, now],
+            )?
+            .int(0)?;
+        Ok(container(tx, id)?.ok_or(StoreError::NoAccount)?)
+    })
 }
 
 /// Gives an account without containers its money container.
-pub fn ensure_money(conn: &Connection, sub: &str, now: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub fn ensure_money(conn: &mut Conn, sub: &str, now: i64) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO credit_containers (subscriber_id, unit, amount, expires_at, created_at)
-         SELECT ?1, 'money', 0, NULL, ?2
+         SELECT CAST(?1 AS TEXT), 'money', 0, NULL, CAST(?2 AS BIGINT)
          WHERE NOT EXISTS (SELECT 1 FROM credit_containers WHERE subscriber_id = ?1)",
-    )?
-    .execute(params![sub, now])?;
+        params![sub, now],
+    )?;
     Ok(())
 }
 
 /// What each live container can give now, in its unit, in order.
-fn available(
-    conn: &Connection,
-    sub: &str,
-    now: i64,
-) -> Result<Vec<(ContainerRow, i64)>, StoreError> {
+fn available(conn: &mut Conn, sub: &str, now: i64) -> Result<Vec<(ContainerRow, i64)>, StoreError> {
     let money = money_available(conn, sub)?;
     Ok(containers(conn, sub)?
         .into_iter()
@@ -258,7 +242,7 @@ fn available(
 /// hold no more).
 #[allow(clippy::too_many_arguments)]
 pub fn reserve(
-    conn: &Connection,
+    conn: &mut Conn,
     payer: &str,
     session: &str,
     rating_group: u32,
@@ -269,10 +253,6 @@ pub fn reserve(
     now: i64,
 ) -> Result<u64, StoreError> {
     let mut remaining = want;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO gy_reservations (session_id, rating_group, container_id, units, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for (c, free) in available(conn, payer, now)? {
         if remaining == 0 {
             break;
@@ -287,7 +267,11 @@ pub fn reserve(
         let Some(units) = c.unit.cost(kind, rate, take) else {
             continue;
         };
-        insert.execute(params![session, rating_group, c.id, units, expires_at])?;
+        conn.execute(
+            "INSERT INTO gy_reservations (session_id, rating_group, container_id, units,
+                expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![session, rating_group, c.id, units, expires_at],
+        )?;
         remaining -= take;
     }
     Ok(want - remaining)
@@ -296,32 +280,34 @@ pub fn reserve(
 /// Releases the open reservations of a session (of one rating group, or all); returns the
 /// number released.
 pub fn release(
-    conn: &Connection,
+    conn: &mut Conn,
     session: &str,
     rating_group: Option<u32>,
 ) -> Result<usize, StoreError> {
-    Ok(match rating_group {
-        Some(rg) => conn
-            .prepare_cached(
-                "DELETE FROM gy_reservations WHERE session_id = ?1 AND rating_group = ?2",
-            )?
-            .execute(params![session, rg])?,
-        None => conn
-            .prepare_cached("DELETE FROM gy_reservations WHERE session_id = ?1")?
-            .execute([session])?,
-    })
+    match rating_group {
+        Some(rg) => conn.execute(
+            "DELETE FROM gy_reservations WHERE session_id = ?1 AND rating_group = ?2",
+            params![session, rg],
+        ),
+        None => conn.execute(
+            "DELETE FROM gy_reservations WHERE session_id = ?1",
+            params![session],
+        ),
+    }
 }
 
 /// Takes `amount` (in its unit) from a container.
-fn take(conn: &Connection, c: &ContainerRow, amount: i64, now: i64) -> Result<(), StoreError> {
+fn take(conn: &mut Conn, c: &ContainerRow, amount: i64, now: i64) -> Result<(), StoreError> {
     if c.unit == Unit::Money {
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE accounts SET balance = balance - ?2, updated_at = ?3 WHERE subscriber_id = ?1",
-        )?
-        .execute(params![c.subscriber_id, amount, now])?;
+            params![c.subscriber_id, amount, now],
+        )?;
     } else {
-        conn.prepare_cached("UPDATE credit_containers SET amount = amount - ?2 WHERE id = ?1")?
-            .execute(params![c.id, amount])?;
+        conn.execute(
+            "UPDATE credit_containers SET amount = amount - ?2 WHERE id = ?1",
+            params![c.id, amount],
+        )?;
     }
     Ok(())
 }
@@ -330,7 +316,7 @@ fn take(conn: &Connection, c: &ContainerRow, amount: i64, now: i64) -> Result<()
 /// reservation of the rating group first, so its units are there to take). Returns the units
 /// no container could take (nothing pays for that kind at all), which the caller logs.
 pub fn debit(
-    conn: &Connection,
+    conn: &mut Conn,
     payer: &str,
     kind: Kind,
     used: u64,
@@ -376,19 +362,19 @@ pub fn debit(
 }
 
 /// Releases every reservation past its expiry; returns (session, rating group, units) of each.
-pub fn release_expired(conn: &Connection, now: i64) -> Result<Vec<(String, u32, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn release_expired(conn: &mut Conn, now: i64) -> Result<Vec<(String, u32, i64)>, StoreError> {
+    conn.query(
         "DELETE FROM gy_reservations WHERE expires_at <= ?1
          RETURNING session_id, rating_group, units",
-    )?;
-    let rows = stmt
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        params![now],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.u32(1)?, r.int(2)?)))
+    .collect()
 }
 
 /// Octets left in an account's live data buckets (amount - reserved).
-pub fn octets_left(conn: &Connection, sub: &str, now: i64) -> Result<i64, StoreError> {
+pub fn octets_left(conn: &mut Conn, sub: &str, now: i64) -> Result<i64, StoreError> {
     Ok(containers(conn, sub)?
         .iter()
         .filter(|c| c.unit == Unit::Octets && c.live(now))
@@ -420,7 +406,7 @@ mod tests {
         per_minute: None,
     };
 
-    fn amounts(conn: &Connection, sub: &str) -> Vec<(i64, i64)> {
+    fn amounts(conn: &mut Conn, sub: &str) -> Vec<(i64, i64)> {
         containers(conn, sub)
             .unwrap()
             .iter()
@@ -434,14 +420,14 @@ mod tests {
         let s = Store::open(&path).unwrap();
         s.create_account("imsi-1", 10, "p", &pb::Plan::default(), 1)
             .unwrap();
-        let conn = s.conn();
-        add_container(&conn, "imsi-1", Unit::Octets, 300_000, None, 1).unwrap();
-        add_container(&conn, "imsi-1", Unit::Money, 0, None, 1).unwrap();
-        add_container(&conn, "imsi-1", Unit::Octets, 1_000_000, Some(50), 1).unwrap();
+        let mut conn = s.conn();
+        add_container(&mut conn, "imsi-1", Unit::Octets, 300_000, None, 1).unwrap();
+        add_container(&mut conn, "imsi-1", Unit::Money, 0, None, 1).unwrap();
+        add_container(&mut conn, "imsi-1", Unit::Octets, 1_000_000, Some(50), 1).unwrap();
         // 3 MB wanted: 300 000 from the bucket, 10 money = 5 MB at 2 per MB covers the rest
         // (2 700 000 octets cost 5.4, rounded up to 6); the expired bucket is never touched.
         let got = reserve(
-            &conn,
+            &mut conn,
             "imsi-1",
             "s1",
             10,
@@ -454,12 +440,12 @@ mod tests {
         .unwrap();
         assert_eq!(got, 3_000_000);
         assert_eq!(
-            amounts(&conn, "imsi-1"),
+            amounts(&mut conn, "imsi-1"),
             vec![(300_000, 300_000), (10, 6), (1_000_000, 0)]
         );
         // 4 MB more: only 4 money left = 2 MB.
         let more = reserve(
-            &conn,
+            &mut conn,
             "imsi-1",
             "s2",
             10,
@@ -471,26 +457,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(more, 2_000_000);
-        assert_eq!(release(&conn, "s2", Some(10)).unwrap(), 1);
+        assert_eq!(release(&mut conn, "s2", Some(10)).unwrap(), 1);
         // 500 000 used: the first bucket first.
-        release(&conn, "s1", Some(10)).unwrap();
+        release(&mut conn, "s1", Some(10)).unwrap();
         assert_eq!(
-            debit(&conn, "imsi-1", Kind::Volume, 500_000, &RATE, 60).unwrap(),
+            debit(&mut conn, "imsi-1", Kind::Volume, 500_000, &RATE, 60).unwrap(),
             0
         );
         assert_eq!(
-            amounts(&conn, "imsi-1"),
+            amounts(&mut conn, "imsi-1"),
             vec![(0, 0), (10 - 1, 0), (1_000_000, 0)]
         );
         // Far beyond everything: the balance goes below zero, nothing is lost.
         assert_eq!(
-            debit(&conn, "imsi-1", Kind::Volume, 10_000_000, &RATE, 60).unwrap(),
+            debit(&mut conn, "imsi-1", Kind::Volume, 10_000_000, &RATE, 60).unwrap(),
             0
         );
-        assert_eq!(amounts(&conn, "imsi-1")[1].0, 9 - 20);
+        assert_eq!(amounts(&mut conn, "imsi-1")[1].0, 9 - 20);
         // Time is paid by nothing here.
         assert_eq!(
-            debit(&conn, "imsi-1", Kind::Time, 30, &RATE, 60).unwrap(),
+            debit(&mut conn, "imsi-1", Kind::Time, 30, &RATE, 60).unwrap(),
             30
         );
         drop(conn);
@@ -503,17 +489,28 @@ mod tests {
         let s = Store::open(&path).unwrap();
         s.create_account("imsi-1", 0, "p", &pb::Plan::default(), 1)
             .unwrap();
-        let conn = s.conn();
-        add_container(&conn, "imsi-1", Unit::Octets, 1000, None, 1).unwrap();
-        reserve(&conn, "imsi-1", "s1", 1, Kind::Volume, 600, &RATE, 10, 1).unwrap();
-        assert_eq!(octets_left(&conn, "imsi-1", 1).unwrap(), 400);
-        assert!(release_expired(&conn, 9).unwrap().is_empty());
+        let mut conn = s.conn();
+        add_container(&mut conn, "imsi-1", Unit::Octets, 1000, None, 1).unwrap();
+        reserve(
+            &mut conn,
+            "imsi-1",
+            "s1",
+            1,
+            Kind::Volume,
+            600,
+            &RATE,
+            10,
+            1,
+        )
+        .unwrap();
+        assert_eq!(octets_left(&mut conn, "imsi-1", 1).unwrap(), 400);
+        assert!(release_expired(&mut conn, 9).unwrap().is_empty());
         assert_eq!(
-            release_expired(&conn, 10).unwrap(),
+            release_expired(&mut conn, 10).unwrap(),
             vec![("s1".to_string(), 1, 600)]
         );
-        assert!(release_expired(&conn, 11).unwrap().is_empty());
-        assert_eq!(octets_left(&conn, "imsi-1", 11).unwrap(), 1000);
+        assert!(release_expired(&mut conn, 11).unwrap().is_empty());
+        assert_eq!(octets_left(&mut conn, "imsi-1", 11).unwrap(), 1000);
         drop(conn);
         let _ = std::fs::remove_file(&path);
     }

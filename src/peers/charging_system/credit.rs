@@ -5,11 +5,12 @@
 use super::containers::{debit, ensure_money, release, reserve};
 use super::groups::payer_of;
 use super::rating::{rate_of, Kind};
+use crate::params;
 use crate::peers::policy_engine::config::PolicyEngineConfig;
+use crate::peers::policy_engine::db::Conn;
 use crate::peers::policy_engine::store::{to_i64, StoreError};
 use crate::proto::v1 as pb;
 use prost::Message as _;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// One rating group of a checked request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,27 +103,35 @@ fn units_of(kind: Kind, n: u64) -> pb::ServiceUnits {
 type Last = (String, u32, Vec<u8>, bool);
 
 /// The session's last request, if it has one.
-fn last_of(conn: &Connection, session: &str) -> Result<Option<Last>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT subscriber_id, cc_request_number, answer, terminated FROM gy_sessions
-             WHERE session_id = ?1",
-        )?
-        .query_row([session], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?)
+fn last_of(conn: &mut Conn, session: &str) -> Result<Option<Last>, StoreError> {
+    conn.query_opt(
+        "SELECT subscriber_id, cc_request_number, answer, terminated FROM gy_sessions
+         WHERE session_id = ?1",
+        params![session],
+    )?
+    .map(|r| Ok((r.text(0)?, r.u32(1)?, r.blob(2)?, r.flag(3)?)))
+    .transpose()
 }
 
 /// Accounts for `r` in one transaction.
 pub fn credit_control(
-    conn: &mut Connection,
+    conn: &mut Conn,
     ctx: &Context<'_>,
     r: &Request,
     now: i64,
 ) -> Result<Outcome, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let last = last_of(&tx, &r.session_id)?;
+    conn.transaction(|tx| account_for(tx, ctx, r, now))
+}
+
+/// The body of [`credit_control`], inside its transaction (run again from the start when a
+/// PostgreSQL transaction conflicts).
+fn account_for(
+    tx: &mut Conn,
+    ctx: &Context<'_>,
+    r: &Request,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let last = last_of(tx, &r.session_id)?;
     let fresh = matches!(
         r.kind,
         pb::CcRequestType::InitialRequest | pb::CcRequestType::EventRequest
@@ -155,10 +164,10 @@ pub fn credit_control(
         }
         (None, true) => r.subscriber.clone().unwrap_or_default(),
     };
-    let plan: Option<String> = tx
-        .prepare_cached("SELECT plan_name FROM accounts WHERE subscriber_id = ?1")?
-        .query_row([&sub], |row| row.get(0))
-        .optional()?;
+    let plan = tx.query_opt(
+        "SELECT plan_name FROM accounts WHERE subscriber_id = ?1",
+        params![sub],
+    )?;
     if plan.is_none() {
         let mut a = ctx.answer(r, pb::ResultCode::DiameterUserUnknown);
         a.detail = format!("no account for subscriber {sub}");
@@ -168,16 +177,20 @@ pub fn credit_control(
             replayed: false,
         });
     }
-    let payer = payer_of(&tx, &sub)?;
-    let payer_plan: String = tx
-        .prepare_cached("SELECT plan_name FROM accounts WHERE subscriber_id = ?1")?
-        .query_row([&payer], |row| row.get(0))?;
+    let payer = payer_of(tx, &sub)?;
+    let payer_plan = tx
+        .query_opt(
+            "SELECT plan_name FROM accounts WHERE subscriber_id = ?1",
+            params![payer],
+        )?
+        .ok_or(StoreError::NoAccount)?
+        .text(0)?;
     let rates = ctx
         .cfg
         .plan(&payer_plan)
         .map(|p| p.rates.as_slice())
         .unwrap_or(&[]);
-    ensure_money(&tx, &payer, now)?;
+    ensure_money(tx, &payer, now)?;
 
     let settings = &ctx.cfg.charging;
     let expires_at = now + i64::from(settings.validity_time) + i64::from(settings.grace);
@@ -195,12 +208,12 @@ pub fn credit_control(
             continue;
         };
         rated += 1;
-        release(&tx, &r.session_id, Some(m.rating_group))?;
+        release(tx, &r.session_id, Some(m.rating_group))?;
         for (kind, used) in [(Kind::Volume, m.used_octets), (Kind::Time, m.used_seconds)] {
             if used == 0 {
                 continue;
             }
-            let unbilled = debit(&tx, &payer, kind, used, &rate, now)?;
+            let unbilled = debit(tx, &payer, kind, used, &rate, now)?;
             if unbilled > 0 {
                 tracing::warn!(session = %r.session_id, rating_group = m.rating_group, ?kind,
                     unbilled, "used units no container pays for");
@@ -218,7 +231,7 @@ pub fn credit_control(
             None => (Kind::Volume, settings.grant_octets),
         };
         let got = reserve(
-            &tx,
+            tx,
             &payer,
             &r.session_id,
             m.rating_group,
@@ -230,11 +243,11 @@ pub fn credit_control(
         )?;
         if r.kind == pb::CcRequestType::EventRequest {
             // One-time event: all or nothing, debited at once.
-            release(&tx, &r.session_id, Some(m.rating_group))?;
+            release(tx, &r.session_id, Some(m.rating_group))?;
             if got < want {
                 out.result_code = code(pb::ResultCode::DiameterCreditLimitReached);
             } else {
-                debit(&tx, &payer, kind, want, &rate, now)?;
+                debit(tx, &payer, kind, want, &rate, now)?;
                 out.granted_service_unit = Some(units_of(kind, want));
                 granted_any = true;
             }
@@ -277,25 +290,24 @@ pub fn credit_control(
         pb::CcRequestType::TerminationRequest | pb::CcRequestType::EventRequest
     );
     if ended {
-        release(&tx, &r.session_id, None)?;
+        release(tx, &r.session_id, None)?;
     }
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO gy_sessions (session_id, subscriber_id, origin_host, cc_request_number,
             answer, terminated, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (session_id) DO UPDATE SET cc_request_number = excluded.cc_request_number,
             answer = excluded.answer, terminated = excluded.terminated,
             updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        r.session_id,
-        sub,
-        r.origin_host,
-        r.number,
-        answer.encode_to_vec(),
-        ended,
-        now
-    ])?;
-    tx.commit()?;
+        params![
+            r.session_id,
+            sub,
+            r.origin_host,
+            r.number,
+            answer.encode_to_vec(),
+            ended,
+            now
+        ],
+    )?;
     Ok(Outcome::Answer {
         answer,
         payer: Some(payer),
@@ -304,10 +316,11 @@ pub fn credit_control(
 }
 
 /// Forgets ended credit control sessions older than `before` (their retries are long over).
-pub fn forget_ended(conn: &Connection, before: i64) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached("DELETE FROM gy_sessions WHERE terminated = 1 AND updated_at < ?1")?
-        .execute([before])?)
+pub fn forget_ended(conn: &mut Conn, before: i64) -> Result<usize, StoreError> {
+    conn.execute(
+        "DELETE FROM gy_sessions WHERE terminated = 1 AND updated_at < ?1",
+        params![before],
+    )
 }
 
 /// Seconds, as the store keeps them.
@@ -365,10 +378,10 @@ rate = [{ rating_group = 10, per_mb = 1 }]
         let s = Store::open(&path).unwrap();
         s.create_account("imsi-1", 0, "p", &pb::Plan::default(), 1)
             .unwrap();
-        add_container(&s.conn(), "imsi-1", Unit::Octets, 10_000, None, 1).unwrap();
+        add_container(&mut s.conn(), "imsi-1", Unit::Octets, 10_000, None, 1).unwrap();
         let run = |r: &Request| credit_control(&mut s.conn(), &ctx, r, 5).unwrap();
         let held = || {
-            containers(&s.conn(), "imsi-1")
+            containers(&mut s.conn(), "imsi-1")
                 .unwrap()
                 .iter()
                 .map(|c| (c.amount, c.reserved))

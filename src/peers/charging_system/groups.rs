@@ -9,8 +9,9 @@
 //! again (a container added, reservations released) the restriction is lifted the same way.
 
 use super::containers::octets_left;
+use crate::params;
+use crate::peers::policy_engine::db::Conn;
 use crate::peers::policy_engine::store::{to_i64, to_u64, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// A group with its members.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,84 +42,71 @@ pub enum GroupError {
     Store(#[from] StoreError),
 }
 
-fn sql(e: rusqlite::Error) -> GroupError {
-    GroupError::Store(StoreError::Sql(e))
-}
-
-fn has_account(conn: &Connection, sub: &str) -> Result<bool, GroupError> {
+fn has_account(conn: &mut Conn, sub: &str) -> Result<bool, GroupError> {
     Ok(conn
-        .query_row(
+        .query_opt(
             "SELECT 1 FROM accounts WHERE subscriber_id = ?1",
-            [sub],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-        .map_err(sql)?
+            params![sub],
+        )?
         .is_some())
 }
 
 /// Whether `sub` owns or belongs to a group.
-fn in_a_group(conn: &Connection, sub: &str) -> Result<bool, GroupError> {
+fn in_a_group(conn: &mut Conn, sub: &str) -> Result<bool, GroupError> {
     Ok(conn
-        .query_row(
+        .query_opt(
             "SELECT 1 FROM quota_groups WHERE owner_id = ?1
              UNION ALL SELECT 1 FROM quota_group_members WHERE subscriber_id = ?1",
-            [sub],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-        .map_err(sql)?
+            params![sub],
+        )?
         .is_some())
 }
 
 /// Whose containers pay for `sub`: its group's owner, else itself.
-pub fn payer_of(conn: &Connection, sub: &str) -> Result<String, StoreError> {
-    let owner: Option<String> = conn
-        .prepare_cached(
-            "SELECT g.owner_id FROM quota_group_members m
-             JOIN quota_groups g ON g.group_id = m.group_id WHERE m.subscriber_id = ?1",
-        )?
-        .query_row([sub], |r| r.get(0))
-        .optional()?;
-    Ok(owner.unwrap_or_else(|| sub.to_string()))
+pub fn payer_of(conn: &mut Conn, sub: &str) -> Result<String, StoreError> {
+    let owner = conn.query_opt(
+        "SELECT g.owner_id FROM quota_group_members m
+         JOIN quota_groups g ON g.group_id = m.group_id WHERE m.subscriber_id = ?1",
+        params![sub],
+    )?;
+    match owner {
+        Some(r) => r.text(0),
+        None => Ok(sub.to_string()),
+    }
 }
 
 /// Whether `sub` is the owner or a member of a restricted group.
-pub fn restricted(conn: &Connection, sub: &str) -> Result<bool, StoreError> {
-    let n: i64 = conn
-        .prepare_cached(
+pub fn restricted(conn: &mut Conn, sub: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .query_one(
             "SELECT COUNT(*) FROM quota_groups g WHERE g.restricted = 1 AND (g.owner_id = ?1
                 OR EXISTS (SELECT 1 FROM quota_group_members m
                            WHERE m.group_id = g.group_id AND m.subscriber_id = ?1))",
+            params![sub],
         )?
-        .query_row([sub], |r| r.get(0))?;
+        .int(0)?;
     Ok(n > 0)
 }
 
-pub fn group(conn: &Connection, id: &str, now: i64) -> Result<Option<GroupRow>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT owner_id, threshold_octets, restricted, created_at FROM quota_groups
-             WHERE group_id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((owner_id, threshold, restricted, created_at)) = row else {
+pub fn group(conn: &mut Conn, id: &str, now: i64) -> Result<Option<GroupRow>, StoreError> {
+    let Some(row) = conn.query_opt(
+        "SELECT owner_id, threshold_octets, restricted, created_at FROM quota_groups
+         WHERE group_id = ?1",
+        params![id],
+    )?
+    else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT subscriber_id FROM quota_group_members WHERE group_id = ?1 ORDER BY subscriber_id",
-    )?;
-    let members = stmt
-        .query_map([id], |r| r.get::<_, String>(0))?
+    let (owner_id, threshold, restricted, created_at) =
+        (row.text(0)?, row.int(1)?, row.flag(2)?, row.int(3)?);
+    let members = conn
+        .query(
+            "SELECT subscriber_id FROM quota_group_members WHERE group_id = ?1
+             ORDER BY subscriber_id",
+            params![id],
+        )?
+        .iter()
+        .map(|r| r.text(0))
         .collect::<Result<Vec<_>, _>>()?;
     let remaining_octets = octets_left(conn, &owner_id, now)?;
     Ok(Some(GroupRow {
@@ -134,16 +122,18 @@ pub fn group(conn: &Connection, id: &str, now: i64) -> Result<Option<GroupRow>, 
 
 /// Groups after `after` in id order, at most `limit`.
 pub fn groups(
-    conn: &Connection,
+    conn: &mut Conn,
     after: &str,
     limit: usize,
     now: i64,
 ) -> Result<Vec<GroupRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT group_id FROM quota_groups WHERE group_id > ?1 ORDER BY group_id LIMIT ?2",
-    )?;
-    let ids = stmt
-        .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
+    let ids = conn
+        .query(
+            "SELECT group_id FROM quota_groups WHERE group_id > ?1 ORDER BY group_id LIMIT ?2",
+            params![after, to_i64(limit as u64)],
+        )?
+        .iter()
+        .map(|r| r.text(0))
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -155,7 +145,7 @@ pub fn groups(
 }
 
 pub fn create_group(
-    conn: &Connection,
+    conn: &mut Conn,
     id: &str,
     owner: &str,
     threshold_octets: u64,
@@ -174,17 +164,11 @@ pub fn create_group(
         "INSERT INTO quota_groups (group_id, owner_id, threshold_octets, restricted, created_at)
          VALUES (?1, ?2, ?3, 0, ?4)",
         params![id, owner, to_i64(threshold_octets), now],
-    )
-    .map_err(sql)?;
+    )?;
     group(conn, id, now)?.ok_or_else(|| GroupError::NoGroup(id.to_string()))
 }
 
-pub fn add_member(
-    conn: &Connection,
-    id: &str,
-    sub: &str,
-    now: i64,
-) -> Result<GroupRow, GroupError> {
+pub fn add_member(conn: &mut Conn, id: &str, sub: &str, now: i64) -> Result<GroupRow, GroupError> {
     if group(conn, id, now)?.is_none() {
         return Err(GroupError::NoGroup(id.to_string()));
     }
@@ -197,13 +181,12 @@ pub fn add_member(
     conn.execute(
         "INSERT INTO quota_group_members (subscriber_id, group_id) VALUES (?1, ?2)",
         params![sub, id],
-    )
-    .map_err(sql)?;
+    )?;
     group(conn, id, now)?.ok_or_else(|| GroupError::NoGroup(id.to_string()))
 }
 
 pub fn remove_member(
-    conn: &Connection,
+    conn: &mut Conn,
     id: &str,
     sub: &str,
     now: i64,
@@ -211,12 +194,10 @@ pub fn remove_member(
     if group(conn, id, now)?.is_none() {
         return Err(GroupError::NoGroup(id.to_string()));
     }
-    let n = conn
-        .execute(
-            "DELETE FROM quota_group_members WHERE subscriber_id = ?1 AND group_id = ?2",
-            params![sub, id],
-        )
-        .map_err(sql)?;
+    let n = conn.execute(
+        "DELETE FROM quota_group_members WHERE subscriber_id = ?1 AND group_id = ?2",
+        params![sub, id],
+    )?;
     if n == 0 {
         return Err(GroupError::NotMember(sub.to_string(), id.to_string()));
     }
@@ -227,20 +208,21 @@ pub fn remove_member(
 /// every group when `owner` is `None`); returns the subscribers (owner and members) of each group
 /// whose restriction changed, for the caller to reconcile.
 pub fn evaluate(
-    conn: &Connection,
+    conn: &mut Conn,
     owner: Option<&str>,
     now: i64,
 ) -> Result<Vec<(GroupRow, Vec<String>)>, StoreError> {
-    let ids: Vec<String> = match owner {
-        Some(o) => conn
-            .prepare_cached("SELECT group_id FROM quota_groups WHERE owner_id = ?1")?
-            .query_map([o], |r| r.get(0))?
-            .collect::<Result<_, _>>()?,
-        None => conn
-            .prepare_cached("SELECT group_id FROM quota_groups ORDER BY group_id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?,
+    let rows = match owner {
+        Some(o) => conn.query(
+            "SELECT group_id FROM quota_groups WHERE owner_id = ?1",
+            params![o],
+        )?,
+        None => conn.query("SELECT group_id FROM quota_groups ORDER BY group_id", &[])?,
     };
+    let ids = rows
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut changed = Vec::new();
     for id in ids {
         let Some(mut g) = group(conn, &id, now)? else {
@@ -251,11 +233,10 @@ pub fn evaluate(
             continue;
         }
         // Compare-and-set: of several processes on one store, one acts on the change.
-        let moved = conn
-            .prepare_cached(
-                "UPDATE quota_groups SET restricted = ?2 WHERE group_id = ?1 AND restricted = ?3",
-            )?
-            .execute(params![id, below, g.restricted])?;
+        let moved = conn.execute(
+            "UPDATE quota_groups SET restricted = ?2 WHERE group_id = ?1 AND restricted = ?3",
+            params![id, below, g.restricted],
+        )?;
         if moved == 0 {
             continue;
         }
@@ -286,31 +267,42 @@ mod tests {
             s.create_account(sub, 0, "p", &pb::Plan::default(), 1)
                 .unwrap();
         }
-        let conn = s.conn();
-        add_container(&conn, "imsi-1", Unit::Octets, 1000, None, 1).unwrap();
-        create_group(&conn, "family", "imsi-1", 300, 1).unwrap();
-        add_member(&conn, "family", "imsi-2", 1).unwrap();
+        let mut conn = s.conn();
+        add_container(&mut conn, "imsi-1", Unit::Octets, 1000, None, 1).unwrap();
+        create_group(&mut conn, "family", "imsi-1", 300, 1).unwrap();
+        add_member(&mut conn, "family", "imsi-2", 1).unwrap();
         assert!(matches!(
-            add_member(&conn, "family", "imsi-1", 1),
+            add_member(&mut conn, "family", "imsi-1", 1),
             Err(GroupError::Taken(_))
         ));
-        assert_eq!(payer_of(&conn, "imsi-2").unwrap(), "imsi-1");
-        assert_eq!(payer_of(&conn, "imsi-3").unwrap(), "imsi-3");
-        assert!(evaluate(&conn, Some("imsi-1"), 1).unwrap().is_empty());
+        assert_eq!(payer_of(&mut conn, "imsi-2").unwrap(), "imsi-1");
+        assert_eq!(payer_of(&mut conn, "imsi-3").unwrap(), "imsi-3");
+        assert!(evaluate(&mut conn, Some("imsi-1"), 1).unwrap().is_empty());
         let rate = Rate::default();
-        reserve(&conn, "imsi-1", "s2", 1, Kind::Volume, 800, &rate, 99, 1).unwrap();
-        let changed = evaluate(&conn, Some("imsi-1"), 1).unwrap();
+        reserve(
+            &mut conn,
+            "imsi-1",
+            "s2",
+            1,
+            Kind::Volume,
+            800,
+            &rate,
+            99,
+            1,
+        )
+        .unwrap();
+        let changed = evaluate(&mut conn, Some("imsi-1"), 1).unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(
             changed[0].1,
             vec!["imsi-1".to_string(), "imsi-2".to_string()]
         );
-        assert!(restricted(&conn, "imsi-2").unwrap());
-        assert!(!restricted(&conn, "imsi-3").unwrap());
+        assert!(restricted(&mut conn, "imsi-2").unwrap());
+        assert!(!restricted(&mut conn, "imsi-3").unwrap());
         // Once restricted, evaluating again changes nothing.
-        assert!(evaluate(&conn, None, 1).unwrap().is_empty());
-        remove_member(&conn, "family", "imsi-2", 1).unwrap();
-        assert!(!restricted(&conn, "imsi-2").unwrap());
+        assert!(evaluate(&mut conn, None, 1).unwrap().is_empty());
+        remove_member(&mut conn, "family", "imsi-2", 1).unwrap();
+        assert!(!restricted(&mut conn, "imsi-2").unwrap());
         drop(conn);
         let _ = std::fs::remove_file(&path);
     }

@@ -60,7 +60,9 @@ impl ChargingSystem {
     pub(crate) async fn check_groups(&self, owner: Option<String>) {
         let changed = self
             .core
-            .db(move |s| groups::evaluate(&s.conn(), owner.as_deref(), credit::secs(now_secs())))
+            .db(move |s| {
+                groups::evaluate(&mut s.conn(), owner.as_deref(), credit::secs(now_secs()))
+            })
             .await;
         let changed = match changed {
             Ok(c) => c,
@@ -88,9 +90,9 @@ impl ChargingSystem {
             let released = self
                 .core
                 .db(move |s| {
-                    let conn = s.conn();
-                    let released = containers::release_expired(&conn, credit::secs(now))?;
-                    credit::forget_ended(&conn, credit::secs(now.saturating_sub(KEEP_ENDED)))?;
+                    let mut conn = s.conn();
+                    let released = containers::release_expired(&mut conn, credit::secs(now))?;
+                    credit::forget_ended(&mut conn, credit::secs(now.saturating_sub(KEEP_ENDED)))?;
                     Ok(released)
                 })
                 .await;

@@ -7,6 +7,7 @@
 //! listen = "127.0.0.1:50051"          # default; loopback unless you mean otherwise
 //! metrics_listen = "127.0.0.1:9465"   # GET /metrics (request latencies by RPC); default: off
 //! database = "policy-engine.sqlite"   # required; relative to this file's folder; created on first run
+//!                                     # (or "postgres://user:password@host/db": an existing database)
 //! billing_delay = 30                  # seconds before a recharge reaches the balance (0-86400); default 0
 //! origin_host = "pcrf.example"        # Origin-Host in RARs; default "weir-policy-engine"
 //! token_key = "00112233445566778899aabbccddeeff"   # hex, >= 16 bytes: the portal's and the watch's key
@@ -129,7 +130,8 @@ pub struct PolicyEngineConfig {
     pub listen: SocketAddr,
     /// Where `GET /metrics` is served; `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
-    pub database: PathBuf,
+    /// A SQLite file, or a PostgreSQL URL (displayed with its password redacted).
+    pub database: super::db::Database,
     pub billing_delay: Duration,
     pub origin_host: String,
     pub token_key: TokenKey,
@@ -227,7 +229,11 @@ impl PolicyEngineConfig {
                 );
                 return None;
             }
-            Some(dir.join(p))
+            if super::db::Database::is_postgres_url(p) {
+                return Some(super::db::Database::Postgres(p.to_string()));
+            }
+            let path = p.strip_prefix("sqlite:").unwrap_or(p);
+            Some(super::db::Database::Sqlite(dir.join(path)))
         });
         let billing_delay = f
             .int(c, "billing_delay", 0, 86_400)
@@ -677,7 +683,10 @@ mod tests {
     fn the_example_parses() {
         let text = include_str!("../../../examples/policy-engine.toml");
         let c = parse(text).unwrap();
-        assert_eq!(c.database, Path::new("/var/lib/weir/policy-engine.sqlite"));
+        assert_eq!(
+            c.database,
+            super::super::db::Database::Sqlite("/var/lib/weir/policy-engine.sqlite".into())
+        );
         assert_eq!(c.billing_delay, Duration::from_secs(30));
         assert_eq!(c.redirect_rule.name, "recharge-redirect");
         assert_eq!(c.plan("voice").unwrap().rules[0].name, "sip");

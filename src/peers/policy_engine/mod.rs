@@ -2,7 +2,7 @@
 //! `weir.v1.PolicyEngine` (Gx: CCR-I/U/T from gateways) and `weir.v1.Admin` (operators), with
 //! gRPC reflection and health.
 //!
-//! Accounts live in SQLite ([`store`]). A subscriber at balance zero or less gets the configured
+//! Accounts live in SQLite or PostgreSQL ([`store`]). A subscriber at balance zero or less gets the configured
 //! redirect rule (Redirect-Information to the recharge portal) instead of the plan. A recharge
 //! reaches the balance only after the configured billing delay, as in a real billing chain; a
 //! CCR-U carrying a recharge-success token that verifies (the portal's key and format) lifts the
@@ -15,6 +15,7 @@
 
 mod admin;
 pub mod config;
+pub mod db;
 pub(crate) mod gx;
 pub mod push;
 pub mod store;
@@ -296,7 +297,7 @@ impl Core {
     /// Whether the account's shared quota group is restricted.
     pub(crate) async fn group_restricted(&self, sub: &str) -> Result<bool, StoreError> {
         let sub = sub.to_string();
-        self.db(move |s| crate::peers::charging_system::groups::restricted(&s.conn(), &sub))
+        self.db(move |s| crate::peers::charging_system::groups::restricted(&mut s.conn(), &sub))
             .await
     }
 
@@ -471,9 +472,19 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), PolicyEngineError> {
     let (server_tls, gateway_tls) = tls_of(&cfg)?;
-    let store = Arc::new(Store::open(&cfg.database)?);
-    let core = Arc::new(Core::new(cfg, store, gateway_tls));
-    core.seed()?;
+    // Opening and seeding block (PostgreSQL's client runs its own runtime): off the async
+    // threads.
+    let database = cfg.database.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&database))
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))??;
+    let core = Arc::new(Core::new(cfg, Arc::new(store), gateway_tls));
+    {
+        let core = core.clone();
+        tokio::task::spawn_blocking(move || core.seed())
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))??;
+    }
     let (routes, _health) = crate::proto::standard_routes(&[
         "weir.v1.PolicyEngine",
         "weir.v1.Admin",
@@ -563,7 +574,7 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| PolicyEngineError::Serve(e.to_string()))?;
-    tracing::info!(addr = %bound, database = %cfg.database.display(),
+    tracing::info!(addr = %bound, database = %cfg.database,
         billing_delay = ?cfg.billing_delay, tls = cfg.tls.is_some(),
         client_certificates = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         "policy engine listening");

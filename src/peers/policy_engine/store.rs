@@ -1,21 +1,22 @@
 //! The policy engine's store: accounts, the credits billing has yet to apply, sessions, usage
-//! and spent recharge-success nonces, in one SQLite file.
+//! and spent recharge-success nonces, in one SQLite file or one PostgreSQL database.
 //!
-//! Several processes may share the file (several gateways talking to several policy engines on
-//! one machine): WAL lets readers run beside the writer, every change is one `BEGIN IMMEDIATE`
-//! transaction (the write lock is taken up front, so two writers never deadlock upgrading), a
-//! busy writer is waited for, and balances only ever move by `balance = balance + ?` or by an
-//! explicit set, so no update is lost. A session's redirect state changes only by compare-and-set,
-//! so two processes reconciling the same account push one RAR, not two.
+//! Several processes may share the database (several gateways talking to several policy
+//! engines): every change is one write transaction ([`Conn::transaction`]: SQLite's `BEGIN
+//! IMMEDIATE`, whose write lock is taken up front and waited for, with WAL letting readers run
+//! beside the writer; PostgreSQL's `SERIALIZABLE`, tried again on a conflict), and balances only
+//! ever move by `balance = balance + ?` or by an explicit set, so no update is lost. A session's
+//! redirect state changes only by compare-and-set, so two processes reconciling the same account
+//! push one RAR, not two.
 //!
-//! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] bring any older file up to
-//! date on open, and a file from a newer Weir is refused rather than misread. Times are seconds
-//! since the Unix epoch, handed in by the caller.
+//! The schema is versioned ([`Conn::schema_version`]); [`MIGRATIONS`] bring any older database
+//! up to date on open, and one from a newer Weir is refused rather than misread. Times are
+//! seconds since the Unix epoch, handed in by the caller.
 
+pub use super::db::{Conn, Database};
+use crate::params;
 use crate::proto::v1 as pb;
 use prost::Message as _;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,7 +72,8 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 2: the charging system: credit containers, credit control sessions (the last answer of
     // each, for idempotent retries), reservations, shared quota groups. Plain SQL but for the
-    // `INTEGER PRIMARY KEY` ids (SQLite's row ids; an identity column elsewhere).
+    // `INTEGER PRIMARY KEY` ids (SQLite's row ids; an identity column in PostgreSQL, see
+    // `db::postgres_ddl`).
     "CREATE TABLE credit_containers (
         id INTEGER PRIMARY KEY,
         subscriber_id TEXT NOT NULL REFERENCES accounts(subscriber_id) ON DELETE CASCADE,
@@ -119,19 +121,19 @@ pub const MIGRATIONS: &[&str] = &[
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("the database {path} has schema version {found}, newer than this weir knows ({known}); use a newer weir")]
+    /// `target` is the database with any password redacted.
+    #[error("cannot open the database {target}: {reason}")]
+    Open { target: String, reason: String },
+    #[error("the database {target} has schema version {found}, newer than this weir knows ({known}); use a newer weir")]
     TooNew {
-        path: PathBuf,
+        target: String,
         found: i64,
         known: usize,
     },
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("the account already exists")]
     Exists,
     #[error("no account for this subscriber")]
@@ -205,7 +207,7 @@ pub struct Recharged {
 }
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {
@@ -216,101 +218,114 @@ pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// The columns of a session, in the order [`session_of_row`] reads them.
+macro_rules! session_columns {
+    () => {
+        "session_id, subscriber_id, framed_ip_address, framed_ipv6_prefix, reauth_endpoint,
+        origin_host, redirected, lifted, installed, cc_request_number, started_at"
+    };
+}
+
+fn session_of_row(r: &super::db::Row) -> Result<SessionRow, StoreError> {
+    let session_id = r.text(0)?;
+    let installed = r.text(8)?;
+    let installed = serde_json::from_str(&installed)
+        .map_err(|e| StoreError::Corrupt(format!("session {session_id}: {e}")))?;
+    Ok(SessionRow {
+        subscriber_id: r.text(1)?,
+        framed_ip_address: r.text(2)?,
+        framed_ipv6_prefix: r.text(3)?,
+        reauth_endpoint: r.text(4)?,
+        origin_host: r.text(5)?,
+        redirected: r.flag(6)?,
+        lifted: r.flag(7)?,
+        installed,
+        cc_request_number: r.u32(9)?,
+        started_at: r.int(10)?,
+        session_id,
+    })
+}
+
 impl Store {
-    /// Opens (creating when missing) and migrates the database.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
+    /// Opens (creating when missing) and migrates the database: a SQLite file, or a PostgreSQL
+    /// database that exists already (its tables are created here).
+    pub fn open(db: impl Into<Database>) -> Result<Store, StoreError> {
+        let db = db.into();
+        let target = db.to_string();
+        let open_err = |reason: String| StoreError::Open {
+            target: target.clone(),
+            reason,
         };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(open_err)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = MIGRATIONS.len();
-        if version > known as i64 {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tracing::info!(path = %path.display(), version = i + 1, "database migrated");
-        }
-        tx.commit()?;
+        let mut conn = match &db {
+            Database::Sqlite(path) => {
+                let sqlite = |e: rusqlite::Error| open_err(e.to_string());
+                let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
+                conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(sqlite)?;
+                conn.pragma_update(None, "synchronous", "NORMAL")
+                    .map_err(sqlite)?;
+                conn.pragma_update(None, "foreign_keys", "ON")
+                    .map_err(sqlite)?;
+                Conn::Sqlite(conn)
+            }
+            Database::Postgres(url) => Conn::postgres(url).map_err(|e| open_err(e.to_string()))?,
+        };
+        conn.migrate(MIGRATIONS, &target).map_err(|e| match e {
+            e @ StoreError::TooNew { .. } => e,
+            e => open_err(e.to_string()),
+        })?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back on
-        // drop), so a poisoned lock is still safe to use.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
+        // A panic while holding the lock leaves the database consistent (the transaction is
+        // rolled back when the next one begins, or by the server), so a poisoned lock is still
+        // safe to use.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The schema version of the open file.
+    /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        self.conn().schema_version()
     }
 
-    fn read_account(conn: &Connection, sub: &str) -> Result<Option<AccountRow>, StoreError> {
-        let row = conn
-            .query_row(
-                "SELECT balance, plan_name, plan, created_at, updated_at FROM accounts
-                 WHERE subscriber_id = ?1",
-                [sub],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((balance, plan_name, plan, created_at, updated_at)) = row else {
+    fn read_account(c: &mut Conn, sub: &str) -> Result<Option<AccountRow>, StoreError> {
+        let Some(row) = c.query_opt(
+            "SELECT balance, plan_name, plan, created_at, updated_at FROM accounts
+             WHERE subscriber_id = ?1",
+            params![sub],
+        )?
+        else {
             return Ok(None);
         };
-        let plan = pb::Plan::decode(plan.as_slice())
+        let plan = pb::Plan::decode(row.blob(2)?.as_slice())
             .map_err(|e| StoreError::Corrupt(format!("plan of {sub}: {e}")))?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT amount, reference, due_at FROM credits
-             WHERE subscriber_id = ?1 AND applied_at IS NULL ORDER BY due_at, id",
-        )?;
-        let pending = stmt
-            .query_map([sub], |r| {
+        let pending = c
+            .query(
+                "SELECT amount, reference, due_at FROM credits
+                 WHERE subscriber_id = ?1 AND applied_at IS NULL ORDER BY due_at, id",
+                params![sub],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(Credit {
-                    amount: r.get(0)?,
-                    reference: r.get(1)?,
-                    due_at: r.get(2)?,
+                    amount: r.int(0)?,
+                    reference: r.opt_text(1)?,
+                    due_at: r.int(2)?,
                     applied_at: None,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(AccountRow {
             subscriber_id: sub.to_string(),
-            balance,
-            plan_name,
+            balance: row.int(0)?,
+            plan_name: row.text(1)?,
             plan,
-            created_at,
-            updated_at,
+            created_at: row.int(3)?,
+            updated_at: row.int(4)?,
             pending,
         }))
     }
@@ -324,38 +339,35 @@ impl Store {
         plan: &pb::Plan,
         now: u64,
     ) -> Result<AccountRow, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = tx.execute(
-            "INSERT INTO accounts (subscriber_id, balance, plan_name, plan, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
-            params![sub, balance, plan_name, plan.encode_to_vec(), to_i64(now)],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::Exists);
-        }
-        let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
-        tx.commit()?;
-        Ok(account)
+        let plan = plan.encode_to_vec();
+        self.conn().transaction(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO accounts (subscriber_id, balance, plan_name, plan, created_at,
+                    updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+                params![sub, balance, plan_name, plan, to_i64(now)],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Exists);
+            }
+            Self::read_account(tx, sub)?.ok_or(StoreError::NoAccount)
+        })
     }
 
     pub fn account(&self, sub: &str) -> Result<Option<AccountRow>, StoreError> {
-        Self::read_account(&self.conn(), sub)
+        Self::read_account(&mut self.conn(), sub)
     }
 
     /// Accounts after `after` in subscriber id order, at most `limit`.
     pub fn accounts(&self, after: &str, limit: usize) -> Result<Vec<AccountRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut conn = self.conn();
+        let ids = conn.query(
             "SELECT subscriber_id FROM accounts WHERE subscriber_id > ?1
              ORDER BY subscriber_id LIMIT ?2",
+            params![after, to_i64(limit as u64)],
         )?;
-        let ids = stmt
-            .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(a) = Self::read_account(&conn, &id)? {
+            if let Some(a) = Self::read_account(&mut conn, &id.text(0)?)? {
                 out.push(a);
             }
         }
@@ -363,18 +375,16 @@ impl Store {
     }
 
     pub fn set_balance(&self, sub: &str, balance: i64, now: u64) -> Result<AccountRow, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE accounts SET balance = ?2, updated_at = ?3 WHERE subscriber_id = ?1",
-            params![sub, balance, to_i64(now)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NoAccount);
-        }
-        let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
-        tx.commit()?;
-        Ok(account)
+        self.conn().transaction(|tx| {
+            let n = tx.execute(
+                "UPDATE accounts SET balance = ?2, updated_at = ?3 WHERE subscriber_id = ?1",
+                params![sub, balance, to_i64(now)],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoAccount);
+            }
+            Self::read_account(tx, sub)?.ok_or(StoreError::NoAccount)
+        })
     }
 
     /// Records a payment due at `due_at`; applies it at once when `due_at <= now`. A reference
@@ -387,109 +397,98 @@ impl Store {
         due_at: u64,
         now: u64,
     ) -> Result<Recharged, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: Option<i64> = tx
-            .query_row(
+        self.conn().transaction(|tx| {
+            let exists = tx.query_opt(
                 "SELECT 1 FROM accounts WHERE subscriber_id = ?1",
-                [sub],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
-            return Err(StoreError::NoAccount);
-        }
-        if let Some(reference) = reference {
-            let seen = tx
-                .query_row(
+                params![sub],
+            )?;
+            if exists.is_none() {
+                return Err(StoreError::NoAccount);
+            }
+            if let Some(reference) = reference {
+                let seen = tx.query_opt(
                     "SELECT amount, due_at, applied_at FROM credits
                      WHERE subscriber_id = ?1 AND reference = ?2",
                     params![sub, reference],
-                    |r| {
-                        Ok(Credit {
-                            amount: r.get(0)?,
-                            reference: Some(reference.to_string()),
-                            due_at: r.get(1)?,
-                            applied_at: r.get(2)?,
-                        })
-                    },
-                )
-                .optional()?;
-            if let Some(credit) = seen {
-                let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
-                return Ok(Recharged {
-                    account,
-                    credit,
-                    duplicate: true,
-                });
+                )?;
+                if let Some(r) = seen {
+                    let credit = Credit {
+                        amount: r.int(0)?,
+                        reference: Some(reference.to_string()),
+                        due_at: r.int(1)?,
+                        applied_at: r.opt_int(2)?,
+                    };
+                    let account = Self::read_account(tx, sub)?.ok_or(StoreError::NoAccount)?;
+                    return Ok(Recharged {
+                        account,
+                        credit,
+                        duplicate: true,
+                    });
+                }
             }
-        }
-        let (now, due_at) = (to_i64(now), to_i64(due_at));
-        let applied_at = (due_at <= now).then_some(now);
-        tx.execute(
-            "INSERT INTO credits (subscriber_id, amount, reference, created_at, due_at, applied_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![sub, amount, reference, now, due_at, applied_at],
-        )?;
-        if applied_at.is_some() {
+            let (now, due_at) = (to_i64(now), to_i64(due_at));
+            let applied_at = (due_at <= now).then_some(now);
             tx.execute(
-                "UPDATE accounts SET balance = balance + ?2, updated_at = ?3
-                 WHERE subscriber_id = ?1",
-                params![sub, amount, now],
+                "INSERT INTO credits (subscriber_id, amount, reference, created_at, due_at,
+                    applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![sub, amount, reference, now, due_at, applied_at],
             )?;
-        }
-        let account = Self::read_account(&tx, sub)?.ok_or(StoreError::NoAccount)?;
-        tx.commit()?;
-        Ok(Recharged {
-            account,
-            credit: Credit {
-                amount,
-                reference: reference.map(str::to_string),
-                due_at,
-                applied_at,
-            },
-            duplicate: false,
+            if applied_at.is_some() {
+                tx.execute(
+                    "UPDATE accounts SET balance = balance + ?2, updated_at = ?3
+                     WHERE subscriber_id = ?1",
+                    params![sub, amount, now],
+                )?;
+            }
+            let account = Self::read_account(tx, sub)?.ok_or(StoreError::NoAccount)?;
+            Ok(Recharged {
+                account,
+                credit: Credit {
+                    amount,
+                    reference: reference.map(str::to_string),
+                    due_at,
+                    applied_at,
+                },
+                duplicate: false,
+            })
         })
     }
 
     /// Applies every credit due by `now`, each exactly once even with several processes on the
-    /// file; returns the subscribers whose balance changed.
+    /// database; returns the subscribers whose balance changed.
     pub fn apply_due_credits(&self, now: u64) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = to_i64(now);
-        let due: Vec<(String, i64)> = {
-            let mut stmt = tx.prepare_cached(
+        self.conn().transaction(|tx| {
+            let due = tx.query(
                 "UPDATE credits SET applied_at = ?1 WHERE applied_at IS NULL AND due_at <= ?1
                  RETURNING subscriber_id, amount",
+                params![now],
             )?;
-            let rows = stmt
-                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
-        };
-        let mut subscribers: Vec<String> = Vec::new();
-        for (sub, amount) in due {
-            tx.execute(
-                "UPDATE accounts SET balance = balance + ?2, updated_at = ?3
-                 WHERE subscriber_id = ?1",
-                params![sub, amount, now],
-            )?;
-            if !subscribers.contains(&sub) {
-                subscribers.push(sub);
+            let mut subscribers: Vec<String> = Vec::new();
+            for row in due {
+                let (sub, amount) = (row.text(0)?, row.int(1)?);
+                tx.execute(
+                    "UPDATE accounts SET balance = balance + ?2, updated_at = ?3
+                     WHERE subscriber_id = ?1",
+                    params![sub, amount, now],
+                )?;
+                if !subscribers.contains(&sub) {
+                    subscribers.push(sub);
+                }
             }
-        }
-        tx.commit()?;
-        Ok(subscribers)
+            Ok(subscribers)
+        })
     }
 
     /// When the next pending credit falls due.
     pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        let due: Option<i64> = self.conn().query_row(
-            "SELECT MIN(due_at) FROM credits WHERE applied_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?;
+        let due = self
+            .conn()
+            .query_one(
+                "SELECT MIN(due_at) FROM credits WHERE applied_at IS NULL",
+                &[],
+            )?
+            .opt_int(0)?;
         Ok(due.map(to_u64))
     }
 
@@ -497,78 +496,48 @@ impl Store {
     pub fn put_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         let installed =
             serde_json::to_string(&s.installed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM sessions WHERE session_id = ?1",
-            [&s.session_id],
-        )?;
-        tx.execute(
-            "INSERT INTO sessions (session_id, subscriber_id, framed_ip_address,
-                framed_ipv6_prefix, reauth_endpoint, origin_host, redirected, lifted, installed,
-                cc_request_number, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                s.session_id,
-                s.subscriber_id,
-                s.framed_ip_address,
-                s.framed_ipv6_prefix,
-                s.reauth_endpoint,
-                s.origin_host,
-                s.redirected,
-                s.lifted,
-                installed,
-                s.cc_request_number,
-                s.started_at
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.conn().transaction(|tx| {
+            tx.execute(
+                "DELETE FROM sessions WHERE session_id = ?1",
+                params![s.session_id],
+            )?;
+            tx.execute(
+                concat!(
+                    "INSERT INTO sessions (",
+                    session_columns!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params![
+                    s.session_id,
+                    s.subscriber_id,
+                    s.framed_ip_address,
+                    s.framed_ipv6_prefix,
+                    s.reauth_endpoint,
+                    s.origin_host,
+                    s.redirected,
+                    s.lifted,
+                    installed,
+                    s.cc_request_number,
+                    s.started_at
+                ],
+            )?;
+            Ok(())
+        })
     }
-
-    fn session_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRow, String)> {
-        Ok((
-            SessionRow {
-                session_id: r.get(0)?,
-                subscriber_id: r.get(1)?,
-                framed_ip_address: r.get(2)?,
-                framed_ipv6_prefix: r.get(3)?,
-                reauth_endpoint: r.get(4)?,
-                origin_host: r.get(5)?,
-                redirected: r.get(6)?,
-                lifted: r.get(7)?,
-                installed: Vec::new(),
-                cc_request_number: r.get(9)?,
-                started_at: r.get(10)?,
-            },
-            r.get(8)?,
-        ))
-    }
-
-    fn finish_sessions(rows: Vec<(SessionRow, String)>) -> Result<Vec<SessionRow>, StoreError> {
-        rows.into_iter()
-            .map(|(mut s, installed)| {
-                s.installed = serde_json::from_str(&installed)
-                    .map_err(|e| StoreError::Corrupt(format!("session {}: {e}", s.session_id)))?;
-                Ok(s)
-            })
-            .collect()
-    }
-
-    const SESSION_COLUMNS: &'static str = "session_id, subscriber_id, framed_ip_address,
-        framed_ipv6_prefix, reauth_endpoint, origin_host, redirected, lifted, installed,
-        cc_request_number, started_at";
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE session_id = ?1",
-            Self::SESSION_COLUMNS
-        );
-        let row = conn
-            .query_row(&sql, [id], Self::session_of_row)
-            .optional()?;
-        Ok(Self::finish_sessions(row.into_iter().collect())?.pop())
+        self.conn()
+            .query_opt(
+                concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions WHERE session_id = ?1"
+                ),
+                params![id],
+            )?
+            .as_ref()
+            .map(session_of_row)
+            .transpose()
     }
 
     /// Sessions after `after` in id order, of one subscriber or of all (`sub` empty).
@@ -578,17 +547,19 @@ impl Store {
         after: &str,
         limit: usize,
     ) -> Result<Vec<SessionRow>, StoreError> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE (?1 = '' OR subscriber_id = ?1) AND session_id > ?2
-             ORDER BY session_id LIMIT ?3",
-            Self::SESSION_COLUMNS
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(params![sub, after, limit as i64], Self::session_of_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::finish_sessions(rows)
+        self.conn()
+            .query(
+                concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions WHERE (?1 = '' OR subscriber_id = ?1) AND session_id > ?2
+                    ORDER BY session_id LIMIT ?3"
+                ),
+                params![sub, after, to_i64(limit as u64)],
+            )?
+            .iter()
+            .map(session_of_row)
+            .collect()
     }
 
     /// Moves a session from `from` to `to` with its new rule names, only if it is still in
@@ -635,51 +606,51 @@ impl Store {
         cc_request_number: u32,
         usage: &[UsageRow],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE sessions SET cc_request_number = MAX(cc_request_number, ?2)
-             WHERE session_id = ?1",
-            params![id, cc_request_number],
-        )?;
-        for u in usage {
+        self.conn().transaction(|tx| {
             tx.execute(
-                "INSERT INTO usage (session_id, monitoring_key, total_octets, input_octets,
-                    output_octets) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (session_id, monitoring_key) DO UPDATE SET
-                    total_octets = total_octets + excluded.total_octets,
-                    input_octets = input_octets + excluded.input_octets,
-                    output_octets = output_octets + excluded.output_octets",
-                params![
-                    id,
-                    u.monitoring_key,
-                    to_i64(u.total_octets),
-                    to_i64(u.input_octets),
-                    to_i64(u.output_octets)
-                ],
+                "UPDATE sessions SET cc_request_number = CASE
+                    WHEN cc_request_number > ?2 THEN cc_request_number ELSE ?2 END
+                 WHERE session_id = ?1",
+                params![id, cc_request_number],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            for u in usage {
+                tx.execute(
+                    "INSERT INTO usage (session_id, monitoring_key, total_octets, input_octets,
+                        output_octets) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (session_id, monitoring_key) DO UPDATE SET
+                        total_octets = usage.total_octets + excluded.total_octets,
+                        input_octets = usage.input_octets + excluded.input_octets,
+                        output_octets = usage.output_octets + excluded.output_octets",
+                    params![
+                        id,
+                        u.monitoring_key,
+                        to_i64(u.total_octets),
+                        to_i64(u.input_octets),
+                        to_i64(u.output_octets)
+                    ],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     pub fn usage(&self, id: &str) -> Result<Vec<UsageRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT monitoring_key, total_octets, input_octets, output_octets FROM usage
-             WHERE session_id = ?1 ORDER BY monitoring_key",
-        )?;
-        let rows = stmt
-            .query_map([id], |r| {
+        self.conn()
+            .query(
+                "SELECT monitoring_key, total_octets, input_octets, output_octets FROM usage
+                 WHERE session_id = ?1 ORDER BY monitoring_key",
+                params![id],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(UsageRow {
-                    monitoring_key: r.get(0)?,
-                    total_octets: to_u64(r.get(1)?),
-                    input_octets: to_u64(r.get(2)?),
-                    output_octets: to_u64(r.get(3)?),
+                    monitoring_key: r.text(0)?,
+                    total_octets: to_u64(r.int(1)?),
+                    input_octets: to_u64(r.int(2)?),
+                    output_octets: to_u64(r.int(3)?),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            })
+            .collect()
     }
 
     /// Ends a session; returns it as it was, with its usage.
@@ -692,7 +663,7 @@ impl Store {
         };
         let usage = self.usage(id)?;
         self.conn()
-            .execute("DELETE FROM sessions WHERE session_id = ?1", [id])?;
+            .execute("DELETE FROM sessions WHERE session_id = ?1", params![id])?;
         Ok(Some((s, usage)))
     }
 
@@ -705,22 +676,25 @@ impl Store {
         expires: u64,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM used_nonces WHERE expires < ?1", [to_i64(now)])?;
-        let n = tx.execute(
-            "INSERT INTO used_nonces (nonce, subscriber_id, expires) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO NOTHING",
-            params![nonce, sub, to_i64(expires)],
-        )?;
-        tx.commit()?;
-        Ok(n == 1)
+        self.conn().transaction(|tx| {
+            tx.execute(
+                "DELETE FROM used_nonces WHERE expires < ?1",
+                params![to_i64(now)],
+            )?;
+            let n = tx.execute(
+                "INSERT INTO used_nonces (nonce, subscriber_id, expires) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![nonce, sub, to_i64(expires)],
+            )?;
+            Ok(n == 1)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn temp(name: &str) -> PathBuf {
         let p =
@@ -741,7 +715,7 @@ mod tests {
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(s.account("imsi-1").unwrap().unwrap().balance, 5);
-        s.conn().pragma_update(None, "user_version", 99).unwrap();
+        s.conn().set_schema_version(99).unwrap();
         drop(s);
         assert!(matches!(
             Store::open(&path),
