@@ -15,5 +15,7 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked --no-fail-fast
+echo "== cargo test, the policy engine and the charging system on PostgreSQL"
+WEIR_TEST_STORE=postgres cargo test --locked --no-fail-fast --test policy_engine --test charging_system
 echo "== fuzz (30 s per target)"
 scripts/fuzz.sh 30
