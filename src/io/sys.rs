@@ -13,6 +13,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Turns a syscall's `-1` into the thread's errno.
 pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -355,6 +356,25 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
     // SAFETY: pid 0 is the calling thread; `set` is a live cpu_set_t of the size passed.
     cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
         .map(|_| ())
+}
+
+/// CPU time the calling thread has run for: unlike the wall clock, it does not advance while
+/// other processes hold the core, so a measurement on a shared machine counts its own work.
+pub fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a live timespec the call writes; CLOCK_THREAD_CPUTIME_ID always exists on
+    // Linux, so the call cannot fail (its result is checked anyway).
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 pub fn effective_uid() -> u32 {
