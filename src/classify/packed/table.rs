@@ -48,6 +48,11 @@ pub(super) struct Table<A> {
     arena: Vec<Entry<A>>,
     /// Arena entries no bucket uses any more (left behind when a bucket moved).
     dead: usize,
+    /// One bit per half slot, set where a bucket's hash falls (`h >> (shift - 1)`): most
+    /// probes of a tuple space find no bucket, and this answers them from a few bytes that stay
+    /// in the cache instead of a load from the slot array. Bits of emptied buckets stay set (a
+    /// false positive only costs the slot load) until the next rehash.
+    filter: Vec<u64>,
 }
 
 impl<A: Addr> Table<A> {
@@ -65,6 +70,7 @@ impl<A: Addr> Table<A> {
             occupied: 0,
             arena: Vec::new(),
             dead: 0,
+            filter: vec![0; 1],
         }
     }
 
@@ -74,8 +80,24 @@ impl<A: Addr> Table<A> {
 
     #[inline]
     fn hash(&self, src: A, dst: A) -> usize {
-        let h = A::pair(src, dst).wrapping_mul(K1);
-        (h >> self.shift) as usize
+        (self.product(src, dst) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn product(&self, src: A, dst: A) -> u64 {
+        A::pair(src, dst).wrapping_mul(K1)
+    }
+
+    /// Whether a bucket may sit at these masked fields (false: certainly none).
+    #[inline]
+    fn may_hold(&self, src: A, dst: A) -> bool {
+        let bit = (self.product(src, dst) >> (self.shift - 2)) as usize;
+        self.filter[bit >> 6] >> (bit & 63) & 1 == 1
+    }
+
+    fn mark(&mut self, src: A, dst: A) {
+        let bit = (self.product(src, dst) >> (self.shift - 2)) as usize;
+        self.filter[bit >> 6] |= 1 << (bit & 63);
     }
 
     /// The slot for these masked fields: the one holding them, or the empty one where they
@@ -109,7 +131,11 @@ impl<A: Addr> Table<A> {
     /// The best rule of the key's bucket with priority in `from..best`, or `best`.
     #[inline]
     pub fn lookup(&self, p: &Probe<A>, from: u32, best: u64) -> u64 {
-        let s = &self.slots[self.slot_of(p.src & self.src_mask, p.dst & self.dst_mask)];
+        let (src, dst) = (p.src & self.src_mask, p.dst & self.dst_mask);
+        if !self.may_hold(src, dst) {
+            return best;
+        }
+        let s = &self.slots[self.slot_of(src, dst)];
         // An empty slot has an empty run: a miss needs no branch of its own.
         let run = self
             .arena
@@ -146,6 +172,7 @@ impl<A: Addr> Table<A> {
                 cap: 0,
             };
             self.occupied += 1;
+            self.mark(e.src & self.src_mask, e.dst & self.dst_mask);
         }
         let mut s = self.slots[i];
         if s.len == s.cap {
@@ -223,6 +250,7 @@ impl<A: Addr> Table<A> {
         let old_slots = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
         let old_arena = std::mem::take(&mut self.arena);
         self.shift = 64 - size.trailing_zeros();
+        self.filter = vec![0; (4 * size).div_ceil(64)];
         self.occupied = 0;
         self.dead = 0;
         self.arena.reserve(self.rules);
@@ -237,6 +265,7 @@ impl<A: Addr> Table<A> {
                 ..s
             };
             self.occupied += 1;
+            self.mark(s.src, s.dst);
         }
     }
 }
