@@ -48,7 +48,7 @@ pub(super) struct Table<A> {
     arena: Vec<Entry<A>>,
     /// Arena entries no bucket uses any more (left behind when a bucket moved).
     dead: usize,
-    /// One bit per half slot, set where a bucket's hash falls (`h >> (shift - 1)`): most
+    /// Four bits per slot, set where a bucket's hash falls (`h >> (shift - 2)`): most
     /// probes of a tuple space find no bucket, and this answers them from a few bytes that stay
     /// in the cache instead of a load from the slot array. Bits of emptied buckets stay set (a
     /// false positive only costs the slot load) until the next rehash.
