@@ -321,6 +321,32 @@ impl pb::gateway_server::Gateway for GatewayService {
         Ok(Response::new(answer))
     }
 
+    async fn report_bearer_event(
+        &self,
+        request: Request<pb::BearerEventReport>,
+    ) -> Result<Response<pb::BearerEventAnswer>, Status> {
+        let r = request.into_inner();
+        check_id(&r.session_id, "session_id")?;
+        let events = super::bearer::check(&r)?;
+        let session_id = r.session_id.clone();
+        let found = self
+            .manager
+            .call(move |s, _| s.by_session_id(&session_id))
+            .await?;
+        let Some(id) = found else {
+            return Err(Status::not_found(format!("no session {}", r.session_id)));
+        };
+        // In a task of its own, so a client that hangs up cannot cut the exchange between the
+        // policy engine's answer and the credit re-authorization.
+        let (manager, gx, gy) = (self.manager.clone(), self.gx.clone(), self.gy.clone());
+        let answer = tokio::spawn(async move {
+            super::bearer::report(&manager, gx.as_ref(), gy.as_ref(), id, &r, &events).await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("bearer event: {e}")))?;
+        Ok(Response::new(answer))
+    }
+
     async fn credit_re_auth(
         &self,
         request: Request<pb::CreditReAuthRequest>,
