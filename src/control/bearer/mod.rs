@@ -268,3 +268,78 @@ async fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::EventTrigger as E;
+
+    fn report(events: &[E]) -> pb::BearerEventReport {
+        pb::BearerEventReport {
+            session_id: "gw;1;0".into(),
+            event_trigger: events.iter().map(|e| *e as i32).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_ccr_u_carries_the_matching_events_and_the_bearers_new_values() {
+        let mut r = report(&[E::RatChange, E::QosChange, E::PlmnChange]);
+        r.rat_type = 1004;
+        r.plmn_id = "00102".into();
+        r.serving_node_address = "192.0.2.7".into();
+        r.qos_class_identifier = 9;
+        r.apn_aggregate_max_bitrate_dl = 20_000_000;
+        let events = check(&r).unwrap();
+        assert_eq!(events, [E::RatChange, E::QosChange, E::PlmnChange]);
+        let u = policy_request(&r, &[E::RatChange, E::PlmnChange]);
+        assert_eq!(u.event_trigger, [E::RatChange as i32, E::PlmnChange as i32]);
+        assert_eq!(
+            (
+                u.rat_type,
+                u.sgsn_mcc_mnc.as_str(),
+                u.an_gw_address.as_str()
+            ),
+            (1004, "00102", "192.0.2.7")
+        );
+        assert_eq!(
+            u.qos_information,
+            Some(pb::QosInformation {
+                qos_class_identifier: 9,
+                apn_aggregate_max_bitrate_ul: 0,
+                apn_aggregate_max_bitrate_dl: 20_000_000,
+            })
+        );
+        // No QoS value given: no QoS-Information.
+        assert_eq!(
+            policy_request(&report(&[E::RatChange]), &[E::RatChange]).qos_information,
+            None
+        );
+    }
+
+    #[test]
+    fn a_report_is_refused_with_the_field_that_is_wrong() {
+        let refused = |r: &pb::BearerEventReport| check(r).unwrap_err().to_string();
+        assert_eq!(
+            refused(&report(&[])),
+            "event_trigger: at least one event is required"
+        );
+        assert_eq!(
+            refused(&report(&[E::RatChange, E::NoEventTriggers])),
+            "event_trigger[1]: NO_EVENT_TRIGGERS is not a bearer event"
+        );
+        let mut r = report(&[E::AnGwChange]);
+        r.serving_node_address = "gw-7".into();
+        assert_eq!(
+            refused(&r),
+            "serving_node_address: 'gw-7' is not an IP address"
+        );
+        let mut r = report(&[E::TftChange]);
+        r.tft_packet_filter = vec!["permit out 6 frm any to assigned".into()];
+        assert!(
+            refused(&r).starts_with("tft_packet_filter[0]: "),
+            "{}",
+            refused(&r)
+        );
+    }
+}

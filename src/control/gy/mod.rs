@@ -611,6 +611,15 @@ impl Gy {
         }
     }
 
+    /// The Gy session of `id`, when one is open (never made here).
+    fn open(&self, id: SessionId) -> Option<Shared> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
     /// Origin-Host of the gateway's requests.
     pub fn origin_host(&self) -> &str {
         &self.origin_host
@@ -618,13 +627,9 @@ impl Gy {
 
     /// The rating groups the Gy session of `id` has asked credit for (none without one).
     pub async fn rating_groups(&self, id: SessionId) -> Vec<u32> {
-        let s = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
-        let Some(s) = s else { return Vec::new() };
+        let Some(s) = self.open(id) else {
+            return Vec::new();
+        };
         let g = s.lock().await;
         let mut groups: Vec<u32> = g.reported.keys().copied().collect();
         groups.sort_unstable();
@@ -655,13 +660,9 @@ impl Gy {
         &self,
         id: SessionId,
     ) -> Vec<(u32, Vec<pb::TriggerType>)> {
-        let s = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
-        let Some(s) = s else { return Vec::new() };
+        let Some(s) = self.open(id) else {
+            return Vec::new();
+        };
         let g = s.lock().await;
         let mut out: Vec<(u32, Vec<pb::TriggerType>)> =
             g.triggers.iter().map(|(rg, t)| (*rg, t.clone())).collect();
