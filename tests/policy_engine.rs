@@ -545,6 +545,12 @@ impl pb::gateway_server::Gateway for FakeGateway {
     ) -> Result<tonic::Response<pb::CreditReAuthAnswer>, tonic::Status> {
         Err(tonic::Status::unimplemented("fake"))
     }
+    async fn report_bearer_event(
+        &self,
+        _: tonic::Request<pb::BearerEventReport>,
+    ) -> Result<tonic::Response<pb::BearerEventAnswer>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
     async fn create_session(
         &self,
         _: tonic::Request<pb::GatewayCreateSessionRequest>,

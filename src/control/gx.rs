@@ -240,7 +240,7 @@ impl Gx {
     /// (TS 29.212 §4.5.12): a CCR-U that carries only the reports. Failures in the answer to
     /// that CCR-U are logged and not reported again, so a policy engine that keeps sending a
     /// bad rule cannot start a loop.
-    async fn report_rules(&self, id: SessionId, reports: Vec<pb::ChargingRuleReport>) {
+    pub(super) async fn report_rules(&self, id: SessionId, reports: Vec<pb::ChargingRuleReport>) {
         if reports.is_empty() {
             return;
         }
@@ -264,59 +264,19 @@ impl Gx {
     async fn send_update(
         &self,
         id: SessionId,
-        mut request: pb::UpdateSessionRequest,
+        request: pb::UpdateSessionRequest,
         what: &str,
     ) -> Vec<pb::ChargingRuleReport> {
-        let Some((session_id, number)) = self.next_request(id).await else {
+        let Some(answer) = self.deliver_update(id, request, what).await else {
             return Vec::new();
         };
-        request.session_id = session_id.clone();
-        request.origin_host = self.settings.origin_host.clone();
-        request.cc_request_type = pb::CcRequestType::UpdateRequest as i32;
-        request.cc_request_number = number;
-        let mut pause = self.settings.retry_backoff;
-        let answer = loop {
-            match self
-                .timed(
-                    "UpdateSession",
-                    self.client.clone().update_session(request.clone()),
-                )
-                .await
-            {
-                Ok(a) => break a.into_inner(),
-                Err(e) if transient(&e) => {
-                    let alive = self
-                        .manager
-                        .call(move |s, _| s.get(id).is_some())
-                        .await
-                        .unwrap_or(false);
-                    if !alive {
-                        return Vec::new();
-                    }
-                    tracing::warn!(session = %session_id, report = what, error = %e.message(), retry_in = ?pause,
-                        "CCR-U not delivered; retrying (the redirect stays until the policy engine answers)");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2)
-                        .clamp(Duration::from_millis(100), self.settings.retry_max_backoff);
-                }
-                Err(e) => {
-                    tracing::warn!(session = %session_id, report = what, code = ?e.code(), error = %e.message(), "CCR-U refused");
-                    return Vec::new();
-                }
-            }
-        };
+        let session_id = answer.session_id.clone();
         if !success(answer.result_code) {
             tracing::warn!(session = %session_id, report = what, result_code = answer.result_code,
                 detail = %answer.detail, "CCR-U answered without success; nothing changes");
             return Vec::new();
         }
-        let update = Update {
-            installs: answer.charging_rule_install,
-            removes: answer.charging_rule_remove,
-            event_triggers: answer.event_trigger,
-            monitoring: answer.usage_monitoring_information,
-            revalidation_time: answer.revalidation_time,
-        };
+        let update = Update::of_update_answer(answer);
         let applied = self
             .manager
             .call(move |s, now| s.apply(id, &update, pb::RedirectLiftCause::PolicyEngine, now))
@@ -331,6 +291,54 @@ impl Gx {
                 Vec::new()
             }
             Err(_) => Vec::new(),
+        }
+    }
+
+    /// Numbers a CCR-U as the session's next request and sends it until the policy engine
+    /// answers (retrying with backoff while it cannot be reached and the session lasts). The
+    /// answer, applied by the caller; `None` when the session is not the policy engine's, ended,
+    /// or the request was refused.
+    pub(super) async fn deliver_update(
+        &self,
+        id: SessionId,
+        mut request: pb::UpdateSessionRequest,
+        what: &str,
+    ) -> Option<pb::UpdateSessionAnswer> {
+        let (session_id, number) = self.next_request(id).await?;
+        request.session_id = session_id.clone();
+        request.origin_host = self.settings.origin_host.clone();
+        request.cc_request_type = pb::CcRequestType::UpdateRequest as i32;
+        request.cc_request_number = number;
+        let mut pause = self.settings.retry_backoff;
+        loop {
+            match self
+                .timed(
+                    "UpdateSession",
+                    self.client.clone().update_session(request.clone()),
+                )
+                .await
+            {
+                Ok(a) => return Some(a.into_inner()),
+                Err(e) if transient(&e) => {
+                    let alive = self
+                        .manager
+                        .call(move |s, _| s.get(id).is_some())
+                        .await
+                        .unwrap_or(false);
+                    if !alive {
+                        return None;
+                    }
+                    tracing::warn!(session = %session_id, report = what, error = %e.message(), retry_in = ?pause,
+                        "CCR-U not delivered; retrying (the redirect stays until the policy engine answers)");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2)
+                        .clamp(Duration::from_millis(100), self.settings.retry_max_backoff);
+                }
+                Err(e) => {
+                    tracing::warn!(session = %session_id, report = what, code = ?e.code(), error = %e.message(), "CCR-U refused");
+                    return None;
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 //! workers only send on a bounded channel and read the snapshot it publishes) and it never
 //! touches packets.
 
+mod bearer;
 pub mod gx;
 pub mod gy;
 mod index;

@@ -48,6 +48,15 @@ impl GatewayService {
         }
     }
 
+    /// The session of a Session-Id; NOT_FOUND without one.
+    async fn by_session_id(&self, session_id: &str) -> Result<SessionId, Status> {
+        let key = session_id.to_string();
+        self.manager
+            .call(move |s, _| s.by_session_id(&key))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no session {session_id}")))
+    }
+
     /// CCR-T for a session that ended here, in the background.
     fn terminate(&self, entry: Entry, cause: pb::TerminationCause) {
         match (&self.gx, entry.origin) {
@@ -321,6 +330,25 @@ impl pb::gateway_server::Gateway for GatewayService {
         Ok(Response::new(answer))
     }
 
+    async fn report_bearer_event(
+        &self,
+        request: Request<pb::BearerEventReport>,
+    ) -> Result<Response<pb::BearerEventAnswer>, Status> {
+        let r = request.into_inner();
+        check_id(&r.session_id, "session_id")?;
+        let events = super::bearer::check(&r)?;
+        let id = self.by_session_id(&r.session_id).await?;
+        // In a task of its own, so a client that hangs up cannot cut the exchange between the
+        // policy engine's answer and the credit re-authorization.
+        let (manager, gx, gy) = (self.manager.clone(), self.gx.clone(), self.gy.clone());
+        let answer = tokio::spawn(async move {
+            super::bearer::report(&manager, gx.as_ref(), gy.as_ref(), id, &r, &events).await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("bearer event: {e}")))?;
+        Ok(Response::new(answer))
+    }
+
     async fn credit_re_auth(
         &self,
         request: Request<pb::CreditReAuthRequest>,
@@ -347,14 +375,7 @@ impl pb::gateway_server::Gateway for GatewayService {
                 "no charging system is configured ([control] charging_system)",
             ));
         };
-        let session_id = r.session_id.clone();
-        let found = self
-            .manager
-            .call(move |s, _| s.by_session_id(&session_id))
-            .await?;
-        let Some(id) = found else {
-            return Err(Status::not_found(format!("no session {}", r.session_id)));
-        };
+        let id = self.by_session_id(&r.session_id).await?;
         let groups = gy.rating_groups(id).await;
         let named: Vec<u32> = if r.rating_group.is_empty() {
             groups

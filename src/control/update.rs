@@ -37,6 +37,17 @@ pub struct Update {
 }
 
 impl Update {
+    /// What a CCA-U puts in force.
+    pub fn of_update_answer(a: pb::UpdateSessionAnswer) -> Update {
+        Update {
+            installs: a.charging_rule_install,
+            removes: a.charging_rule_remove,
+            event_triggers: a.event_trigger,
+            monitoring: a.usage_monitoring_information,
+            revalidation_time: a.revalidation_time,
+        }
+    }
+
     /// Checks the form of the request (sizes, names, enum values): a request that fails here is
     /// refused whole. Whether each rule can be installed is decided per rule when applied.
     pub fn check(&self) -> Result<(), Invalid> {

@@ -21,6 +21,7 @@
 
 mod answer;
 pub mod journal;
+mod reauth;
 
 pub use answer::grants_of;
 
@@ -53,6 +54,9 @@ struct GySession {
     owed: VecDeque<pb::CreditControlRequest>,
     /// Octets reported per rating group, for the CCR-T's last Used-Service-Unit.
     reported: HashMap<u32, u64>,
+    /// The re-authorization triggers (Trigger-Type) the charging system's last answer gave per
+    /// rating group, for bearer events.
+    triggers: HashMap<u32, Vec<pb::TriggerType>>,
     ended: bool,
 }
 
@@ -160,6 +164,7 @@ impl Gy {
                     failure_handling: settings.credit.failure_handling,
                     owed: VecDeque::from([r]),
                     reported: HashMap::new(),
+                    triggers: HashMap::new(),
                     ended: true,
                 }),
             }
@@ -254,6 +259,7 @@ impl Gy {
                 failure_handling: self.settings.failure_handling,
                 owed: VecDeque::new(),
                 reported: HashMap::new(),
+                triggers: HashMap::new(),
                 ended: false,
             }))
         });
@@ -321,17 +327,31 @@ impl Gy {
     }
 
     /// Numbers `mscc` as the session's next request, journals it and sends it behind any
-    /// request still owed; on failure the failure handling applies.
+    /// request still owed; on failure the failure handling applies. Returns the session when
+    /// that ended it.
     async fn request(
         &self,
         id: SessionId,
         mscc: Vec<pb::MultipleServicesCreditControl>,
         terminate: Option<pb::TerminationCause>,
     ) -> Option<Entry> {
-        let shared = self.session(id).await?;
+        self.numbered(id, mscc, terminate).await.1
+    }
+
+    /// [`Gy::request`], with the CC-Request-Number the request got (`None`: nothing was sent,
+    /// the session has no Gy session or it ended).
+    async fn numbered(
+        &self,
+        id: SessionId,
+        mscc: Vec<pb::MultipleServicesCreditControl>,
+        terminate: Option<pb::TerminationCause>,
+    ) -> (Option<u32>, Option<Entry>) {
+        let Some(shared) = self.session(id).await else {
+            return (None, None);
+        };
         let mut g = shared.lock().await;
         if g.ended && terminate.is_none() {
-            return None;
+            return (None, None);
         }
         let kind = match (terminate, g.next) {
             (Some(_), _) => pb::CcRequestType::TerminationRequest,
@@ -342,7 +362,7 @@ impl Gy {
             if g.next == 0 {
                 // Never asked: nothing to close at the charging system.
                 g.ended = true;
-                return None;
+                return (None, None);
             }
             g.ended = true;
         }
@@ -367,15 +387,16 @@ impl Gy {
         }
         self.journal_sent(&r);
         g.owed.push_back(r.clone());
+        let number = Some(r.cc_request_number);
         if self.flush(&mut g).await {
-            return None;
+            return (number, None);
         }
         let asked: Vec<u32> = r
             .multiple_services_credit_control
             .iter()
             .filter_map(|m| m.rating_group)
             .collect();
-        match (g.failure_handling, g.local) {
+        let ended = match (g.failure_handling, g.local) {
             (_, None) => None,
             (FailureHandling::Continue, Some(local)) if !g.ended => {
                 let grants: Vec<CreditGrant> = asked
@@ -418,7 +439,8 @@ impl Gy {
                     .flatten()
             }
             _ => None,
-        }
+        };
+        (number, ended)
     }
 
     /// Applies an answer to `r`: the per-session failure handling it names, and its grants.
@@ -430,6 +452,16 @@ impl Gy {
     ) {
         if let Some(h) = handling_of(a.credit_control_failure_handling) {
             g.failure_handling = h;
+        }
+        for m in &a.multiple_services_credit_control {
+            if let Some(rg) = m.rating_group {
+                let kept: Vec<pb::TriggerType> = m.trigger_type().collect();
+                if kept.is_empty() {
+                    g.triggers.remove(&rg);
+                } else {
+                    g.triggers.insert(rg, kept);
+                }
+            }
         }
         let Some(local) = g.local.filter(|_| !g.ended) else {
             return;
@@ -580,42 +612,18 @@ impl Gy {
         }
     }
 
-    /// Origin-Host of the gateway's requests.
-    pub fn origin_host(&self) -> &str {
-        &self.origin_host
-    }
-
-    /// The rating groups the Gy session of `id` has asked credit for (none without one).
-    pub async fn rating_groups(&self, id: SessionId) -> Vec<u32> {
-        let s = self
-            .sessions
+    /// The Gy session of `id`, when one is open (never made here).
+    fn open(&self, id: SessionId) -> Option<Shared> {
+        self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
-            .cloned();
-        let Some(s) = s else { return Vec::new() };
-        let g = s.lock().await;
-        let mut groups: Vec<u32> = g.reported.keys().copied().collect();
-        groups.sort_unstable();
-        groups
+            .cloned()
     }
 
-    /// Gy RAR: one CCR-U asking credit again for `groups`, Reporting-Reason
-    /// FORCED_REAUTHORISATION. It carries no used units: what the worker counted and has not
-    /// reported goes in its next report (every report is what was counted since the one
-    /// before), so nothing is counted twice.
-    pub async fn reauthorize(&self, id: SessionId, groups: Vec<u32>) {
-        let mscc = groups
-            .into_iter()
-            .map(|rg| pb::MultipleServicesCreditControl {
-                rating_group: Some(rg),
-                requested_service_unit: Some(pb::ServiceUnits::default()),
-                reporting_reason: Some(pb::ReportingReason::ForcedReauthorisation as i32),
-                ..Default::default()
-            })
-            .collect();
-        let ended = self.request(id, mscc, None).await;
-        self.ended(ended).await;
+    /// Origin-Host of the gateway's requests.
+    pub fn origin_host(&self) -> &str {
+        &self.origin_host
     }
 
     /// The gateway's sessions with a Gy session open.

@@ -404,6 +404,7 @@ mod tests {
         rating_group: None,
         per_mb: Some(2),
         per_minute: None,
+        triggers: super::super::rating::TriggerSet::NONE,
     };
 
     fn amounts(conn: &mut Conn, sub: &str) -> Vec<(i64, i64)> {

@@ -262,6 +262,7 @@ fn account_for(
         }
         granted_any = true;
         out.granted_service_unit = Some(units_of(kind, got));
+        out.trigger_type = rate.triggers.values();
         out.validity_time = Some(settings.validity_time);
         let threshold = got * u64::from(settings.threshold_percent) / 100;
         if threshold > 0 {

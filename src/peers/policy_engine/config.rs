@@ -40,10 +40,17 @@
 //! recharge = [500, 1000, 2000]        # amounts the recharge portal offers, in the balance's unit
 //! currency = "EUR"                    # ISO 4217 code of the balance and the amounts; default: none
 //! minor_units = 2                     # digits after the decimal point of that unit (0-6); default 2
-//! rate = [{ rating_group = 10, per_mb = 5 }, { per_mb = 1, per_minute = 2 }]
+//! rate = [{ rating_group = 10, per_mb = 5, reauthorization_triggers = ["CHANGE_IN_RAT"] }, { per_mb = 1, per_minute = 2 }]
 //!     # what the charging system charges, in the balance's unit per MB (10^6 octets) and per
-//!     # minute, per rating group; the entry without rating_group is the default
-//!     # (see peers::charging_system::rating); default: nothing rated
+//!     # minute, per rating group; the entry without rating_group is the default; the
+//!     # Trigger-Types its answers give the rating group (see peers::charging_system::rating);
+//!     # default: nothing rated
+//! event_triggers = ["RAT_CHANGE"]     # Event-Triggers of CCR-I (see peers::policy_engine::events)
+//!
+//! [[plan.on_event]]                   # the rule change that answers a CCR-U with the event
+//! event = "RAT_CHANGE"
+//! install = ["video"]                 # predefined rules; [[plan.on_event.rule]] for dynamic ones
+//! remove = ["web"]
 //!
 //! [[plan.rule]]                       # dynamic rules: the keys of [[predefined_rule]]
 //! name = "voice"
@@ -94,6 +101,9 @@ pub struct PlanConfig {
     pub minor_units: u32,
     /// What the charging system charges per rating group (`rate`); empty: nothing is rated.
     pub rates: Vec<Rate>,
+    /// The event triggers of CCR-I and the rule changes that answer them
+    /// (`event_triggers`, `[[plan.on_event]]`).
+    pub events: super::events::PlanEvents,
 }
 
 /// An `[[account]]` to create on start.
@@ -386,7 +396,7 @@ fn secs(n: i128) -> Duration {
 }
 
 /// An array of distinct, non-empty names.
-fn read_names(ctx: &mut Ctx<'_>, f: &Fields<'_, '_>, key: &str) -> Vec<(String, usize)> {
+pub(super) fn read_names(ctx: &mut Ctx<'_>, f: &Fields<'_, '_>, key: &str) -> Vec<(String, usize)> {
     let mut names: Vec<(String, usize)> = Vec::new();
     for (i, item) in f.array(ctx, key).unwrap_or(&[]).iter().enumerate() {
         let path = format!("{}[{i}]", f.path(key));
@@ -531,6 +541,8 @@ fn read_plan(
             "currency",
             "minor_units",
             "rate",
+            "event_triggers",
+            "on_event",
         ],
     )?;
     let name = f.required_str(ctx, "name").map(|(n, span)| {
@@ -613,6 +625,12 @@ fn read_plan(
     }
     let (recharge, currency, minor_units) = read_prices(ctx, &f);
     let rates = read_rates(ctx, &f);
+    let plan_rules: Vec<String> = names
+        .iter()
+        .map(|(n, _)| n.clone())
+        .chain(rules.iter().map(|r| r.name.clone()))
+        .collect();
+    let events = super::events::read_plan_events(ctx, &f, predefined, &plan_rules);
     if ctx.error_count() != before {
         return None;
     }
@@ -625,6 +643,7 @@ fn read_plan(
         currency,
         minor_units,
         rates,
+        events,
     })
 }
 
@@ -690,6 +709,12 @@ mod tests {
         assert_eq!(c.billing_delay, Duration::from_secs(30));
         assert_eq!(c.redirect_rule.name, "recharge-redirect");
         assert_eq!(c.plan("voice").unwrap().rules[0].name, "sip");
+        let voice = &c.plan("voice").unwrap().events;
+        assert_eq!(voice.on_event[0].remove, ["sip"]);
+        assert_eq!(
+            c.plan("voice").unwrap().rates[0].triggers.values(),
+            [2 + 1, 4]
+        );
         assert_eq!(c.accounts.len(), 2);
         assert_eq!(c.listen, "127.0.0.1:50051".parse().unwrap());
     }

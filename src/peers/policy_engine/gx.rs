@@ -164,6 +164,57 @@ impl Gx {
     }
 }
 
+impl Gx {
+    /// The plan's rule change for the bearer events of a CCR-U (`[[plan.on_event]]`), added to
+    /// `answer` and to the session's record, while the session is not redirected (the plan is
+    /// not in force then).
+    async fn answer_events(
+        &self,
+        r: &pb::UpdateSessionRequest,
+        events: &[pb::EventTrigger],
+        account: &super::store::AccountRow,
+        answer: &mut pb::UpdateSessionAnswer,
+    ) -> Result<(), Status> {
+        let core = &self.0;
+        let Some(change) = core
+            .cfg
+            .plan(&account.plan_name)
+            .and_then(|p| p.events.change_for(events))
+        else {
+            return Ok(());
+        };
+        let id = r.session_id.clone();
+        let Some(now) = core.db(move |s| s.session(&id)).await.map_err(internal)? else {
+            return Ok(());
+        };
+        if now.redirected {
+            return Ok(());
+        }
+        tracing::info!(session = %r.session_id, subscriber = %now.subscriber_id,
+            events = ?events, install = ?change.installed, remove = ?change.removed,
+            rat_type = r.rat_type, sgsn_mcc_mnc = %r.sgsn_mcc_mnc, an_gw_address = %r.an_gw_address,
+            "bearer event answered with the plan's rule change");
+        let mut installed: Vec<String> = now
+            .installed
+            .iter()
+            .filter(|n| !change.removed.contains(n))
+            .cloned()
+            .collect();
+        for n in &change.installed {
+            if !installed.contains(n) {
+                installed.push(n.clone());
+            }
+        }
+        let id = r.session_id.clone();
+        core.db(move |s| s.set_installed(&id, &installed))
+            .await
+            .map_err(internal)?;
+        answer.charging_rule_remove.extend(change.removes);
+        answer.charging_rule_install.extend(change.installs);
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl pb::policy_engine_server::PolicyEngine for Gx {
     async fn create_session(
@@ -249,6 +300,10 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
         let mut triggers = vec![pb::EventTrigger::WeirRechargeSuccess as i32];
         if !change.grants.is_empty() {
             triggers.push(pb::EventTrigger::UsageReport as i32);
+        }
+        // The bearer events the plan wants to hear of.
+        if let Some(p) = core.cfg.plan(&account.plan_name) {
+            triggers.extend(p.events.triggers.iter().map(|e| *e as i32));
         }
         Ok(Response::new(pb::CreateSessionAnswer {
             session_id: r.session_id,
@@ -406,6 +461,10 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
             answer.charging_rule_install = c.installs;
             answer.charging_rule_remove = c.removes;
             answer.usage_monitoring_information = c.grants;
+        }
+        if let Some(account) = &account {
+            self.answer_events(&r, &events, account, &mut answer)
+                .await?;
         }
         // The next threshold for each key reported, as the plan grants it.
         if let Some(account) = &account {

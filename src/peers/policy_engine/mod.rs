@@ -16,6 +16,7 @@
 mod admin;
 pub mod config;
 pub mod db;
+pub mod events;
 pub(crate) mod gx;
 pub mod push;
 pub mod store;
