@@ -174,6 +174,22 @@ struct Group {
     listed: bool,
 }
 
+/// A grant of no units whose Final-Unit-Action is REDIRECT.
+fn nothing_but_redirect(g: &CreditGrant) -> bool {
+    let granted = &g.granted;
+    let units = [
+        granted.total,
+        granted.uplink,
+        granted.downlink,
+        granted.time,
+    ];
+    units.iter().all(|u| u.is_none_or(|n| n == 0))
+        && units.iter().any(Option::is_some)
+        && g.final_unit
+            .as_ref()
+            .is_some_and(|f| matches!(f.action, FinalUnitAction::Redirect(_)))
+}
+
 impl Group {
     /// Takes the group's grant from the session's credits when it is new.
     fn rearm(&mut self, grants: &[CreditGrant], version: u64, index: usize) -> Option<Change> {
@@ -183,6 +199,13 @@ impl Group {
             .find(|g| g.rating_group == self.rating_group && g.grant > self.last)?;
         let before = self.state;
         self.last = g.grant;
+        if before == CreditState::Redirected && nothing_but_redirect(g) {
+            // Still out of credit (the answer to the report of the final units): the redirect
+            // stays. Taking it would lift the redirect, and the next packet would use the
+            // nothing up, report FINAL again and be answered with nothing again, in a loop
+            // that drops every packet instead of redirecting it.
+            return None;
+        }
         self.taken = Some(Taken::of(g));
         self.service_identifier = g.service_identifier.or(self.service_identifier);
         self.state = CreditState::Granted;
