@@ -312,8 +312,11 @@ fn one_megabyte_bucket_runs_out_redirects_its_group_then_recharge_grants_again()
         "still pending: freed before billing, {account}"
     );
 
-    // The session ends (CCR-T); the charging system's debits equal the gateway's meter.
-    let metered = metered(&lab, "gw", GW1, UE2_SUB, 10);
+    // One more download, and the session ends right after it (CCR-T), sooner than the
+    // workers' next publication: the CCR-T's last units must still hold all of it. The
+    // charging system's debits then equal the gateway's meter, read fresh from /report.
+    let session = report_session(&lab, "gw", UE2_SUB, 10);
+    assert_eq!(fetch(&ue2, CHUNK_URL).0, 200);
     gcall(
         &lab,
         "gw",
@@ -329,6 +332,7 @@ fn one_megabyte_bucket_runs_out_redirects_its_group_then_recharge_grants_again()
             r1 == 0 && r2 == 0
         },
     );
+    let metered = report_meter(&lab, "gw", session, 10);
     let ((bucket, _), (money, _)) = containers(&lab, UE2_SUB);
     let debited = (BUCKET - bucket) + (0 - money);
     say(&format!(
@@ -336,6 +340,53 @@ fn one_megabyte_bucket_runs_out_redirects_its_group_then_recharge_grants_again()
         -money
     ));
     assert_eq!(debited, metered);
+}
+
+/// The gateway's usage report (`GET /report` in `gw`: fresh numbers from every worker), its
+/// rows per session and rating group.
+fn report_rows(lab: &Lab, gw: &str) -> Vec<Value> {
+    let text = ok(
+        &mut netns(
+            &lab.ns(gw),
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "http://127.0.0.1:9464/report",
+            ],
+        ),
+        Duration::from_secs(10),
+    );
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("report: {e}: {text}"));
+    let rows = if v["rating_groups"].is_array() {
+        &v["rating_groups"]
+    } else {
+        &v["report"]["rating_groups"]
+    };
+    rows.as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no rating_groups in {v}"))
+}
+
+/// The gateway's number of `sub`'s session (the report's, kept after the session ends).
+fn report_session(lab: &Lab, gw: &str, sub: &str, rating_group: u32) -> u64 {
+    report_rows(lab, gw)
+        .iter()
+        .find(|r| r["subscriber"] == sub && r["rating_group"] == rating_group)
+        .and_then(|r| r["session_id"].as_u64())
+        .unwrap_or_else(|| panic!("no report row of {sub}"))
+}
+
+/// Octets of `rating_group` (both directions) the gateway metered for session `session`.
+fn report_meter(lab: &Lab, gw: &str, session: u64, rating_group: u32) -> i64 {
+    report_rows(lab, gw)
+        .iter()
+        .filter(|r| r["session_id"] == session && r["rating_group"] == rating_group)
+        .map(|r| {
+            r["uplink_bytes"].as_i64().unwrap_or(0) + r["downlink_bytes"].as_i64().unwrap_or(0)
+        })
+        .sum()
 }
 
 const GW2: &str = "192.0.2.4:50052";
