@@ -525,6 +525,16 @@ fn a_family_plan_across_two_gateways_draws_on_one_bucket_and_its_threshold_redir
         );
     }
 
+    // Before the CCR-Ts: what the two gateways' grants still hold, and what their reports
+    // debited, never exceed the bucket: no unit went to both.
+    let ((amount, reserved), _) = containers(&lab, OWNER);
+    say(&format!(
+        "{test}: before the CCR-Ts the bucket holds {amount}, {reserved} of it reserved by the open grants"
+    ));
+    assert!(
+        (0..=amount).contains(&reserved),
+        "{reserved} reserved of {amount}"
+    );
     // Both sessions end (a CCR-T from each gateway); one counter paid for both, exactly.
     let metered_owner = metered(&lab, "gw", GW1, OWNER, 10);
     let metered_member = metered(&lab, "gw2", GW2, MEMBER, 10);
