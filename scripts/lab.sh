@@ -7,6 +7,10 @@
 #                     │                                                     │ ctl 192.0.2.3
 #                     └──────── pcrf (weir policy-engine, 192.0.2.1) ───────┘
 #
+# With WEIR_LAB_GATEWAYS=2 a second gateway gw2 (its clients ue3...) joins wan beside gw, and
+# the control network at 192.0.2.4, on the same policy engine. With WEIR_LAB_CHARGING=1 the
+# gateways charge the web rule online, asking the charging system in pcrf (see below).
+#
 # By default `ue` is a subscriber in credit and browses freely; `ue2` is out of credit: its web
 # requests are answered by Weir with a 302 to the recharge portal until it recharges. The clients
 # resolve site.example and portal.example from their namespace's hosts file (/etc/netns/<ns>/hosts,
