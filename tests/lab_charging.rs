@@ -572,3 +572,64 @@ fn a_family_plan_across_two_gateways_draws_on_one_bucket_and_its_threshold_redir
     );
     assert_eq!(mine["containers"], Value::Null, "{mine}");
 }
+
+/// The README's online-charging block, as one shell script.
+fn readme_block() -> String {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let marker = "<!-- online-charging commands: tests/lab_charging.rs runs this block as written, in one shell -->";
+    let start = readme.find(marker).expect("the README has the block") + marker.len();
+    let block = readme[start..]
+        .strip_prefix("\n```sh\n")
+        .expect("a sh block follows");
+    block[..block.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_readme_online_charging_commands_run_as_written() {
+    let test = "lab_charging_readme";
+    if !ready(test) {
+        return;
+    }
+    let lab = charging_lab("or", &[]);
+    // As root already, in this lab's namespaces.
+    let script = readme_block().replace("sudo ", "").replace(
+        "ip netns exec weir-",
+        &format!("ip netns exec {}", lab.prefix),
+    );
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &script]);
+    let out = run(&mut sh, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The one-line answers of curl, in order: the download the final units end, the 302, the
+    // offline group's 200, the success page, the site after it.
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let (status, size) = lines[0].split_once(' ').unwrap();
+    assert!(["200", "000"].contains(&status), "{}", lines[0]);
+    let size: u64 = size.parse().unwrap();
+    // The meter counts octets on the wire both ways, retransmissions and headers included, so
+    // the body is somewhat less than the bucket; never more than the bucket and the last grant's
+    // packets in flight.
+    assert!(
+        (100_000..1_200_000).contains(&size),
+        "at most about 1 MB delivered: {}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "302 http://portal.example/recharge?orig=http%3A%2F%2Fsite.example%2F&sub=imsi-001010000000002"
+    );
+    assert_eq!(&lines[2..], ["200", "200", "200"], "{stdout}");
+    // The CCR-T released every reservation; the bucket is used up, money paid the rest.
+    let ((bucket, r1), (money, r2)) = containers(&lab, UE2_SUB);
+    assert_eq!((bucket, r1, r2), (0, 0, 0), "{stdout}");
+    assert!(money < 0, "{money}");
+}
