@@ -200,10 +200,9 @@ impl Group {
         let before = self.state;
         self.last = g.grant;
         if before == CreditState::Redirected && nothing_but_redirect(g) {
-            // Still out of credit (the answer to the report of the final units): the redirect
-            // stays. Taking it would lift the redirect, and the next packet would use the
-            // nothing up, report FINAL again and be answered with nothing again, in a loop
-            // that drops every packet instead of redirecting it.
+            // Still out of credit (the answer to the final units' report): the redirect stays.
+            // Taken, the nothing would lift it and be used up, reported FINAL and answered with
+            // nothing again by the next packet, in a loop dropping every packet.
             return None;
         }
         self.taken = Some(Taken::of(g));
