@@ -7,6 +7,10 @@
 #                     │                                                     │ ctl 192.0.2.3
 #                     └──────── pcrf (weir policy-engine, 192.0.2.1) ───────┘
 #
+# With WEIR_LAB_GATEWAYS=2 a second gateway gw2 (its clients ue3...) joins wan beside gw, and
+# the control network at 192.0.2.4, on the same policy engine. With WEIR_LAB_CHARGING=1 the
+# gateways charge the web rule online, asking the charging system in pcrf (see below).
+#
 # By default `ue` is a subscriber in credit and browses freely; `ue2` is out of credit: its web
 # requests are answered by Weir with a 302 to the recharge portal until it recharges. The clients
 # resolve site.example and portal.example from their namespace's hosts file (/etc/netns/<ns>/hosts,
@@ -47,6 +51,20 @@
 #                     WEIR_LAB_PCRF=0 or WEIR_LAB_MODE=routed): where Weir's sessions come from,
 #                     which picks the default configuration (examples/lab-pcrf.toml, or
 #                     examples/lab.toml / examples/lab-routed.toml)
+#   WEIR_LAB_CHARGING 1: online charging (Gy): Weir takes examples/lab-ocs.toml (the web rule,
+#                     rating group 10, online; downloads from port 8080, rating group 20,
+#                     offline) and the policy engine examples/policy-engine-ocs.toml (accounts
+#                     without money, browsing on data buckets); inet also serves port 8080.
+#                     0 (default): no charging system
+#   WEIR_LAB_PE_CONFIG  the policy engine's configuration (default examples/policy-engine.toml,
+#                     or examples/policy-engine-ocs.toml with WEIR_LAB_CHARGING=1)
+#   WEIR_LAB_GATEWAYS 2: a second gateway <prefix>gw2 running the same configuration with
+#                     [control] listen 192.0.2.4:50052 and origin_host gw2.lab.example, on the
+#                     same control network, policy engine and internet side (needs the portal,
+#                     the policy engine and bridge mode); its clients are WEIR_LAB_CLIENTS2.
+#                     1 (default): one gateway
+#   WEIR_LAB_CLIENTS2 the second gateway's client namespaces (default "ue3"); client i gets
+#                     10.45.1.(2+i) and 2001:db8:45:(11+i)::2 (a switch <prefix>lan2 when several)
 #   WEIR_LAB_BILLING_DELAY  seconds a recharge takes to reach the balance in the policy engine
 #                     (default: examples/policy-engine.toml's billing_delay)
 #   WEIR_LAB_GATEWAY  weir (default) | bridge (the kernel's bridge, for comparison) | none
@@ -75,25 +93,29 @@ PORTAL=${WEIR_LAB_PORTAL:-1}
 GATEWAY=${WEIR_LAB_GATEWAY:-weir}
 MODE=${WEIR_LAB_MODE:-bridge}
 PCRF=${WEIR_LAB_PCRF:-1}
+CHARGING=${WEIR_LAB_CHARGING:-0}
+GATEWAYS=${WEIR_LAB_GATEWAYS:-1}
+read -r -a CLIENTS2 <<<"${WEIR_LAB_CLIENTS2:-ue3}"
 # Sessions from the policy engine unless there is none, or the mode has no such configuration.
 if [ "$PCRF" = 1 ] && [ "$MODE" = bridge ]; then SESSIONS=${WEIR_LAB_SESSIONS:-pcrf}; else SESSIONS=${WEIR_LAB_SESSIONS:-static}; fi
 case "$SESSIONS/$MODE" in
   static/routed) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-routed.toml} ;;
   static/*) CONFIG=${WEIR_LAB_CONFIG:-examples/lab.toml} ;;
   pcrf/routed) CONFIG=${WEIR_LAB_CONFIG:-} ;;
-  pcrf/*) CONFIG=${WEIR_LAB_CONFIG:-examples/lab-pcrf.toml} ;;
+  pcrf/*) if [ "$CHARGING" = 1 ]; then CONFIG=${WEIR_LAB_CONFIG:-examples/lab-ocs.toml}; else CONFIG=${WEIR_LAB_CONFIG:-examples/lab-pcrf.toml}; fi ;;
   *) echo "lab: WEIR_LAB_SESSIONS must be pcrf or static, got '$SESSIONS'" >&2; exit 2 ;;
 esac
 PORTAL_CONFIG=${WEIR_LAB_PORTAL_CONFIG:-$CONFIG}
-PE_EXAMPLE=examples/policy-engine.toml
+if [ "$CHARGING" = 1 ]; then PE_EXAMPLE=${WEIR_LAB_PE_CONFIG:-examples/policy-engine-ocs.toml}; else PE_EXAMPLE=${WEIR_LAB_PE_CONFIG:-examples/policy-engine.toml}; fi
 BILLING_DELAY=${WEIR_LAB_BILLING_DELAY:-$(sed -n 's/^billing_delay *= *\([0-9]*\).*/\1/p' "$(dirname "$0")/../$PE_EXAMPLE")}
 STATE=${WEIR_LAB_STATE:-/tmp/weir-lab-${P%-}}
 GW=${P}gw INET=${P}inet LAN=${P}lan WAN=${P}wan PORTAL_NS=${P}portal PCRF_NS=${P}pcrf
+GW2=${P}gw2 LAN2=${P}lan2
 BUILT=1
 INET4=198.51.100.10 INET6=2001:db8:100::10
 PORTAL4=198.51.100.20 PORTAL6=2001:db8:100::20
 # The control network: the policy engine, the gateway's weir.v1.Gateway, the portal.
-PCRF4=192.0.2.1 GW_CTL4=192.0.2.2 PORTAL_CTL4=192.0.2.3
+PCRF4=192.0.2.1 GW_CTL4=192.0.2.2 PORTAL_CTL4=192.0.2.3 GW2_CTL4=192.0.2.4
 PE_LISTEN=$PCRF4:50051
 # Its Prometheus metrics, beside it (the gateway's are at 127.0.0.1:9464/metrics inside gw).
 PE_METRICS=$PCRF4:9465
@@ -135,6 +157,13 @@ up() {
   case "$BILLING_DELAY" in ''|*[!0-9]*) die "WEIR_LAB_BILLING_DELAY must be whole seconds, got '$BILLING_DELAY'" ;; esac
   [ -n "$CONFIG" ] || die "no routed configuration with sessions from the policy engine ships yet: set WEIR_LAB_CONFIG, or WEIR_LAB_SESSIONS=static"
   [ -f "$CONFIG" ] || die "no configuration at $CONFIG (WEIR_LAB_CONFIG)"
+  case "$GATEWAYS" in
+    1) ;;
+    2) [ "$PORTAL" = 1 ] && [ "$PCRF" = 1 ] && [ "$MODE" = bridge ] && [ "$GATEWAY" = weir ] ||
+         die "WEIR_LAB_GATEWAYS=2 needs the portal, the policy engine, bridge mode and Weir (the second gateway joins their networks)" ;;
+    *) die "WEIR_LAB_GATEWAYS must be 1 or 2, got '$GATEWAYS'" ;;
+  esac
+  case "$CHARGING" in 0|1) ;; *) die "WEIR_LAB_CHARGING must be 0 or 1, got '$CHARGING'" ;; esac
   if grep -q '^ *policy_engine *=' "$CONFIG" && [ "$PCRF" != 1 ]; then
     die "$CONFIG takes its sessions from a policy engine ([control] policy_engine), but WEIR_LAB_PCRF=0 starts none: use WEIR_LAB_SESSIONS=static"
   fi
@@ -171,39 +200,17 @@ up() {
   fi
   quiet_offloads "$INET" eth0
 
-  local ue_side=gw-ue
-  if [ ${#CLIENTS[@]} -gt 1 ]; then
-    # Several clients share the UE leg through a switch, as cells share a gateway.
-    add_ns "$LAN"
-    ns "$LAN" ip link add br0 type bridge
-    ip link add uplink netns "$LAN" type veth peer name gw-ue netns "$GW"
-    ns "$LAN" ip link set uplink master br0 up
-    ns "$LAN" ip link set br0 up
+  add_clients "$GW" "$LAN" 0 0 "${CLIENTS[@]}"
+  if [ "$GATEWAYS" = 2 ]; then
+    # The second gateway: its own clients, the same internet side (another port of wan).
+    add_ns "$GW2"
+    ip link add uplink2 netns "$WAN" type veth peer name gw-inet netns "$GW2"
+    ns "$WAN" ip link set uplink2 master br0 up
+    add_clients "$GW2" "$LAN2" 1 16 "${CLIENTS2[@]}"
+    ns "$GW2" ip link set gw-ue up
+    ns "$GW2" ip link set gw-inet up
   fi
-  local i=0 c
-  for c in "${CLIENTS[@]}"; do
-    add_ns "$P$c"
-    client_hosts "$P$c"
-    if [ ${#CLIENTS[@]} -gt 1 ]; then
-      ip link add eth0 netns "$P$c" type veth peer name "p$i" netns "$LAN"
-      ns "$LAN" ip link set "p$i" master br0 up
-    else
-      ip link add eth0 netns "$P$c" type veth peer name gw-ue netns "$GW"
-    fi
-    quiet_offloads "$P$c" eth0
-    ns "$P$c" ip addr add "10.45.0.$((2 + i))/24" dev eth0
-    ns "$P$c" ip -6 addr add "2001:db8:45:$((1 + i))::2/64" dev eth0 nodad
-    ns "$P$c" ip link set eth0 up
-    if [ "$MODE" = routed ]; then
-      ns "$P$c" ip route add default via 10.45.0.1
-      ns "$P$c" ip -6 route add default via 2001:db8:45:$((1 + i))::1
-    else
-      ns "$P$c" ip route add 198.51.100.0/24 dev eth0
-      ns "$P$c" ip -6 route add 2001:db8:100::/64 dev eth0
-    fi
-    i=$((i + 1))
-  done
-  echo "${CLIENTS[*]}" >"$STATE/clients"
+  echo "${CLIENTS[*]} $([ "$GATEWAYS" = 2 ] && echo "${CLIENTS2[*]}")" >"$STATE/clients"
 
   ns "$INET" ip addr add "$INET4/24" dev eth0
   ns "$INET" ip -6 addr add "$INET6/64" dev eth0 nodad
@@ -225,11 +232,23 @@ up() {
   (cd "$STATE/www" && sha256sum file.bin >file.bin.sha256)
   ip netns exec "$INET" python3 -m http.server 80 --bind :: --directory "$STATE/www" >"$STATE/http.log" 2>&1 &
   echo $! >"$STATE/http.pid"
+  if [ "$CHARGING" = 1 ]; then
+    # The offline rating group's site: the same files on port 8080.
+    ip netns exec "$INET" python3 -m http.server 8080 --bind :: --directory "$STATE/www" >"$STATE/http8080.log" 2>&1 &
+    echo $! >"$STATE/http8080.pid"
+  fi
 
   [ "$PCRF" = 1 ] && start_pcrf
   [ "$PORTAL" = 1 ] && start_portal
   case "$GATEWAY" in
-    weir) start_weir ;;
+    weir)
+      start_weir "$GW" "$CONFIG" ""
+      if [ "$GATEWAYS" = 2 ]; then
+        sed -e "s/^listen *= *\"[^\"]*\"/listen = \"$GW2_CTL4:50052\"/" \
+            -e "s/^origin_host *= *\"[^\"]*\"/origin_host = \"gw2.lab.example\"/" "$CONFIG" >"$STATE/weir2-config.toml"
+        grep -q "^listen = \"$GW2_CTL4:50052\"" "$STATE/weir2-config.toml" || die "$CONFIG has no [control] listen line to point at $GW2_CTL4:50052"
+        start_weir "$GW2" "$STATE/weir2-config.toml" 2
+      fi ;;
     bridge)
       ns "$GW" ip link add br0 type bridge
       ns "$GW" ip link set gw-ue master br0
@@ -239,9 +258,12 @@ up() {
     *) die "WEIR_LAB_GATEWAY must be weir, bridge or none" ;;
   esac
   local n
+  local web_port
   for n in "$INET" $([ "$PORTAL" = 1 ] && echo "$PORTAL_NS"); do
     for _ in $(seq 50); do
-      ns "$n" python3 -c "import socket; socket.create_connection(('127.0.0.1', 80), 0.2)" 2>/dev/null && break
+      web_port=80
+      [ "$n" = "$INET" ] && [ "$CHARGING" = 1 ] && web_port=8080
+      ns "$n" python3 -c "import socket; socket.create_connection(('127.0.0.1', 80), 0.2); socket.create_connection(('127.0.0.1', $web_port), 0.2)" 2>/dev/null && break
       sleep 0.1
     done
   done
@@ -250,11 +272,52 @@ up() {
   [ "$PORTAL" = 1 ] && echo "        portal $PORTAL_NS ($PORTAL4, $PORTAL6, portal.example)"
   local from="Weir's own file"
   grep -q '^ *policy_engine *=' "$CONFIG" && from="the policy engine"
-  [ "$PCRF" = 1 ] && echo "        policy engine $PCRF_NS ($PE_LISTEN, billing delay ${BILLING_DELAY} s)"
+  [ "$PCRF" = 1 ] && echo "        policy engine $PCRF_NS ($PE_LISTEN, billing delay ${BILLING_DELAY} s, $PE_EXAMPLE)"
+  [ "$CHARGING" = 1 ] && echo "        online charging: web (rating group 10) from the charging system at $PE_LISTEN; port 8080 offline"
+  [ "$GATEWAYS" = 2 ] && echo "        second gateway $GW2 ($GW2_CTL4:50052) for ${CLIENTS2[*]/#/$P}"
   echo "        sessions from $from ($CONFIG)"
   echo "try:    ip netns exec ${P}${CLIENTS[0]} curl http://site.example/"
   [ ${#CLIENTS[@]} -gt 1 ] && echo "        ip netns exec ${P}${CLIENTS[1]} curl -i http://site.example/"
   return 0
+}
+
+# The client namespaces of gateway $1 (a switch namespace $2 joins them when there are several):
+# client i gets 10.45.$3.(2+i)/24 and 2001:db8:45:<$4+i+1 in hex>::2/64.
+add_clients() {
+  local gw=$1 lan=$2 net=$3 v6=$4 i=0 c
+  shift 4
+  if [ $# -gt 1 ]; then
+    # Several clients share the UE leg through a switch, as cells share a gateway.
+    add_ns "$lan"
+    ns "$lan" ip link add br0 type bridge
+    ip link add uplink netns "$lan" type veth peer name gw-ue netns "$gw"
+    ns "$lan" ip link set uplink master br0 up
+    ns "$lan" ip link set br0 up
+  fi
+  for c in "$@"; do
+    local sub
+    sub=$(printf '%x' $((v6 + 1 + i)))
+    add_ns "$P$c"
+    client_hosts "$P$c"
+    if [ $# -gt 1 ]; then
+      ip link add eth0 netns "$P$c" type veth peer name "p$i" netns "$lan"
+      ns "$lan" ip link set "p$i" master br0 up
+    else
+      ip link add eth0 netns "$P$c" type veth peer name gw-ue netns "$gw"
+    fi
+    quiet_offloads "$P$c" eth0
+    ns "$P$c" ip addr add "10.45.$net.$((2 + i))/24" dev eth0
+    ns "$P$c" ip -6 addr add "2001:db8:45:$sub::2/64" dev eth0 nodad
+    ns "$P$c" ip link set eth0 up
+    if [ "$MODE" = routed ]; then
+      ns "$P$c" ip route add default via 10.45.0.1
+      ns "$P$c" ip -6 route add default via "2001:db8:45:$sub::1"
+    else
+      ns "$P$c" ip route add 198.51.100.0/24 dev eth0
+      ns "$P$c" ip -6 route add 2001:db8:100::/64 dev eth0
+    fi
+    i=$((i + 1))
+  done
 }
 
 # The names the clients browse to. `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc, so
@@ -288,6 +351,7 @@ start_pcrf() {
   ns "$PCRF_NS" ip link set br0 up
   ctl_link "$GW" "$GW_CTL4" gw
   [ "$PORTAL" = 1 ] && ctl_link "$PORTAL_NS" "$PORTAL_CTL4" portal
+  [ "$GATEWAYS" = 2 ] && ctl_link "$GW2" "$GW2_CTL4" gw2
   # The example with the lab's addresses and delay, and a fresh database: every lab starts with
   # ue in credit and ue2 at zero.
   rm -f "$STATE"/policy-engine.sqlite*
@@ -317,65 +381,67 @@ start_portal() {
   echo $! >"$STATE/portal.pid"
 }
 
+# Weir in namespace $1 with configuration $2; its files in $STATE are weir$3.pid, weir$3.log...
 start_weir() {
-  local bin cfg
+  local gw=$1 cfg=$2 n=$3 bin
   bin=$(weir_bin)
-  cfg=$CONFIG
   if [ -n "${WEIR_LAB_CORES:-}" ]; then
-    cfg="$STATE/weir.toml"
-    sed "s/^cores *=.*/cores = [${WEIR_LAB_CORES// /, }]/" "$CONFIG" >"$cfg"
+    cfg="$STATE/weir$n.toml"
+    sed "s/^cores *=.*/cores = [${WEIR_LAB_CORES// /, }]/" "$2" >"$cfg"
     grep -q '^cores *=' "$cfg" || sed -i "s/^\[dataplane\]$/[dataplane]\ncores = [${WEIR_LAB_CORES// /, }]/" "$cfg"
   fi
   if [ "$MODE" = routed ]; then
-    ns "$GW" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-    ns "$GW" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
-    ns "$GW" ip addr add 10.45.0.1/24 dev gw-ue
-    ns "$GW" ip -6 addr add 2001:db8:45:1::1/64 dev gw-ue nodad
-    ns "$GW" ip addr add 198.51.100.1/24 dev gw-inet
-    ns "$GW" ip -6 addr add 2001:db8:100::1/64 dev gw-inet nodad
+    ns "$gw" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    ns "$gw" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ns "$gw" ip addr add 10.45.0.1/24 dev gw-ue
+    ns "$gw" ip -6 addr add 2001:db8:45:1::1/64 dev gw-ue nodad
+    ns "$gw" ip addr add 198.51.100.1/24 dev gw-inet
+    ns "$gw" ip -6 addr add 2001:db8:100::1/64 dev gw-inet nodad
   fi
   # Not through ns(): a function in the background is a subshell, and its pid is not Weir's.
-  ip netns exec "$GW" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" run --config "$cfg" --report-out "$STATE/report.json" \
-    >"$STATE/weir.out" 2>"$STATE/weir.log" &
-  echo $! >"$STATE/weir.pid"
+  ip netns exec "$gw" env WEIR_LOG="${WEIR_LOG:-info}" "$bin" run --config "$cfg" --report-out "$STATE/report$n.json" \
+    >"$STATE/weir$n.out" 2>"$STATE/weir$n.log" &
+  echo $! >"$STATE/weir$n.pid"
   for _ in $(seq 100); do
-    grep -q "forwarding" "$STATE/weir.log" 2>/dev/null && break
-    kill -0 "$(cat "$STATE/weir.pid")" 2>/dev/null || { cat "$STATE/weir.log" >&2; die "weir did not start"; }
+    grep -q "forwarding" "$STATE/weir$n.log" 2>/dev/null && break
+    kill -0 "$(cat "$STATE/weir$n.pid")" 2>/dev/null || { cat "$STATE/weir$n.log" >&2; die "weir in $gw did not start"; }
     sleep 0.1
   done
-  grep -q "forwarding" "$STATE/weir.log" || { cat "$STATE/weir.log" >&2; die "weir did not come up within 10 s"; }
+  grep -q "forwarding" "$STATE/weir$n.log" || { cat "$STATE/weir$n.log" >&2; die "weir in $gw did not come up within 10 s"; }
   if [ "$MODE" = routed ]; then
     # Everything arriving on either leg goes through Weir's TUN; what Weir writes back arrives on
     # the TUN and is routed normally.
     local tun
     tun=$(sed -n 's/^tun *= *"\(.*\)".*/\1/p' "$cfg" | head -1)
     for fam in -4 -6; do
-      ns "$GW" ip "$fam" route add default dev "$tun" table 100
-      ns "$GW" ip "$fam" rule add iif gw-ue lookup 100
-      ns "$GW" ip "$fam" rule add iif gw-inet lookup 100
+      ns "$gw" ip "$fam" route add default dev "$tun" table 100
+      ns "$gw" ip "$fam" rule add iif gw-ue lookup 100
+      ns "$gw" ip "$fam" rule add iif gw-inet lookup 100
     done
-    ns "$GW" sysctl -qw "net.ipv4.conf.$tun.rp_filter=0"
+    ns "$gw" sysctl -qw "net.ipv4.conf.$tun.rp_filter=0"
   fi
 }
 
 down() {
   [ "$(id -u)" -eq 0 ] || die "needs root: sudo $0 down"
   local pidfile
-  if [ -f "$STATE/weir.pid" ]; then
-    local pid
-    pid=$(cat "$STATE/weir.pid")
+  local pid
+  for pidfile in "$STATE/weir.pid" "$STATE/weir2.pid"; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
     if kill -TERM "$pid" 2>/dev/null; then
       # Give Weir time to drain and write its final report.
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
     fi
-  fi
+  done
   for pidfile in "$STATE"/*.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  local names=("$GW" "$INET" "$LAN" "$WAN" "$PORTAL_NS" "$PCRF_NS")
+  local names=("$GW" "$GW2" "$INET" "$LAN" "$LAN2" "$WAN" "$PORTAL_NS" "$PCRF_NS")
   local c
   for c in "${CLIENTS[@]}"; do names+=("$P$c"); done
+  [ "$GATEWAYS" = 2 ] && for c in "${CLIENTS2[@]}"; do names+=("$P$c"); done
   [ -f "$STATE/clients" ] && for c in $(cat "$STATE/clients"); do names+=("$P$c"); done
   [ -f "$STATE/namespaces" ] && while read -r c; do names+=("$c"); done <"$STATE/namespaces"
   local n

@@ -566,9 +566,22 @@ fn redirect_holds_that_rating_group_only_a_repeated_answer_keeps_it_and_a_new_gr
     gw.answer(credits);
     assert!(redirected(&mut gw, 42002).is_some());
     assert_eq!(gw.engine.redirect().counters().redirects_sent, 2);
+    // Nor does the answer to the report of the final units: a grant of nothing with the same
+    // Final-Unit-Action, newly numbered. The group stays redirected (taken, the nothing would
+    // be used up by the next packet, reported FINAL and answered with nothing, in a loop that
+    // drops every packet), and nothing more is reported.
+    gw.events();
+    gw.answer(vec![
+        with_fui(grant(10, 2, 0, None), topup(), &[]),
+        grant(20, 1, 1_000_000, None),
+    ]);
+    assert!(redirected(&mut gw, 42004).is_some());
+    assert!(redirected(&mut gw, 42005).is_some());
+    assert_eq!(gw.state(10), Some(CreditState::Redirected));
+    assert_eq!(gw.events(), vec![]);
     // A new grant does, at once.
     gw.answer(vec![
-        grant(10, 2, 1_000_000, None),
+        grant(10, 3, 1_000_000, None),
         grant(20, 1, 1_000_000, None),
     ]);
     assert_eq!(gw.state(10), Some(CreditState::Granted));

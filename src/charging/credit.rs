@@ -174,6 +174,22 @@ struct Group {
     listed: bool,
 }
 
+/// A grant of no units whose Final-Unit-Action is REDIRECT.
+fn nothing_but_redirect(g: &CreditGrant) -> bool {
+    let granted = &g.granted;
+    let units = [
+        granted.total,
+        granted.uplink,
+        granted.downlink,
+        granted.time,
+    ];
+    units.iter().all(|u| u.is_none_or(|n| n == 0))
+        && units.iter().any(Option::is_some)
+        && g.final_unit
+            .as_ref()
+            .is_some_and(|f| matches!(f.action, FinalUnitAction::Redirect(_)))
+}
+
 impl Group {
     /// Takes the group's grant from the session's credits when it is new.
     fn rearm(&mut self, grants: &[CreditGrant], version: u64, index: usize) -> Option<Change> {
@@ -183,6 +199,12 @@ impl Group {
             .find(|g| g.rating_group == self.rating_group && g.grant > self.last)?;
         let before = self.state;
         self.last = g.grant;
+        if before == CreditState::Redirected && nothing_but_redirect(g) {
+            // Still out of credit (the answer to the final units' report): the redirect stays.
+            // Taken, the nothing would lift it and be used up, reported FINAL and answered with
+            // nothing again by the next packet, in a loop dropping every packet.
+            return None;
+        }
         self.taken = Some(Taken::of(g));
         self.service_identifier = g.service_identifier.or(self.service_identifier);
         self.state = CreditState::Granted;

@@ -350,6 +350,16 @@ impl Gx {
             ..Default::default()
         };
         self.update(id, request, "recharge success").await;
+        // A rating group the charging system left at its Final-Unit-Action (REDIRECT to the
+        // portal) has no redirect rule for the policy engine to remove: it is freed by credit.
+        // Asked only now, after the policy engine has accepted the success, so the charging
+        // system grants from the recharge on the same evidence, before billing applies it.
+        if let Some(gy) = &self.gy {
+            let groups = gy.rating_groups(id).await;
+            if !groups.is_empty() {
+                gy.reauthorize(id, groups).await;
+            }
+        }
     }
 
     /// Usage past its grant: CCR-U with USAGE_REPORT; the answer carries the next grant.

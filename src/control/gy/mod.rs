@@ -41,6 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::Channel;
 
+/// How long the CCR-T waits for the workers' fresh meters.
+const FINAL_READ: Duration = Duration::from_millis(500);
+
 /// One Gy session: its id, subscriber, next number, and the requests still owed in order.
 struct GySession {
     session_id: String,
@@ -553,12 +556,20 @@ impl Gy {
         else {
             return;
         };
-        let meters: Vec<(u32, u64, u64)> = self
-            .tallies
-            .get()
-            .map(|b| {
-                b.current()
-                    .report
+        // Fresh numbers from the workers, not their last publication (up to a second old):
+        // the CCR-T is the last word on the session's units, so what was counted since must be
+        // in it. An idle worker answers within its poll interval; a stopped one has published
+        // its last numbers already.
+        let board = self.tallies.get().cloned();
+        let fresh = match board {
+            Some(b) => tokio::task::spawn_blocking(move || b.fresh(FINAL_READ))
+                .await
+                .ok(),
+            None => None,
+        };
+        let meters: Vec<(u32, u64, u64)> = fresh
+            .map(|r| {
+                r.report
                     .rating_groups
                     .iter()
                     .filter(|u| u.session_id == e.id.0)

@@ -25,7 +25,7 @@
 //!     # certificate and key when the gateways require one (both or neither), and the name their
 //!     # certificates carry (default: the host of the address each gave in CCR-I). Default: plaintext
 //!
-//! [redirect_rule]                     # required: the rule a subscriber gets at balance <= 0,
+//! [redirect_rule]                     # required: the rule a subscriber out of credit gets (balance <= 0, no bucket left),
 //! name = "recharge-redirect"          # with the keys of the gateway's [[predefined_rule]];
 //! precedence = 1                      # it must have a redirect with support ENABLED
 //! rating_group = 98

@@ -277,7 +277,7 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
             .group_restricted(&account.subscriber_id)
             .await
             .map_err(internal)?;
-        let redirected = account.balance <= 0 || restricted;
+        let redirected = account.out_of_credit() || restricted;
         let change = core.initial(&plan, redirected);
         let row = SessionRow {
             session_id: r.session_id.clone(),
@@ -409,6 +409,18 @@ impl pb::policy_engine_server::PolicyEngine for Gx {
                 if moved {
                     change = Some(lift);
                 }
+            } else if !session.lifted && account.balance <= 0 && !account.pending.is_empty() {
+                // Not redirected here, but a rating group may be (the charging system's
+                // Final-Unit-Action): the same evidence lets the charging system grant from
+                // the pending credit at once, before billing applies it.
+                let to = RedirectState {
+                    redirected: false,
+                    lifted: true,
+                };
+                let (id, installed) = (session.session_id.clone(), session.installed.clone());
+                core.db(move |s| s.swap_redirect_state(&id, from, to, &installed))
+                    .await
+                    .map_err(internal)?;
             }
             tracing::info!(session = %r.session_id, subscriber = %session.subscriber_id,
                 lifted = change.is_some(), "recharge success accepted");

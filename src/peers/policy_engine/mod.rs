@@ -284,13 +284,16 @@ impl Core {
         }
     }
 
-    /// Where a session should be, given its account: redirected at balance <= 0 unless a
-    /// verified recharge success lifted it while its credit is still pending, and redirected
-    /// while its account's shared quota group is restricted (the charging system's groups).
+    /// Where a session should be, given its account: redirected when out of credit (balance
+    /// <= 0 and no bucket left) unless a verified recharge success lifted it while its credit
+    /// is still pending, and redirected while its account's shared quota group is restricted
+    /// (the charging system's groups). `lifted` also marks a session the charging system alone
+    /// redirected (a rating group's Final-Unit-Action): its pending credit is then what the
+    /// charging system grants from.
     fn wanted(account: &AccountRow, s: &SessionRow, restricted: bool) -> RedirectState {
         let lifted = s.lifted && !account.pending.is_empty() && account.balance <= 0;
         RedirectState {
-            redirected: restricted || (account.balance <= 0 && !lifted),
+            redirected: restricted || (account.out_of_credit() && !lifted),
             lifted: lifted && !restricted,
         }
     }

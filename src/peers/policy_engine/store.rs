@@ -161,6 +161,18 @@ pub struct AccountRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub pending: Vec<Credit>,
+    /// Whether a live data or time bucket its payer holds (its own, or its quota group
+    /// owner's) has units left: online charging spends those before money, so the account is
+    /// in credit even at balance <= 0.
+    pub buckets_left: bool,
+}
+
+impl AccountRow {
+    /// Out of credit: nothing left in money or in the payer's buckets. Redirected to the portal
+    /// unless a recharge success lifted it (see `Core::wanted`).
+    pub fn out_of_credit(&self) -> bool {
+        self.balance <= 0 && !self.buckets_left
+    }
 }
 
 /// A session as the policy engine keeps it.
@@ -319,6 +331,16 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let payer = crate::peers::charging_system::groups::payer_of(c, sub)?;
+        let now = to_i64(super::now_secs());
+        let buckets_left = c
+            .query_one(
+                "SELECT COUNT(*) FROM credit_containers WHERE subscriber_id = ?1
+                    AND unit <> 'money' AND amount > 0 AND (expires_at IS NULL OR expires_at > ?2)",
+                params![payer, now],
+            )?
+            .int(0)?
+            > 0;
         Ok(Some(AccountRow {
             subscriber_id: sub.to_string(),
             balance: row.int(0)?,
@@ -327,6 +349,7 @@ impl Store {
             created_at: row.int(3)?,
             updated_at: row.int(4)?,
             pending,
+            buckets_left,
         }))
     }
 
