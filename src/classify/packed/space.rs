@@ -21,7 +21,7 @@ const BUCKET_LIMIT: usize = 8;
 /// An address width: IPv4 (`u32`, the common case, half the memory per rule) or the full
 /// 128-bit space.
 pub(super) trait Addr:
-    Copy + Eq + Default + Debug + BitAnd<Output = Self> + Send + Sync + 'static
+    Copy + Eq + std::hash::Hash + Default + Debug + BitAnd<Output = Self> + Send + Sync + 'static
 {
     fn mask(len: u8) -> Self;
     /// Both addresses folded into the 64 bits the hash mixes.
@@ -188,11 +188,57 @@ impl<A: Addr> Space<A> {
         removed
     }
 
-    /// Tightens every table's layout (after a bulk build).
+    /// After a bulk build: folds small tables into coarser ones, then tightens every table's
+    /// layout.
     pub fn compact(&mut self) {
+        self.merge_tables();
         for t in &mut self.tables {
             t.compact();
         }
+    }
+
+    /// Moves each table's rules into a coarser table that covers its tuple, when none of that
+    /// table's buckets would pass `BUCKET_LIMIT`: rules placed one by one in priority order
+    /// open tables a whole rule set does not need (a coarse table opened later could have
+    /// taken them), and every table is one more probe for the lookups that reach it.
+    /// Smallest tables first; a table that took another may then move in turn.
+    fn merge_tables(&mut self) {
+        loop {
+            let mut by_size: Vec<usize> = (0..self.tables.len()).collect();
+            by_size.sort_by_key(|&i| self.tables[i].rule_count());
+            let Some((from, into)) = by_size
+                .iter()
+                .find_map(|&i| self.merge_target(i).map(|j| (i, j)))
+            else {
+                break;
+            };
+            let moved: Vec<Entry<A>> = self.tables[from].entries().copied().collect();
+            let id = self.tables[into].id;
+            for e in moved {
+                self.tables[into].insert(e);
+                self.homes.insert(e.index, id);
+            }
+            self.tables.remove(from);
+            self.order();
+        }
+    }
+
+    /// The most specific other table that can take all of table `i`'s rules.
+    fn merge_target(&self, i: usize) -> Option<usize> {
+        let own = self.tables[i].tuple;
+        let mut candidates: Vec<usize> = (0..self.tables.len())
+            .filter(|&j| j != i && self.tables[j].tuple.covers(&own))
+            .collect();
+        candidates.sort_by_key(|&j| std::cmp::Reverse(self.tables[j].tuple.specificity()));
+        candidates.into_iter().find(|&j| {
+            let target = &self.tables[j];
+            let mut added: FxHashMap<(A, A), usize> = FxHashMap::default();
+            self.tables[i].entries().all(|e| {
+                let n = added.entry(target.bucket_key(e)).or_default();
+                *n += 1;
+                target.bucket_len(e) + *n <= BUCKET_LIMIT
+            })
+        })
     }
 
     /// Keeps tables sorted by their best rule, which the search's early stop relies on.

@@ -78,6 +78,10 @@ impl<A: Addr> Table<A> {
         self.rules == 0
     }
 
+    pub fn rule_count(&self) -> usize {
+        self.rules
+    }
+
     #[inline]
     fn hash(&self, src: A, dst: A) -> usize {
         (self.product(src, dst) >> self.shift) as usize
@@ -240,6 +244,18 @@ impl<A: Addr> Table<A> {
             .next_power_of_two()
             .max(4);
         self.rehash(want);
+    }
+
+    /// Every rule the table holds, bucket by bucket.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry<A>> {
+        self.slots
+            .iter()
+            .flat_map(|s| &self.arena[s.start as usize..(s.start + s.len) as usize])
+    }
+
+    /// The fields of `e` this table hashes on.
+    pub fn bucket_key(&self, e: &Entry<A>) -> (A, A) {
+        (e.src & self.src_mask, e.dst & self.dst_mask)
     }
 
     fn live_buckets(&self) -> usize {

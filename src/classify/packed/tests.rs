@@ -172,3 +172,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_build_folds_tables_that_a_coarser_one_can_take() {
+    // In priority order: nine /32 pairs within one /16 pair open a 32/32 table (16/16 could
+    // not hold them: nine in one bucket), then a 32/16 rule opens 32/16 (its own tuple, being a
+    // multiple of 16; no table that covers it exists yet), then a 16/16 rule opens 16/16. Rule
+    // by rule that is three tables; a whole-set build moves the 32/16 rule into 16/16, whose
+    // buckets stay small, so one table fewer is probed.
+    let v4 = |src: u32, s: u8, dst: u32, d: u8| Rule {
+        src: Prefix::v4(src, s),
+        dst: Prefix::v4(dst, d),
+        ..any_rule()
+    };
+    let mut rules: Vec<Rule> = (0..9)
+        .map(|i| v4(0x0a00_0000 + i, 32, 0x0b00_0001, 32))
+        .collect();
+    rules.push(v4(0x0e0e_0e0e, 32, 0x0f0f_0000, 16));
+    rules.push(v4(0x0c0c_0000, 16, 0x0d0d_0000, 16));
+    let mut one_by_one = PackedTuples::default();
+    for (i, r) in (0u32..).zip(&rules) {
+        one_by_one.insert(i, *r).unwrap();
+    }
+    assert_eq!(one_by_one.table_counts(), (3, 0));
+    let c = PackedTuples::build(&rules);
+    assert_eq!(c.table_counts(), (2, 0));
+    let linear = Linear::build(&rules);
+    for (src, dst) in [
+        (0x0a00_0002, 0x0b00_0001),
+        (0x0c0c_1234, 0x0d0d_4321),
+        (0x0e0e_0e0e, 0x0f0f_9999),
+        (0x0e0e_0e0f, 0x0f0f_9999),
+    ] {
+        let k = key(map_v4(src), map_v4(dst), 1, 2, 6);
+        assert_eq!(c.classify(&k), linear.classify(&k), "{src:#x} -> {dst:#x}");
+    }
+    assert_eq!(
+        c.classify(&key(map_v4(0x0e0e_0e0e), map_v4(0x0f0f_0001), 1, 2, 6)),
+        Some(9)
+    );
+}
