@@ -17,6 +17,7 @@ mod admin;
 pub mod config;
 pub mod db;
 pub(crate) mod gx;
+mod pool;
 pub mod push;
 pub mod store;
 
