@@ -10,6 +10,8 @@
 //! `--store` lists the stores to measure (default `sqlite`): `sqlite` is a file in a temporary
 //! folder; `postgres` a fresh cluster of Debian's PostgreSQL the bench starts on a unix socket of
 //! its own and stops at the end (as the store's tests do), as user `postgres` when run as root.
+//! `GY_BENCH_PG_SQL` is SQL run on that server before the policy engine starts, to try a
+//! setting (`ALTER DATABASE weir SET synchronous_commit = off`).
 //!
 //! `--callers` concurrent callers (default 64) each run credit control sessions back to back
 //! for `--seconds` (default 20): CCR-I asking for 1 MB of rating group 10, CCR-U reporting
