@@ -1,10 +1,17 @@
 //! Gy benchmark: CreditControl requests per second that the reference charging system of
-//! `weir policy-engine` (the release binary, its own process and SQLite store) sustains.
+//! `weir policy-engine` (the release binary, its own process and store) sustains, on SQLite, on
+//! PostgreSQL, or on both in one run, one after the other with the same load.
 //!
 //! ```sh
 //! cargo build --release --bin weir && cargo run --release --example gy_bench
-//! cargo run --release --example gy_bench -- --callers 64 --seconds 20 --accounts 1000
+//! cargo run --release --example gy_bench -- --store sqlite,postgres --callers 64 --seconds 20
 //! ```
+//!
+//! `--store` lists the stores to measure (default `sqlite`): `sqlite` is a file in a temporary
+//! folder; `postgres` a fresh cluster of Debian's PostgreSQL the bench starts on a unix socket of
+//! its own and stops at the end (as the store's tests do), as user `postgres` when run as root.
+//! `GY_BENCH_PG_SQL` is SQL run on that server before the policy engine starts, to try a
+//! setting (`ALTER DATABASE weir SET synchronous_commit = off`).
 //!
 //! `--callers` concurrent callers (default 64) each run credit control sessions back to back
 //! for `--seconds` (default 20): CCR-I asking for 1 MB of rating group 10, CCR-U reporting
@@ -16,8 +23,13 @@
 //!
 //! The policy engine binary is `target/release/weir` (or `WEIR_BIN`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/policy_engine.rs"]
+mod policy_engine;
+#[path = "../tests/support/postgres.rs"]
+mod postgres_server;
+
+use policy_engine::{arg, text_arg, PolicyEngine};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +38,11 @@ use weir::proto::v1 as pb;
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const MB: u64 = 1_000_000;
 
-struct PolicyEngine {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
-}
-
-impl PolicyEngine {
-    fn start(dir: &Path, accounts: u32) -> PolicyEngine {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).expect("the bench folder");
-        let mut text = format!(
-            r#"listen = "127.0.0.1:0"
-database = "pe.sqlite"
+/// The policy engine's configuration: `accounts` accounts with money enough for the run.
+fn config(database: &str, accounts: u32) -> String {
+    let mut text = format!(
+        r#"listen = "127.0.0.1:0"
+database = "{database}"
 origin_host = "ocs.bench"
 token_key = "{KEY}"
 predefined_rules = ["web"]
@@ -58,71 +62,18 @@ rate = [{{ per_mb = 1 }}]
 [charging]
 validity_time = 600
 "#
-        );
-        for i in 0..accounts {
-            text.push_str(&format!(
-                "\n[[account]]\nsubscriber = \"{}\"\nbalance = 1000000000000\n",
-                subscriber(i)
-            ));
-        }
-        let path = dir.join("pe.toml");
-        std::fs::write(&path, text).expect("the configuration");
-        let bin = std::env::var("WEIR_BIN").unwrap_or_else(|_| "target/release/weir".into());
-        let mut child = Command::new(&bin)
-            .args(["policy-engine", "--config"])
-            .arg(&path)
-            .env("WEIR_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin}: {e} (cargo build --release, or set WEIR_BIN)"));
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(a) = line.strip_prefix("weir policy-engine: listening on ") {
-                    let _ = tx.send(a.to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(300))
-            .expect("the policy engine says where it listens");
-        PolicyEngine {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-        }
+    );
+    for i in 0..accounts {
+        text.push_str(&format!(
+            "\n[[account]]\nsubscriber = \"{}\"\nbalance = 1000000000000\n",
+            subscriber(i)
+        ));
     }
-}
-
-impl Drop for PolicyEngine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    text
 }
 
 fn subscriber(i: u32) -> String {
     format!("imsi-00101{:010}", i)
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
 }
 
 fn mscc(used: u64, ask: u64) -> Vec<pb::MultipleServicesCreditControl> {
@@ -162,19 +113,100 @@ fn good(a: &pb::CreditControlAnswer, ask: u64) -> bool {
         && granted == ask
 }
 
+/// What one store sustained.
+struct Outcome {
+    store: String,
+    requests: u64,
+    seconds: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    wrong: u64,
+    debited: i64,
+    reported: i64,
+    /// Transactions PostgreSQL rolled back: a conflict each, the transaction run again.
+    rolled_back: Option<i64>,
+}
+
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
 fn main() {
     let callers = arg("--callers", 64) as usize;
     let seconds = arg("--seconds", 20);
     let accounts = arg("--accounts", 1000) as u32;
-    let dir = std::env::temp_dir().join(format!("weir-gy-bench-{}", std::process::id()));
-    let pe = PolicyEngine::start(&dir, accounts);
+    let stores: Vec<String> = text_arg("--store")
+        .unwrap_or_else(|| "sqlite".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut outcomes = Vec::new();
+    for store in &stores {
+        outcomes.push(run(store, callers, seconds, accounts));
+    }
+    println!();
+    println!("| store | callers | requests | CCR-I/U/T cycles | requests/s | p50 | p99 | max | unexpected answers | transactions rolled back and run again | debited = reported |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
+    for o in &outcomes {
+        println!(
+            "| {} | {callers} | {} | {} | {:.0} | {:.1?} | {:.1?} | {:.1?} | {} | {} | {} octets, {} |",
+            o.store,
+            o.requests,
+            o.requests / 3,
+            o.per_second(),
+            o.p50,
+            o.p99,
+            o.max,
+            o.wrong,
+            o.rolled_back.map_or("–".to_string(), |n| n.to_string()),
+            o.debited,
+            if o.debited == o.reported { "yes" } else { "NO" },
+        );
+    }
+    if let [first, rest @ ..] = outcomes.as_slice() {
+        for o in rest {
+            println!(
+                "gy_bench: {} / {}: {:.2}x the requests/s",
+                o.store,
+                first.store,
+                o.per_second() / first.per_second()
+            );
+        }
+    }
+    for o in &outcomes {
+        assert_eq!(
+            o.debited, o.reported,
+            "{}: debited must equal reported",
+            o.store
+        );
+    }
+}
+
+fn run(store: &str, callers: usize, seconds: u64, accounts: u32) -> Outcome {
+    let dir = std::env::temp_dir().join(format!("weir-gy-bench-{}-{store}", std::process::id()));
+    // The server outlives the policy engine (declared first, dropped last).
+    let pg = match store {
+        "sqlite" => None,
+        "postgres" => Some(
+            postgres_server::Postgres::start("gy-bench")
+                .expect("PostgreSQL is installed (apt-get install postgresql)"),
+        ),
+        other => panic!("--store takes sqlite and/or postgres, not {other}"),
+    };
+    let database = pg
+        .as_ref()
+        .map_or("pe.sqlite".to_string(), |pg| pg.url.clone());
+    let pe = PolicyEngine::start(&dir, &config(&database, accounts));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
     let addr = pe.addr.clone();
-    rt.block_on(async move {
+    let mut outcome = rt.block_on(async move {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("an address")
             .connect()
@@ -261,15 +293,15 @@ fn main() {
                 .unwrap_or_default()
         };
         let total = requests.load(Ordering::Relaxed);
+        let wrong = wrong.load(Ordering::Relaxed);
         println!(
-            "gy_bench: {callers} callers, {accounts} accounts, {:.1} s: {total} CreditControl requests ({} CCR-I/U/T cycles), {:.0} requests/s; latency p50 {:?}, p99 {:?}, max {:?}; {} unexpected answers",
+            "gy_bench: {store}: {callers} callers, {accounts} accounts, {:.1} s: {total} CreditControl requests ({} CCR-I/U/T cycles), {:.0} requests/s; latency p50 {:?}, p99 {:?}, max {:?}; {wrong} unexpected answers",
             elapsed.as_secs_f64(),
             total / 3,
             total as f64 / elapsed.as_secs_f64(),
             pct(0.50),
             pct(0.99),
             latencies.last().copied().unwrap_or_default(),
-            wrong.load(Ordering::Relaxed),
         );
         // What was debited must be what was reported: 2 MB per completed cycle.
         let mut debited: i64 = 0;
@@ -285,12 +317,38 @@ fn main() {
                 if c.unit == pb::CreditUnit::Octets as i32 {
                     debited += 1_000 * MB as i64 - c.amount;
                 }
-                assert_eq!(c.reserved, 0, "a reservation was left open");
+                assert_eq!(c.reserved, 0, "{store}: a reservation was left open");
             }
         }
         let reported = (total / 3) * 2 * MB;
-        println!("gy_bench: debited {debited} octets, reported {reported}, no reservation left open");
-        assert_eq!(debited, reported as i64, "debited must equal reported");
+        println!("gy_bench: {store}: debited {debited} octets, reported {reported}, no reservation left open");
+        Outcome {
+            store: store.to_string(),
+            requests: total,
+            seconds: elapsed.as_secs_f64(),
+            p50: pct(0.50),
+            p99: pct(0.99),
+            max: latencies.last().copied().unwrap_or_default(),
+            wrong,
+            debited,
+            reported: reported as i64,
+            rolled_back: None,
+        }
     });
+    // Every SERIALIZABLE conflict is one ROLLBACK before the transaction runs again (the
+    // server's statistics, read outside the runtime: the client blocks).
+    if let Some(pg) = &pg {
+        let mut c = postgres::Client::connect(&pg.url, postgres::NoTls).expect("the server");
+        let row = c
+            .query_one(
+                "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = 'weir'",
+                &[],
+            )
+            .expect("the statistics");
+        let (commits, rollbacks): (i64, i64) = (row.get(0), row.get(1));
+        println!("gy_bench: {store}: {commits} transactions committed, {rollbacks} rolled back");
+        outcome.rolled_back = Some(rollbacks);
+    }
     drop(pe);
+    outcome
 }

@@ -231,6 +231,11 @@ impl Control {
         &self.manager
     }
 
+    /// What the Gy client did (requests, answers, failures), when a charging system is set.
+    pub fn gy_counters(&self) -> Option<&gy::GyCounters> {
+        self.gy.as_deref().map(|g| &g.counters)
+    }
+
     /// Runs a future on the control plane's runtime (for the command line and tests).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)

@@ -89,8 +89,16 @@ pub struct Gy {
     /// The Gx client, for the CCR-T of a session CC-Failure-Handling ends (weak: it holds this
     /// client too).
     gx: std::sync::OnceLock<std::sync::Weak<super::gx::Gx>>,
+    /// Requests to the charging system at once, at most [`IN_FLIGHT`]: when many sessions
+    /// cross their thresholds together, the requests queue here, in order, instead of opening
+    /// more HTTP/2 streams than the charging system accepts (it resets them) and timing out in
+    /// its queue, which turned 99 % of 100 000 CCR-I into CONTINUE's local grants.
+    in_flight: tokio::sync::Semaphore,
     pub counters: GyCounters,
 }
+
+/// Requests to the charging system in flight at most (as many as to the policy engine).
+pub const IN_FLIGHT: usize = super::gx::IN_FLIGHT;
 
 /// Whether a request's answer is worth waiting again for.
 fn transient(s: &tonic::Status) -> bool {
@@ -193,6 +201,7 @@ impl Gy {
                     .collect(),
             ),
             gx: std::sync::OnceLock::new(),
+            in_flight: tokio::sync::Semaphore::new(IN_FLIGHT),
             counters: GyCounters::default(),
         })
     }
@@ -279,8 +288,14 @@ impl Gy {
         for attempt in 1..=self.settings.attempts {
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let mut client = self.client.clone();
+            // Never closed, so the permit always comes; Tx starts once it has, so the wait
+            // here is not counted against the request. The permit is given back before any
+            // backoff.
+            let permit = self.in_flight.acquire().await;
             let call = client.credit_control(r.clone());
-            match tokio::time::timeout(self.settings.request_timeout, call).await {
+            let outcome = tokio::time::timeout(self.settings.request_timeout, call).await;
+            drop(permit);
+            match outcome {
                 Ok(Ok(a)) => {
                     self.counters.answers.fetch_add(1, Ordering::Relaxed);
                     return Ok(a.into_inner());

@@ -505,6 +505,11 @@ impl Conn {
         }
     }
 
+    /// Ends any transaction left open (after a panic inside one), ignoring that none was.
+    pub fn rollback_quietly(&mut self) {
+        let _ = self.batch("ROLLBACK");
+    }
+
     /// Runs `f` as one write transaction, committed when it returns `Ok`, rolled back when it
     /// returns `Err`.
     ///

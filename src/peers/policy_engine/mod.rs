@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub(crate) mod gx;
+mod pool;
 pub mod push;
 pub mod store;
 

@@ -14,10 +14,10 @@
 //! seconds since the Unix epoch, handed in by the caller.
 
 pub use super::db::{Conn, Database};
+use super::pool::{Pool, PooledConn, POSTGRES_CONNECTIONS};
 use crate::params;
 use crate::proto::v1 as pb;
 use prost::Message as _;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Schema changes, in order; entry `i` takes a file from version `i` to `i + 1`. Never edit an
@@ -219,7 +219,7 @@ pub struct Recharged {
 }
 
 pub struct Store {
-    conn: Mutex<Conn>,
+    conns: Pool,
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {
@@ -287,16 +287,22 @@ impl Store {
             e @ StoreError::TooNew { .. } => e,
             e => open_err(e.to_string()),
         })?;
+        let mut conns = vec![conn];
+        // The schema is in place: the other connections only connect.
+        if let Database::Postgres(url) = &db {
+            for _ in 1..POSTGRES_CONNECTIONS {
+                conns.push(Conn::postgres(url).map_err(|e| open_err(e.to_string()))?);
+            }
+        }
         Ok(Store {
-            conn: Mutex::new(conn),
+            conns: Pool::new(conns),
         })
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
-        // A panic while holding the lock leaves the database consistent (the transaction is
-        // rolled back when the next one begins, or by the server), so a poisoned lock is still
-        // safe to use.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// A connection of the store's, the caller's alone until the guard drops (one of several
+    /// for PostgreSQL: take one at a time, never a second while holding one).
+    pub(crate) fn conn(&self) -> PooledConn<'_> {
+        self.conns.get()
     }
 
     /// The schema version of the open database.
