@@ -56,6 +56,18 @@ pub enum XdpError {
     Busy { interface: String },
 }
 
+/// How many receive queues `interface` has (its `queues/rx-N` entries in sysfs).
+pub fn rx_queue_count(interface: &str) -> io::Result<u32> {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))?;
+    let mut n = 0;
+    for entry in dir {
+        if entry?.file_name().to_string_lossy().starts_with("rx-") {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// The steering program attached to one interface, and its XSKMAP.
 #[derive(Debug)]
 pub struct XdpSteering {
