@@ -622,7 +622,39 @@ fn bridge_carries_iperf3_tcp_without_stalling() {
     if !root_or_skip("bridge_iperf3") {
         return;
     }
-    let lab = Lab::up("c", &[]);
+    iperf3_without_stalling(Lab::up("c", &[]));
+}
+
+/// The same on `backend = "af_xdp"`, the lab's policy-engine configuration with one worker.
+#[test]
+fn af_xdp_backend_carries_iperf3_tcp_without_stalling() {
+    if !root_or_skip("af_xdp_iperf3") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("weir-e2e-afxdp-tcp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("af_xdp.toml");
+    let text = std::fs::read_to_string(repo().join("examples/lab-pcrf.toml"))
+        .unwrap()
+        .replace(
+            "[dataplane]\n",
+            "[dataplane]\nbackend = \"af_xdp\"\ncores = [0]\n",
+        );
+    assert!(text.contains("backend = \"af_xdp\""));
+    std::fs::write(&config, text).unwrap();
+    let lab = Lab::up("y", &[("WEIR_LAB_CONFIG", config.to_str().unwrap())]);
+    assert!(
+        lab.log().contains("bridge mode up on AF_XDP"),
+        "{}",
+        lab.log()
+    );
+    iperf3_without_stalling(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three seconds of iperf3 from the UE: at least 10 MiB, progress in every interval, and all of
+/// it metered.
+fn iperf3_without_stalling(lab: Lab) {
     let (ue, inet) = (lab.ns("ue"), lab.ns("inet"));
     let mut server = netns(&inet, &["iperf3", "-s", "-1"])
         .stdout(Stdio::null())
