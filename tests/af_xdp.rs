@@ -1,6 +1,7 @@
 //! AF_XDP sockets on a veth pair in a namespace of their own: frames sent by the peer reach the
 //! socket byte for byte, frames the socket transmits reach the peer byte for byte, and the
-//! steering program is gone from the interface once the socket and its link are dropped.
+//! steering program is gone from the interface once the socket and its link are dropped, or once
+//! the `weir run` that attached it is killed.
 //! Needs root.
 
 mod common;
@@ -33,6 +34,11 @@ impl Netns {
              ip link add xa type veth peer name xb; ip link set xa up; ip link set xb up",
         );
         ns
+    }
+
+    /// A second veth pair, `ya`–`yb`, for a bridge's internet leg.
+    fn add_second_pair(&self) {
+        self.sh("ip link add ya type veth peer name yb; ip link set ya up; ip link set yb up");
     }
 
     fn sh(&self, script: &str) -> String {
@@ -81,7 +87,12 @@ fn frame(seq: u8, len: usize) -> Vec<u8> {
 }
 
 fn xdp_attached(ns: &Netns) -> bool {
-    ns.sh("ip -d link show dev xa").contains("xdp")
+    attached(ns, "xa")
+}
+
+fn attached(ns: &Netns, interface: &str) -> bool {
+    ns.sh(&format!("ip -d link show dev {interface}"))
+        .contains("xdp")
 }
 
 #[test]
@@ -214,4 +225,85 @@ fn setup_errors_name_the_interface_and_the_step() {
         // Once the first is gone, the interface is free again.
         drop(XdpSteering::attach("xa", 1).expect("after the first left"));
     });
+}
+
+/// `weir run` on the af_xdp backend, its output in a file; killed on drop if still running.
+struct Gateway(std::process::Child);
+
+impl Gateway {
+    fn start(ns: &Netns, config: &std::path::Path, log: &std::path::Path) -> Gateway {
+        let out = std::fs::File::create(log).unwrap();
+        let child = common::netns(&ns.0, &[env!("CARGO_BIN_EXE_weir"), "run", "--config"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Gateway(child)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_gateway_refuses_a_taken_leg_and_a_killed_one_leaves_no_program() {
+    if !common::root_or_skip("af_xdp") {
+        return;
+    }
+    let ns = Netns::new("xdprun");
+    ns.add_second_pair();
+    let dir = std::env::temp_dir().join(format!("weir-af-xdp-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("weir.toml");
+    std::fs::write(
+        &config,
+        "[gateway]\nue_pools = [\"10.45.0.0/16\"]\n\n[dataplane]\nbackend = \"af_xdp\"\n\
+         cores = [0]\nue_interface = \"xa\"\ninternet_interface = \"ya\"\nreport_listen = \"\"\n",
+    )
+    .unwrap();
+    let log = dir.join("first.log");
+    let mut first = Gateway::start(&ns, &config, &log);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("bridge mode up on AF_XDP")
+    {
+        assert!(
+            Instant::now() < deadline && first.0.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(attached(&ns, "xa") && attached(&ns, "ya"));
+
+    // A second gateway on the same legs is refused, and says what holds the leg.
+    let second = common::run(
+        common::netns(&ns.0, &[env!("CARGO_BIN_EXE_weir"), "run", "--config"]).arg(&config),
+        Duration::from_secs(20),
+    );
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("AF_XDP on xa: another XDP program is already attached"),
+        "{err}"
+    );
+    assert!(attached(&ns, "xa"), "the first gateway's program stays");
+
+    // SIGKILL: nothing runs any cleanup, yet the programs go with the process's descriptors.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (attached(&ns, "xa") || attached(&ns, "ya")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!attached(&ns, "xa"), "{}", ns.sh("ip -d link show dev xa"));
+    assert!(!attached(&ns, "ya"), "{}", ns.sh("ip -d link show dev ya"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
