@@ -167,7 +167,8 @@ impl XdpBridgeWorker {
             if n > 0 {
                 io.batches += 1;
             }
-            idle = n == 0;
+            // Frames still on their way out keep the worker from sleeping on receive.
+            idle = n == 0 && self.ue.tx_in_flight() == 0 && self.inet.tx_in_flight() == 0;
             if stopping {
                 draining += 1;
                 if idle || draining > DRAIN_ROUNDS {

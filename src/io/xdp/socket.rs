@@ -11,6 +11,9 @@ use super::umem::{mmap_offsets, Desc, Ring, Umem};
 use super::{XdpError, XdpMode};
 use crate::io::sys;
 
+/// At most this many `sendto` kicks per flush (a ring of 16384 frames, 32 at a time, takes 512).
+const TX_KICKS: u32 = 512;
+
 /// Ring and frame geometry of one socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XskConfig {
@@ -301,7 +304,13 @@ impl XskSocket {
             self.tx_in_flight += self.tx_queued;
             self.tx_queued = 0;
         }
-        if self.tx_in_flight > 0 && self.tx.needs_wakeup() {
+        // In copy mode each kick sends a bounded number of frames (32 in Linux 6.x) and
+        // returns EAGAIN while more are left: kick again until the ring is empty, so none waits
+        // for the next wake-up of the worker.
+        for _ in 0..TX_KICKS {
+            if self.tx_in_flight == 0 || self.tx.unconsumed() == 0 || !self.tx.needs_wakeup() {
+                break;
+            }
             self.kick_tx()?;
         }
         self.reap_completions();

@@ -186,6 +186,12 @@ impl<T: Entry> Ring<T> {
         };
     }
 
+    /// Published entries the consumer has not taken yet.
+    pub fn unconsumed(&self) -> u32 {
+        self.cached_prod
+            .wrapping_sub(self.consumer().load(Ordering::Acquire))
+    }
+
     /// Publishes `n` written entries.
     pub fn submit(&mut self, n: u32) {
         self.cached_prod = self.cached_prod.wrapping_add(n);
