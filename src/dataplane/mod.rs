@@ -21,6 +21,7 @@ mod xdp_bridge;
 pub use config::{Backend, DataplaneConfig, DataplaneConfigError, Mode, Offloads};
 pub use report::{GatewayReport, IoCounters, WorkerReport};
 pub use routed::owner as routed_owner;
+pub use xdp_bridge::socket_config as xdp_socket_config;
 
 use crate::engine::Engine;
 use crate::io::afpacket::{AfPacketError, RxRing, TpacketVersion, Transmitter};
