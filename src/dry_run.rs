@@ -4,7 +4,7 @@
 //!
 //! Keep it in step with `dataplane::run` and `control::start`: each line names a thing they do.
 
-use weir::dataplane::{DataplaneConfig, Mode, Offloads};
+use weir::dataplane::{Backend, DataplaneConfig, Mode, Offloads};
 use weir::io::afpacket::TpacketVersion;
 use weir::io::afpacket::TxMode;
 use weir::policy::Config;
@@ -51,13 +51,22 @@ pub fn render(
             ] {
                 let leg = leg.unwrap_or("(none)");
                 legs.push(leg);
-                lines.push((
-                    key,
-                    format!(
-                        "{leg} ({}): AF_PACKET per worker, {ring}, transmit by {tx}, promiscuous while open",
-                        mtu(leg)
+                let how = match dp.backend {
+                    Backend::AfPacket => format!(
+                        "AF_PACKET per worker, {ring}, transmit by {tx}, promiscuous while open"
                     ),
-                ));
+                    Backend::AfXdp => {
+                        let x = weir::dataplane::xdp_socket_config(dp);
+                        format!(
+                            "AF_XDP socket on queue 0, rings of {} entries, {} UMEM chunks of {} bytes, \
+                             zero-copy where the driver offers it; Weir's XDP program attached by a BPF link while it runs",
+                            x.ring_size,
+                            2 * x.ring_size,
+                            x.frame_size
+                        )
+                    }
+                };
+                lines.push((key, format!("{leg} ({}): {how}", mtu(leg))));
             }
             lines.push((
                 "offloads",

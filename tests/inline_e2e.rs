@@ -147,6 +147,52 @@ fn ring_transmit_mode_carries_the_download_intact() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The same lab on `backend = "af_xdp"`: the legs are read and written through AF_XDP sockets
+/// fed by the program Weir attaches (seen on both legs while it runs), with one worker.
+#[test]
+fn af_xdp_backend_carries_the_download_intact() {
+    if !root_or_skip("af_xdp_backend") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("weir-e2e-afxdp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("af_xdp.toml");
+    let text = std::fs::read_to_string(repo().join("examples/lab.toml"))
+        .unwrap()
+        .replace(
+            "[dataplane]\n",
+            "[dataplane]\nbackend = \"af_xdp\"\ncores = [0]\n",
+        );
+    assert!(text.contains("backend = \"af_xdp\""));
+    std::fs::write(&config, text).unwrap();
+    let lab = Lab::up("x", &[("WEIR_LAB_CONFIG", config.to_str().unwrap())]);
+    let (ue, gw) = (lab.ns("ue"), lab.ns("gw"));
+    assert!(
+        lab.log().contains("bridge mode up on AF_XDP"),
+        "{}",
+        lab.log()
+    );
+    for leg in ["gw-ue", "gw-inet"] {
+        let shown = ok(
+            &mut netns(&gw, &["ip", "-d", "link", "show", "dev", leg]),
+            Duration::from_secs(10),
+        );
+        assert!(shown.contains("prog/xdp"), "{leg}: {shown}");
+    }
+    download_and_verify(&lab, &ue, INET4);
+    download_and_verify(&lab, &ue, &format!("[{INET6}]"));
+    assert_eq!(ping(&ue, INET4, 3), 3);
+    assert_eq!(ping(&ue, INET6, 3), 3);
+    let down = lab.down();
+    assert!(down.status.success(), "{down:?}");
+    let report = lab.report();
+    assert_eq!(report["mode"], "bridge");
+    assert!(report["totals"]["forwarded"].as_u64().unwrap() > 2 * 2900);
+    assert_eq!(report["io"]["tx_errors"], 0);
+    assert_eq!(report["io"]["oversize"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn lab_down_removes_a_half_built_lab() {
     if !root_or_skip("lab_half_built") {
@@ -576,7 +622,39 @@ fn bridge_carries_iperf3_tcp_without_stalling() {
     if !root_or_skip("bridge_iperf3") {
         return;
     }
-    let lab = Lab::up("c", &[]);
+    iperf3_without_stalling(Lab::up("c", &[]));
+}
+
+/// The same on `backend = "af_xdp"`, the lab's policy-engine configuration with one worker.
+#[test]
+fn af_xdp_backend_carries_iperf3_tcp_without_stalling() {
+    if !root_or_skip("af_xdp_iperf3") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("weir-e2e-afxdp-tcp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("af_xdp.toml");
+    let text = std::fs::read_to_string(repo().join("examples/lab-pcrf.toml"))
+        .unwrap()
+        .replace(
+            "[dataplane]\n",
+            "[dataplane]\nbackend = \"af_xdp\"\ncores = [0]\n",
+        );
+    assert!(text.contains("backend = \"af_xdp\""));
+    std::fs::write(&config, text).unwrap();
+    let lab = Lab::up("y", &[("WEIR_LAB_CONFIG", config.to_str().unwrap())]);
+    assert!(
+        lab.log().contains("bridge mode up on AF_XDP"),
+        "{}",
+        lab.log()
+    );
+    iperf3_without_stalling(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three seconds of iperf3 from the UE: at least 10 MiB, progress in every interval, and all of
+/// it metered.
+fn iperf3_without_stalling(lab: Lab) {
     let (ue, inet) = (lab.ns("ue"), lab.ns("inet"));
     let mut server = netns(&inet, &["iperf3", "-s", "-1"])
         .stdout(Stdio::null())

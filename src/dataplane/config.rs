@@ -6,6 +6,7 @@
 //! ```toml
 //! [dataplane]
 //! mode = "bridge"                 # "bridge" (two legs, bump in the wire) or "routed" (TUN)
+//! backend = "af_packet"           # bridge: "af_packet" (mmap rings) or "af_xdp" (XSK sockets)
 //! ue_interface = "gw-ue"          # bridge: the leg facing the UEs
 //! internet_interface = "gw-inet"  # bridge: the leg facing the internet
 //! tun = "weir0"                   # routed: the multi-queue TUN device to create or attach
@@ -46,6 +47,16 @@ pub enum Offloads {
     Off,
 }
 
+/// How a bridge's legs are read and written: the `backend` key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// AF_PACKET rings with fanout steering subscribers to their worker.
+    #[default]
+    AfPacket,
+    /// AF_XDP sockets fed by an XDP program Weir loads on each leg (one worker for now).
+    AfXdp,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     #[default]
@@ -73,6 +84,7 @@ pub mod limits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
     pub mode: Mode,
+    pub backend: Backend,
     pub ue_interface: Option<String>,
     pub internet_interface: Option<String>,
     pub tun: Option<String>,
@@ -98,6 +110,7 @@ impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
             mode: Mode::Bridge,
+            backend: Backend::AfPacket,
             ue_interface: None,
             internet_interface: None,
             tun: None,
@@ -146,6 +159,7 @@ const KEYS: &[&str] = &[
     "offloads",
     "disable_offloads",
     "report_listen",
+    "backend",
 ];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -303,6 +317,12 @@ impl DataplaneConfig {
                         dp.mode = m;
                     }
                 }
+                "backend" => {
+                    let backends = [("af_packet", Backend::AfPacket), ("af_xdp", Backend::AfXdp)];
+                    if let Some(b) = r.choice(value, name, &backends) {
+                        dp.backend = b;
+                    }
+                }
                 "ue_interface" => dp.ue_interface = r.interface(value, name),
                 "internet_interface" => dp.internet_interface = r.interface(value, name),
                 "tun" => dp.tun = r.interface(value, name),
@@ -401,6 +421,11 @@ impl DataplaneConfig {
                     );
                 }
             }
+            Mode::Routed if dp.backend == Backend::AfXdp => r.error(
+                t.get("backend").map_or(at, |v| v.span().start),
+                "dataplane.backend",
+                "\"af_xdp\" needs mode = \"bridge\" (routed mode reads and writes its TUN)",
+            ),
             Mode::Routed => {
                 if t.get("tun").is_none() {
                     r.error(
@@ -410,6 +435,13 @@ impl DataplaneConfig {
                     );
                 }
             }
+        }
+        if dp.backend == Backend::AfXdp && dp.offloads == Offloads::Keep {
+            r.error(
+                t.get("offloads").map_or(at, |v| v.span().start),
+                "dataplane.offloads",
+                "\"keep\" needs backend = \"af_packet\" (an XDP program sees no aggregates)",
+            );
         }
         // Errors come out in document order, wherever in the table the reading found them.
         r.errors.sort_by_key(|e| (e.line, e.column));
@@ -534,6 +566,27 @@ subscriber = "imsi-001010000000001"
     }
 
     #[test]
+    fn reads_the_backend_and_keeps_af_xdp_to_bridges() {
+        let from = |doc: &str| DataplaneConfig::from_toml_str(doc, "t.toml").unwrap();
+        assert_eq!(from(DOC).backend, Backend::AfPacket);
+        let doc = DOC.replace("cores = [1]", "cores = [1]\nbackend = \"af_xdp\"");
+        assert_eq!(from(&doc).backend, Backend::AfXdp);
+        let bad = DOC.replace("cores = [1]", "cores = [1]\nbackend = \"xdp\"");
+        let e = DataplaneConfig::from_toml_str(&bad, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dataplane.backend: 'xdp' is not one of \"af_packet\", \"af_xdp\""),
+            "{e}"
+        );
+        let routed = "[dataplane]\nmode = \"routed\"\ntun = \"w0\"\nbackend = \"af_xdp\"\n";
+        let e = DataplaneConfig::from_toml_str(routed, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "t.toml:4:11: dataplane.backend: \"af_xdp\" needs mode = \"bridge\" (routed mode reads and writes its TUN)");
+    }
+
+    #[test]
     fn reads_the_transmit_mode() {
         let doc = DOC.replace("cores = [1]", "cores = [1]\ntx_mode = \"copy\"");
         let dp = DataplaneConfig::from_toml_str(&doc, "t.toml").unwrap();
@@ -563,7 +616,7 @@ subscriber = "imsi-001010000000001"
             errors("[dataplane]\nue_interfce = \"x\"\n"),
             [
                 "t.toml:1:1: dataplane: mode = \"bridge\" needs ue_interface and internet_interface",
-                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen",
+                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen, backend",
             ]
         );
         assert_eq!(

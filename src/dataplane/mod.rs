@@ -16,10 +16,12 @@ mod events;
 pub mod resolve;
 mod routed;
 mod worker;
+mod xdp_bridge;
 
-pub use config::{DataplaneConfig, DataplaneConfigError, Mode, Offloads};
+pub use config::{Backend, DataplaneConfig, DataplaneConfigError, Mode, Offloads};
 pub use report::{GatewayReport, IoCounters, WorkerReport};
 pub use routed::owner as routed_owner;
+pub use xdp_bridge::socket_config as xdp_socket_config;
 
 use crate::engine::Engine;
 use crate::io::afpacket::{AfPacketError, RxRing, TpacketVersion, Transmitter};
@@ -46,6 +48,17 @@ pub enum RunError {
     AfPacket(#[from] AfPacketError),
     #[error(transparent)]
     Tun(#[from] TunError),
+    #[error(transparent)]
+    Xdp(#[from] crate::io::xdp::XdpError),
+    #[error("backend = \"af_xdp\" runs one worker for now ({workers} cores chosen): give cores = [k] in [dataplane]")]
+    XdpWorkers { workers: usize },
+    #[error("AF_XDP on {interface}: cannot count its receive queues: {source}")]
+    XdpQueues {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error("AF_XDP on {interface}: {queues} receive queues; backend = \"af_xdp\" serves one for now (`ethtool -L {interface} combined 1`)")]
+    XdpManyQueues { interface: String, queues: u32 },
     #[error("core {core} does not exist or is not available to this process (it may use cores {allowed}); fix cores in [dataplane]")]
     NoSuchCore { core: usize, allowed: String },
     #[error("core {core} is listed twice in cores")]
@@ -284,6 +297,22 @@ pub fn run(
                 };
                 check_leg(ue, dp, &mut turned_off)?;
                 check_leg(inet, dp, &mut turned_off)?;
+                if dp.backend == Backend::AfXdp {
+                    let w = xdp_bridge::open(ue, inet, dp, n, make_worker(0, LinkType::Ethernet))?;
+                    let [(_, ue_zc), (_, inet_zc)] = w.interfaces();
+                    tracing::info!(
+                        ue_interface = ue,
+                        internet_interface = inet,
+                        workers = n,
+                        cores = ?cores,
+                        ue_zero_copy = ue_zc,
+                        internet_zero_copy = inet_zc,
+                        policy_version = version,
+                        "bridge mode up on AF_XDP"
+                    );
+                    spawn(0, &mut handles, Box::new(move || w.run()))?;
+                    return Ok(());
+                }
                 // Fanout group ids are per network namespace; one pair per process.
                 let group = (std::process::id() as u16) & 0x7fff;
                 let rx = dp.rx_config();

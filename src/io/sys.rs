@@ -79,7 +79,7 @@ pub unsafe fn setsockopt<T: Copy>(
 /// # Safety
 /// Every bit pattern the kernel may write for this option into `size_of::<T>()` bytes must be a
 /// valid `T` (plain integers, not `bool`s, enums or references).
-unsafe fn getsockopt<T: Copy + Default>(
+pub(in crate::io) unsafe fn getsockopt<T: Copy + Default>(
     fd: BorrowedFd<'_>,
     level: i32,
     name: i32,
@@ -423,6 +423,13 @@ unsafe impl Send for Mmap {}
 
 impl Mmap {
     pub fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mmap> {
+        Mmap::shared_at(fd, len, 0)
+    }
+
+    /// A shared mapping of `len` bytes at `offset`: AF_XDP tells its four rings apart by the
+    /// offset they are mapped at.
+    pub fn shared_at(fd: BorrowedFd<'_>, len: usize, offset: u64) -> io::Result<Mmap> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: a fresh mapping at an address of the kernel's choosing; nothing aliases it yet.
         let ptr = unsafe {
             libc::mmap(
@@ -431,9 +438,29 @@ impl Mmap {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd.as_raw_fd(),
+                offset,
+            )
+        };
+        Mmap::checked(ptr, len)
+    }
+
+    /// Zeroed, page-aligned private memory of `len` bytes (an AF_XDP UMEM), resident at once.
+    pub fn anonymous(len: usize) -> io::Result<Mmap> {
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
                 0,
             )
         };
+        Mmap::checked(ptr, len)
+    }
+
+    fn checked(ptr: *mut libc::c_void, len: usize) -> io::Result<Mmap> {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -461,6 +488,15 @@ impl Drop for Mmap {
         // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing uses them after drop.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// Moves the calling thread into the named network namespace (`ip netns add NAME`): sockets it
+/// opens afterwards, and interfaces it looks up, are that namespace's.
+pub fn enter_network_namespace(name: &str) -> io::Result<()> {
+    let ns = std::fs::File::open(format!("/run/netns/{name}"))?;
+    // SAFETY: setns takes a descriptor that lives across the call and a flag; it changes only
+    // the calling thread's namespace.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
 }
 
 /// A counter descriptor one thread bumps to wake another that polls it.
