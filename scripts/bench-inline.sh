@@ -11,8 +11,9 @@
 #
 # Prints Weir / kernel bridge for each. Settings: BENCH_SECONDS (default 5), WEIR_BENCH_CORES
 # (Weir's worker cores, default "1": trafgen runs on core 0), WEIR_BENCH_TPACKET (v2|v3, default v2),
-# WEIR_BENCH_TX (transmit modes to measure one after the other in this run, e.g. "ring copy";
-# default: the config's), WEIR_BENCH_SET (more [dataplane] keys for every Weir run, e.g.
+# WEIR_BENCH_BACKENDS (data paths to measure one after the other in this run, e.g.
+# "af_packet af_xdp"; default "af_packet"), WEIR_BENCH_TX (AF_PACKET transmit modes to measure one
+# after the other, e.g. "ring copy"; default: the config's), WEIR_BENCH_SET (more [dataplane] keys for every Weir run, e.g.
 # "batch=128 tx_frames=256"),
 # BENCH_PERF=1 to profile Weir during the packet-rate run (perf report to $STATE/perf-<tx>.txt),
 # BENCH_PLACEMENT=shared|split (default shared):
@@ -34,6 +35,16 @@ CORES=${WEIR_BENCH_CORES:-1}
 TPACKET=${WEIR_BENCH_TPACKET:-v2}
 read -r -a TX_MODES <<<"${WEIR_BENCH_TX:-}"
 [ ${#TX_MODES[@]} -gt 0 ] || TX_MODES=(default)
+read -r -a BACKENDS <<<"${WEIR_BENCH_BACKENDS:-af_packet}"
+# Every Weir run: an AF_PACKET run per transmit mode, one AF_XDP run (its transmit has no modes).
+RUNS=()
+for backend in "${BACKENDS[@]}"; do
+  case $backend in
+    af_packet) RUNS+=("${TX_MODES[@]}") ;;
+    af_xdp) RUNS+=(af_xdp) ;;
+    *) echo "bench-inline: unknown backend '$backend' in WEIR_BENCH_BACKENDS (af_packet, af_xdp)" >&2; exit 1 ;;
+  esac
+done
 read -r -a SET <<<"${WEIR_BENCH_SET:-}"
 export WEIR_LAB_PREFIX=${WEIR_LAB_PREFIX:-wbench-}
 export WEIR_LAB_STATE=${WEIR_LAB_STATE:-/tmp/weir-bench}
@@ -144,16 +155,21 @@ weir_config() {
 mkdir -p "$WEIR_LAB_STATE"
 echo "== kernel bridge"
 WEIR_LAB_GATEWAY=bridge measure bridge
-for tx in "${TX_MODES[@]}"; do
-  echo "== weir (cores $CORES, $TPACKET, tx $tx, placement $PLACEMENT${SET[*]:+, ${SET[*]}})"
+for tx in "${RUNS[@]}"; do
   cfg=$WEIR_LAB_STATE/bench-$tx.toml
-  if [ "$tx" = default ]; then weir_config "$cfg" "${SET[@]}"; else weir_config "$cfg" "tx_mode=$tx" "${SET[@]}"; fi
+  if [ "$tx" = af_xdp ]; then
+    echo "== weir (cores $CORES, AF_XDP, placement $PLACEMENT${SET[*]:+, ${SET[*]}})"
+    weir_config "$cfg" "backend=af_xdp" "${SET[@]}"
+  else
+    echo "== weir (cores $CORES, $TPACKET, tx $tx, placement $PLACEMENT${SET[*]:+, ${SET[*]}})"
+    if [ "$tx" = default ]; then weir_config "$cfg" "${SET[@]}"; else weir_config "$cfg" "tx_mode=$tx" "${SET[@]}"; fi
+  fi
   WEIR_LAB_GATEWAY=weir WEIR_LAB_CONFIG=$cfg WEIR_LAB_CORES=$CORES measure "$tx"
   [ -f "$WEIR_LAB_STATE/report.json" ] && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("weir io:", json.dumps(r["io"]))' "$WEIR_LAB_STATE/report.json"
 done
 
 args=("$SECS" "${R[bridge.sent]}" "${R[bridge.delivered]}" "${R[bridge.tcp]}" "${R[bridge.p50]}" "${R[bridge.p99]}")
-for tx in "${TX_MODES[@]}"; do
+for tx in "${RUNS[@]}"; do
   args+=("$tx" "${R[$tx.sent]}" "${R[$tx.delivered]}" "${R[$tx.tcp]}" "${R[$tx.p50]}" "${R[$tx.p99]}")
 done
 python3 - "${args[@]}" <<'PY'
@@ -162,7 +178,7 @@ a = sys.argv[1:]
 s = float(a[0])
 bs, bd, bt, bp50, bp99 = map(float, a[1:6])
 runs = [(a[i], *map(float, a[i + 1:i + 6])) for i in range(6, len(a), 6)]
-name = lambda t: "Weir" if t == "default" else f"Weir ({t})"
+name = lambda t: "Weir" if t == "default" else ("Weir (AF_XDP)" if t == "af_xdp" else f"Weir ({t})")
 print()
 print("| measure | kernel bridge | " + " | ".join(f"{name(t)} | ÷ bridge" for t, *_ in runs) + " |")
 print("|---|---:|" + "---:|---:|" * len(runs))
