@@ -5,7 +5,10 @@
 #   packet rate  trafgen in ue sends 64-byte frames (60 + FCS: Ethernet/IPv4/UDP) as fast as it
 #                can for BENCH_SECONDS; delivered = frames the inet end received (its interface
 #                counter), lost = sent - delivered
-#   TCP          iperf3 ue -> inet, BENCH_SECONDS, receiver's goodput
+#   TCP          iperf3 ue -> inet, BENCH_SECONDS, receiver's goodput, with 1 and with 4 streams;
+#                CPU per Gbit/s = the cores the whole machine kept busy during the transfer
+#                (/proc/stat: everything but idle and iowait; endpoints included, the same for
+#                every gateway) divided by the goodput
 #   latency      ping ue -> inet every 2 ms, p50 and p99 of the round trip; added latency is
 #                Weir's minus the bridge's
 #
@@ -15,6 +18,11 @@
 # "af_packet af_xdp"; default "af_packet"), WEIR_BENCH_TX (AF_PACKET transmit modes to measure one
 # after the other, e.g. "ring copy"; default: the config's), WEIR_BENCH_SET (more [dataplane] keys for every Weir run, e.g.
 # "batch=128 tx_frames=256"),
+# WEIR_BENCH_OFFLOADS=off|keep (default off): keep leaves the endpoints' veth offloads on, so TCP
+#   leaves the client as 64 KiB aggregates, and runs Weir's AF_PACKET legs with offloads = "keep"
+#   (aggregates forwarded whole, PACKET_VNET_HDR); AF_XDP still runs with offloads off (an XDP
+#   program sees no aggregates, so the kernel segments before it; the endpoints' checksum offload
+#   goes off for it, see measure), the bridge with the veth defaults,
 # BENCH_PERF=1 to profile Weir during the packet-rate run (perf report to $STATE/perf-<tx>.txt),
 # BENCH_PLACEMENT=shared|split (default shared):
 #   shared  only trafgen is pinned (core 0); clients, servers and their network stacks run
@@ -46,6 +54,13 @@ for backend in "${BACKENDS[@]}"; do
   esac
 done
 read -r -a SET <<<"${WEIR_BENCH_SET:-}"
+OFFLOADS=${WEIR_BENCH_OFFLOADS:-off}
+case $OFFLOADS in
+  off) ;;
+  keep) SET+=("offloads=keep") ;;
+  *) echo "bench-inline: WEIR_BENCH_OFFLOADS must be off or keep, got '$OFFLOADS'" >&2; exit 1 ;;
+esac
+export WEIR_LAB_OFFLOADS=$OFFLOADS
 export WEIR_LAB_PREFIX=${WEIR_LAB_PREFIX:-wbench-}
 export WEIR_LAB_STATE=${WEIR_LAB_STATE:-/tmp/weir-bench}
 # One client wired straight to the gateway and nothing but the web server behind it: no switch
@@ -98,12 +113,20 @@ EOF
   echo "$((tx1 - tx0)) $((rx1 - rx0))"
 }
 
+# The machine's CPU counters: "busy total" in clock ticks, all cores.
+cpu_ticks() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
+
+# TCP with $1 streams: prints "bits_per_second cores_busy".
 tcp() {
   ip netns exec "$INET" "${PIN[@]}" iperf3 -s -1 >/dev/null 2>&1 &
   sleep 0.5
-  ip netns exec "$UE" timeout $((SECS + 10)) "${PIN[@]}" iperf3 -c 198.51.100.10 -t "$SECS" -J |
-    python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))'
+  local b0 t0 b1 t1 bps
+  read -r b0 t0 < <(cpu_ticks)
+  bps=$(ip netns exec "$UE" timeout $((SECS + 10)) "${PIN[@]}" iperf3 -c 198.51.100.10 -t "$SECS" -P "$1" -J |
+    python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))')
+  read -r b1 t1 < <(cpu_ticks)
   wait || true
+  echo "$bps $(python3 -c "import os; print(f'{($b1 - $b0) / ($t1 - $t0) * os.cpu_count():.3f}')")"
 }
 
 # Prints "p50_us p99_us".
@@ -121,6 +144,14 @@ declare -A R
 measure() {
   local kind=$1
   scripts/lab.sh up >/dev/null
+  if [ "$kind" = af_xdp ] && [ "$OFFLOADS" = keep ]; then
+    # XDP sees a frame's bytes without the skb's checksum state: a frame the endpoint left to
+    # checksum offload would be forwarded with its checksum unfilled. On a wire every frame
+    # carries its checksum, so the endpoints compute theirs (and segment in software: veth turns
+    # its peer's TSO off while an XDP program is attached).
+    local n
+    for n in "$UE" "$INET"; do ip netns exec "$n" ethtool -K eth0 tx off >/dev/null 2>&1 || true; done
+  fi
   place_endpoints "$kind"
   read -r sent delivered < <(pps)
   R[$kind.sent]=$sent R[$kind.delivered]=$delivered
@@ -133,7 +164,8 @@ measure() {
     wait "$perf_pid" || true
     perf report -q --stdio --no-children -i "$WEIR_LAB_STATE/perf.data" 2>/dev/null | grep -v '^$' | head -60 >"$WEIR_LAB_STATE/perf-$kind.txt" || true
   fi
-  R[$kind.tcp]=$(tcp)
+  read -r "R[$kind.tcp]" "R[$kind.cpu]" < <(tcp 1)
+  read -r "R[$kind.tcp4]" "R[$kind.cpu4]" < <(tcp 4)
   read -r p50 p99 < <(latency)
   R[$kind.p50]=$p50 R[$kind.p99]=$p99
   scripts/lab.sh down >/dev/null
@@ -159,7 +191,8 @@ for tx in "${RUNS[@]}"; do
   cfg=$WEIR_LAB_STATE/bench-$tx.toml
   if [ "$tx" = af_xdp ]; then
     echo "== weir (cores $CORES, AF_XDP, placement $PLACEMENT${SET[*]:+, ${SET[*]}})"
-    weir_config "$cfg" "backend=af_xdp" "${SET[@]}"
+    # An XDP program sees no aggregates: AF_XDP refuses offloads = "keep".
+    weir_config "$cfg" "backend=af_xdp" "${SET[@]/offloads=keep/offloads=off}"
   else
     echo "== weir (cores $CORES, $TPACKET, tx $tx, placement $PLACEMENT${SET[*]:+, ${SET[*]}})"
     if [ "$tx" = default ]; then weir_config "$cfg" "${SET[@]}"; else weir_config "$cfg" "tx_mode=$tx" "${SET[@]}"; fi
@@ -168,22 +201,34 @@ for tx in "${RUNS[@]}"; do
   [ -f "$WEIR_LAB_STATE/report.json" ] && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("weir io:", json.dumps(r["io"]))' "$WEIR_LAB_STATE/report.json"
 done
 
-args=("$SECS" "${R[bridge.sent]}" "${R[bridge.delivered]}" "${R[bridge.tcp]}" "${R[bridge.p50]}" "${R[bridge.p99]}")
-for tx in "${RUNS[@]}"; do
-  args+=("$tx" "${R[$tx.sent]}" "${R[$tx.delivered]}" "${R[$tx.tcp]}" "${R[$tx.p50]}" "${R[$tx.p99]}")
+FIELDS=(sent delivered tcp cpu tcp4 cpu4 p50 p99)
+args=("$SECS" "$OFFLOADS")
+for kind in bridge "${RUNS[@]}"; do
+  args+=("$kind")
+  for f in "${FIELDS[@]}"; do args+=("${R[$kind.$f]}"); done
 done
 python3 - "${args[@]}" <<'PY'
 import sys
 a = sys.argv[1:]
-s = float(a[0])
-bs, bd, bt, bp50, bp99 = map(float, a[1:6])
-runs = [(a[i], *map(float, a[i + 1:i + 6])) for i in range(6, len(a), 6)]
-name = lambda t: "Weir" if t == "default" else ("Weir (AF_XDP)" if t == "af_xdp" else f"Weir ({t})")
+s, offloads = float(a[0]), a[1]
+w = 9  # name + 8 fields
+runs = [(a[i], *map(float, a[i + 1:i + w])) for i in range(2, len(a), w)]
+(_, bs, bd, bt, bc, bt4, bc4, bp50, bp99), weir = runs[0], runs[1:]
+def name(t):
+    if t == "af_xdp":
+        return "Weir, AF_XDP"
+    return "Weir, AF_PACKET" + ("" if t == "default" else f" ({t})") + (", offloads keep" if offloads == "keep" else "")
+def row(label, bridge, cell):
+    print(f"| {label} | {bridge} | " + " | ".join(cell(*r[1:]) for r in weir) + " |")
+gb = lambda bps: bps / 1e9
 print()
-print("| measure | kernel bridge | " + " | ".join(f"{name(t)} | ÷ bridge" for t, *_ in runs) + " |")
-print("|---|---:|" + "---:|---:|" * len(runs))
-print(f"| 64-byte frames delivered per second | {bd/s:,.0f} | " + " | ".join(f"{wd/s:,.0f} | {wd/bd:.2f}" for _, ws, wd, *_ in runs) + " |")
-print(f"| 64-byte frames lost (of sent) | {bs-bd:,.0f} of {bs:,.0f} | " + " | ".join(f"{ws-wd:,.0f} of {ws:,.0f} | " for _, ws, wd, *_ in runs) + " |")
-print(f"| TCP throughput (iperf3, Gbit/s) | {bt/1e9:.2f} | " + " | ".join(f"{wt/1e9:.2f} | {wt/bt:.2f}" for _, _, _, wt, *_ in runs) + " |")
-print(f"| round trip p50 / p99 (µs) | {bp50:.0f} / {bp99:.0f} | " + " | ".join(f"{w50:.0f} / {w99:.0f} | added p50 {w50-bp50:+.0f} µs, p99 {w99-bp99:+.0f} µs" for *_, w50, w99 in runs) + " |")
+print("| measure | kernel bridge | " + " | ".join(f"{name(t)} | ÷ bridge" for t, *_ in weir) + " |")
+print("|---|---:|" + "---:|---:|" * len(weir))
+row("64-byte frames delivered per second", f"{bd/s:,.0f}", lambda ws, wd, *_: f"{wd/s:,.0f} | {wd/bd:.2f}")
+row("64-byte frames lost (of sent)", f"{bs-bd:,.0f} of {bs:,.0f}", lambda ws, wd, *_: f"{ws-wd:,.0f} of {ws:,.0f} | ")
+row("TCP, 1 stream (Gbit/s)", f"{gb(bt):.2f}", lambda ws, wd, wt, *_: f"{gb(wt):.2f} | {wt/bt:.2f}")
+row("TCP, 4 streams (Gbit/s)", f"{gb(bt4):.2f}", lambda ws, wd, wt, wc, wt4, *_: f"{gb(wt4):.2f} | {wt4/bt4:.2f}")
+row("CPU per Gbit/s, 1 stream (cores busy)", f"{bc/gb(bt):.3f}", lambda ws, wd, wt, wc, *_: f"{wc/gb(wt):.3f} | {wc/gb(wt)/(bc/gb(bt)):.2f}")
+row("CPU per Gbit/s, 4 streams (cores busy)", f"{bc4/gb(bt4):.3f}", lambda ws, wd, wt, wc, wt4, wc4, *_: f"{wc4/gb(wt4):.3f} | {wc4/gb(wt4)/(bc4/gb(bt4)):.2f}")
+row("round trip p50 / p99 (µs)", f"{bp50:.0f} / {bp99:.0f}", lambda *r: f"{r[-2]:.0f} / {r[-1]:.0f} | added p50 {r[-2]-bp50:+.0f} µs, p99 {r[-1]-bp99:+.0f} µs")
 PY

@@ -75,6 +75,9 @@
 #                     [redirect] token key and success_url, e.g. when Weir's has no success_url
 #   WEIR_BIN          the weir binary (default target/release/weir, rebuilt when out of date)
 #   WEIR_LAB_CORES    cores for Weir's workers, e.g. "1" (default: the config's)
+#   WEIR_LAB_OFFLOADS off (default: the endpoints' veths hand over wire-sized frames with their
+#                     checksums: TSO, GSO, GRO and checksum offload off) | keep (the endpoints
+#                     keep the veth defaults, so TCP leaves them as 64 KiB aggregates)
 #   WEIR_LAB_STATE    where pid files, logs, the web root and the policy engine's database live
 #                     (default /tmp/weir-lab-<prefix>)
 set -Eeuo pipefail
@@ -95,6 +98,8 @@ MODE=${WEIR_LAB_MODE:-bridge}
 PCRF=${WEIR_LAB_PCRF:-1}
 CHARGING=${WEIR_LAB_CHARGING:-0}
 GATEWAYS=${WEIR_LAB_GATEWAYS:-1}
+OFFLOADS=${WEIR_LAB_OFFLOADS:-off}
+case "$OFFLOADS" in off | keep) ;; *) echo "lab: WEIR_LAB_OFFLOADS must be off or keep, got '$OFFLOADS'" >&2; exit 2 ;; esac
 read -r -a CLIENTS2 <<<"${WEIR_LAB_CLIENTS2:-ue3}"
 # Sessions from the policy engine unless there is none, or the mode has no such configuration.
 if [ "$PCRF" = 1 ] && [ "$MODE" = bridge ]; then SESSIONS=${WEIR_LAB_SESSIONS:-pcrf}; else SESSIONS=${WEIR_LAB_SESSIONS:-static}; fi
@@ -126,6 +131,7 @@ ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 quiet_offloads() {
   # Frames on a real wire are at most one MTU and carry their checksums; veth would otherwise
   # hand the gateway 64 KB super-frames with checksums left to "hardware".
+  [ "$OFFLOADS" = keep ] && return 0
   ns "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
 }
 
