@@ -4,7 +4,12 @@
 #
 #   packet rate  trafgen in ue sends 64-byte frames (60 + FCS: Ethernet/IPv4/UDP) as fast as it
 #                can for BENCH_SECONDS; delivered = frames the inet end received (its interface
-#                counter), lost = sent - delivered
+#                counter), lost = sent - delivered. WEIR_BENCH_SINK=stack (default) lets the
+#                inet end's stack take them (and answer each with ICMP port unreachable, work
+#                that veth runs on the sender's core: for Weir, inside its transmit call);
+#                WEIR_BENCH_SINK=socket has a UDP socket on port 9 take them and read none (the
+#                kernel drops what its full buffer cannot hold, answering nothing): less of the
+#                receiving host's work on the gateway's core, as over a wire to another machine
 #   TCP          iperf3 ue -> inet, BENCH_SECONDS, receiver's goodput, with 1 and with 4 streams;
 #                CPU per Gbit/s = the cores the whole machine kept busy during the transfer
 #                (/proc/stat: everything but idle and iowait; endpoints included, the same for
@@ -54,6 +59,8 @@ for backend in "${BACKENDS[@]}"; do
   esac
 done
 read -r -a SET <<<"${WEIR_BENCH_SET:-}"
+SINK=${WEIR_BENCH_SINK:-stack}
+case $SINK in stack | socket) ;; *) echo "bench-inline: WEIR_BENCH_SINK must be stack or socket, got '$SINK'" >&2; exit 1 ;; esac
 OFFLOADS=${WEIR_BENCH_OFFLOADS:-off}
 case $OFFLOADS in
   off) ;;
@@ -106,10 +113,20 @@ pps() {
 }
 EOF
   local tx0 rx0 tx1 rx1
+  local sink=
+  if [ "$SINK" = socket ]; then
+    ip netns exec "$INET" python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9))
+time.sleep(float(sys.argv[1]))' "$((SECS + 2))" &
+    sink=$!
+    sleep 0.3
+  fi
   tx0=$(counter "$UE" tx_packets); rx0=$(counter "$INET" rx_packets)
   ip netns exec "$UE" timeout -s INT "$SECS" taskset -c 0 trafgen -o eth0 -i "$cfg" -P 1 -C >/dev/null 2>&1 || true
   sleep 0.5
   tx1=$(counter "$UE" tx_packets); rx1=$(counter "$INET" rx_packets)
+  if [ -n "$sink" ]; then kill "$sink" 2>/dev/null; wait "$sink" 2>/dev/null || true; fi
   echo "$((tx1 - tx0)) $((rx1 - rx0))"
 }
 
