@@ -37,9 +37,10 @@ use toml::Spanned;
 pub enum Offloads {
     /// Left as they are: aggregates (a sender's TSO/GSO, the leg's GRO) are received whole with
     /// their `virtio_net_hdr`, classified once, sent on whole, and metered as the segments they
-    /// stand for: one engine pass per aggregate instead of per 1500-byte frame. Not yet the
-    /// default: its throughput is not measured side by side yet, and a frame held for a pending
-    /// session is released without its header (a partial checksum would leave unfinished).
+    /// stand for: one engine pass per aggregate instead of per 1500-byte frame; 2.4–6.5× the TCP
+    /// throughput of `Off` on veth (BENCHMARKS.md, Offloads kept). Not the default: a frame held
+    /// for a pending session is released without its header (a partial checksum would leave
+    /// unfinished), and AF_XDP cannot take aggregates.
     Keep,
     /// GRO, LRO, GSO and TSO turned off on both legs, so every frame is one wire frame. The
     /// default, as measured in BENCHMARKS.md (Inline forwarding).
