@@ -109,7 +109,7 @@ impl State {
             filter_ids: fui.filter_ids.clone(),
         };
         if self.redirect.apply_final_unit(snap, flow.session_id, fu) {
-            self.flows.invalidate_session(flow.session_id);
+            self.flows.invalidate_session(flow.session);
         }
     }
 

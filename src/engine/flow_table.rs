@@ -44,6 +44,9 @@ pub struct FlowEntry {
     pub downlink: Decision,
     /// Decisions hold until a rule of the session turns on or off.
     pub valid_until: Timestamp,
+    /// The session slot's epoch when the flow was entered: the decisions hold while it is the
+    /// table's (see [`FlowTable::invalidate_session`]). Set by [`FlowTable::insert`].
+    pub epoch: u32,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub packets: u64,
@@ -76,6 +79,7 @@ impl FlowEntry {
             uplink: Decision::Undecided,
             downlink: Decision::Undecided,
             valid_until,
+            epoch: 0,
             first_seen: now,
             last_seen: now,
             packets: 0,
@@ -111,6 +115,9 @@ pub struct FlowTable {
     /// Keyed on 5-tuples anyone on the internet chooses: a randomly keyed hash (a fresh key per
     /// table), so colliding keys cannot be computed in advance.
     map: HashMap<FlowKey, FlowEntry, ahash::RandomState>,
+    /// Per session slot, bumped to make every cached decision of the slot's session stale at
+    /// once; a slot never invalidated has no entry (epoch 0).
+    epochs: Vec<u32>,
     capacity: usize,
     pub timeouts: IdleTimeouts,
     last_sweep: Timestamp,
@@ -126,6 +133,7 @@ impl FlowTable {
         map.reserve(capacity);
         FlowTable {
             map,
+            epochs: Vec::new(),
             capacity,
             timeouts,
             last_sweep: Timestamp::ZERO,
@@ -152,8 +160,10 @@ impl FlowTable {
         now.saturating_since(entry.last_seen) > self.timeouts.for_protocol(key.protocol)
     }
 
-    /// Inserts (or replaces) a flow, making room first if the table is full.
-    pub fn insert(&mut self, key: FlowKey, entry: FlowEntry, now: Timestamp) -> &mut FlowEntry {
+    /// Inserts (or replaces) a flow, making room first if the table is full. Its decisions are
+    /// current for its session slot's epoch as it is now.
+    pub fn insert(&mut self, key: FlowKey, mut entry: FlowEntry, now: Timestamp) -> &mut FlowEntry {
+        entry.epoch = self.epoch(entry.session);
         if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             self.make_room(now);
         }
@@ -199,15 +209,31 @@ impl FlowTable {
         self.map.remove(key)
     }
 
-    /// Makes every cached decision of a session stale, so each of its flows is decided again
-    /// on its next packet (after its redirect was applied or lifted). O(table); runs on such
-    /// events only, never per packet.
-    pub fn invalidate_session(&mut self, session: SessionId) {
-        for e in self.map.values_mut() {
-            if e.session_id == session {
-                e.valid_until = Timestamp::ZERO;
-            }
+    /// The epoch of a session slot: a cached decision holds while its entry's is this one.
+    #[inline]
+    pub fn epoch(&self, slot: u32) -> u32 {
+        self.epochs.get(slot as usize).copied().unwrap_or(0)
+    }
+
+    /// A flow whose session slot has not been invalidated since it was entered (a stale one
+    /// stays until it is entered again or expires).
+    #[inline]
+    pub fn get_current_mut(&mut self, key: &FlowKey) -> Option<&mut FlowEntry> {
+        let e = self.map.get_mut(key)?;
+        let epoch = self.epochs.get(e.session as usize).copied().unwrap_or(0);
+        (e.epoch == epoch).then_some(e)
+    }
+
+    /// Makes every cached decision of the session at `slot` stale, so each of its flows is
+    /// decided again on its next packet (after its redirect was applied or lifted). Constant
+    /// time, whatever the table holds: the slot's epoch moves on, and the cache hit compares
+    /// it. A slot's next session inherits the epoch; its flows are entered under it.
+    pub fn invalidate_session(&mut self, slot: u32) {
+        let i = slot as usize;
+        if i >= self.epochs.len() {
+            self.epochs.resize(i + 1, 0);
         }
+        self.epochs[i] = self.epochs[i].wrapping_add(1);
     }
 
     /// Removes idle flows; returns how many.
@@ -278,5 +304,42 @@ mod tests {
         assert_eq!(t.expire(Timestamp(1070 * SEC)), 0);
         assert_eq!(t.expire(Timestamp(1071 * SEC)), 1);
         assert_eq!((t.created, t.expired, t.len()), (3, 2, 0));
+    }
+
+    #[test]
+    fn invalidating_a_slot_makes_only_its_flows_stale_until_entered_again() {
+        let mut t = table();
+        let now = Timestamp(1000 * SEC);
+        let (a, b) = (
+            udp_key(),
+            FlowKey {
+                ue: 0x0a2d_0003,
+                ..udp_key()
+            },
+        );
+        t.insert(
+            a,
+            FlowEntry::new(1, 7, SessionId(1), Timestamp::MAX, now),
+            now,
+        );
+        t.insert(
+            b,
+            FlowEntry::new(2, 8, SessionId(2), Timestamp::MAX, now),
+            now,
+        );
+        t.invalidate_session(7);
+        assert!(t.get_current_mut(&a).is_none());
+        assert!(t.get_current_mut(&b).is_some());
+        // Still in the table (counted, expired like any flow) until decided again.
+        assert_eq!(t.len(), 2);
+        t.insert(
+            a,
+            FlowEntry::new(1, 7, SessionId(1), Timestamp::MAX, now),
+            now,
+        );
+        assert_eq!(t.get_current_mut(&a).map(|e| e.epoch), Some(1));
+        // A slot far beyond any entered leaves the others alone.
+        t.invalidate_session(100_000);
+        assert!(t.get_current_mut(&a).is_some() && t.get_current_mut(&b).is_some());
     }
 }

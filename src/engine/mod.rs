@@ -140,7 +140,7 @@ impl Engine {
                     rating_group,
                 } => {
                     if st.redirect.remove_final_unit(session, Some(rating_group)) {
-                        st.flows.invalidate_session(session);
+                        invalidate(&mut st.flows, &snapshot, session);
                     }
                 }
             }
@@ -203,7 +203,7 @@ impl Engine {
     pub fn apply_final_unit_redirect(&mut self, session: SessionId, fu: FinalUnitRedirect) {
         let st = &mut self.state;
         if st.redirect.apply_final_unit(&self.snapshot, session, fu) {
-            st.flows.invalidate_session(session);
+            invalidate(&mut st.flows, &self.snapshot, session);
         }
     }
 
@@ -211,7 +211,7 @@ impl Engine {
     pub fn remove_final_unit_redirect(&mut self, session: SessionId, rating_group: Option<u32>) {
         let st = &mut self.state;
         if st.redirect.remove_final_unit(session, rating_group) {
-            st.flows.invalidate_session(session);
+            invalidate(&mut st.flows, &self.snapshot, session);
         }
     }
 
@@ -309,6 +309,14 @@ impl Engine {
 
     pub(crate) fn rule_hits(&self) -> impl Iterator<Item = (&(SessionId, Arc<str>), u64)> {
         self.state.hits.iter()
+    }
+}
+
+/// Makes a session's cached decisions stale, by its slot in `snapshot`. A session the snapshot
+/// no longer has needs nothing: its flows fail the stamp check.
+fn invalidate(flows: &mut FlowTable, snapshot: &PolicySnapshot, session: SessionId) {
+    if let Some((slot, _)) = snapshot.session_by_id(session) {
+        flows.invalidate_session(slot);
     }
 }
 

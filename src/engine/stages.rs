@@ -202,7 +202,7 @@ impl State {
     #[inline]
     fn cached(&mut self, snap: &PolicySnapshot, cx: &Context<'_>) -> Option<Flow> {
         let idle_limit = self.flows.timeouts.for_protocol(cx.key.protocol);
-        let e = self.flows.get_mut(&cx.key)?;
+        let e = self.flows.get_current_mut(&cx.key)?;
         if !snap.is_current(e.session, e.stamp)
             || cx.wall >= e.valid_until
             || cx.now.saturating_since(e.last_seen) > idle_limit
@@ -438,7 +438,7 @@ impl State {
     #[inline]
     fn watch(&mut self, snap: &PolicySnapshot, cx: &Context<'_>, flow: &Flow) {
         if flow.watch && self.redirect.observe(snap, flow.session, cx) {
-            self.flows.invalidate_session(flow.session_id);
+            self.flows.invalidate_session(flow.session);
         }
     }
 
