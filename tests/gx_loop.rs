@@ -16,7 +16,7 @@ mod common;
 #[path = "support/grpc.rs"]
 mod grpc;
 
-use common::{netns, ok, repo, root_or_skip, run, Lab};
+use common::{curl, netns, ok, repo, root_or_skip, run, Lab};
 use grpc::{call, grpcurl, grpcurl_or_skip, int};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -91,59 +91,6 @@ fn gcall(lab: &Lab, addr: &str, method: &str, body: Value) -> Value {
     let p = in_gw(lab);
     let prefix: Vec<&str> = p.iter().map(String::as_str).collect();
     call(&prefix, addr, method, &body)
-}
-
-/// Status code, headers (lower-case names) and body of one exchange made with curl in `ns`.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn curl(ns: &str, extra: &[&str], url: &str) -> Reply {
-    let mut args = vec!["curl", "-sS", "-i", "--max-time", "10"];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = run(&mut netns(ns, &args), Duration::from_secs(15));
-    assert!(
-        out.status.success(),
-        "curl {url} in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let raw = out.stdout;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
 }
 
 /// The status of one request for the site (0 when it got no answer within 3 s).

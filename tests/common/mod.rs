@@ -1,5 +1,5 @@
-//! What the end-to-end tests share: the root guard, bounded child processes, and a lab built by
-//! `scripts/lab.sh` under a unique prefix and torn down on drop.
+//! What the end-to-end tests share: the root guard, bounded child processes, curl exchanges in a
+//! namespace, and a lab built by `scripts/lab.sh` under a unique prefix and torn down on drop.
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
@@ -162,5 +162,58 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.down();
         let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// Status code, headers (lower-case names) and body of one HTTP exchange made with curl in `ns`.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn curl(ns: &str, extra: &[&str], url: &str) -> Reply {
+    let mut args = vec!["curl", "-sS", "-i", "--max-time", "10"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = run(&mut netns(ns, &args), Duration::from_secs(15));
+    assert!(
+        out.status.success(),
+        "curl {url} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
     }
 }

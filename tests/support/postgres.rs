@@ -152,3 +152,41 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A test's temporary folder (removed on drop) and, with `WEIR_TEST_STORE=postgres`, the
+/// PostgreSQL server whose database the test's configurations name instead of `pe.sqlite`.
+pub struct StoreDir(pub PathBuf, pub Option<Postgres>);
+
+impl StoreDir {
+    /// `kind` keeps the folders and clusters of different test binaries apart.
+    pub fn new(kind: &str, test: &str) -> StoreDir {
+        let p = std::env::temp_dir().join(format!("weir-{kind}-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        let pg = match std::env::var("WEIR_TEST_STORE").as_deref() {
+            Ok("postgres") => Some(
+                Postgres::start(&format!("{kind}-{test}"))
+                    .expect("WEIR_TEST_STORE=postgres needs PostgreSQL installed"),
+            ),
+            _ => None,
+        };
+        StoreDir(p, pg)
+    }
+
+    /// A configuration on this test's store.
+    pub fn store(&self, config: String) -> String {
+        match &self.1 {
+            Some(pg) => config.replace(
+                "database = \"pe.sqlite\"",
+                &format!("database = \"{}\"", pg.url),
+            ),
+            None => config,
+        }
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
