@@ -172,6 +172,9 @@ fn af_xdp_backend_carries_the_download_intact() {
         "{}",
         lab.log()
     );
+    // Both legs are veths: the operator is told what their peers' checksum offload would do.
+    let warned = lab.log().matches("AF_XDP on a veth leg").count();
+    assert_eq!(warned, 2, "{}", lab.log());
     for leg in ["gw-ue", "gw-inet"] {
         let shown = ok(
             &mut netns(&gw, &["ip", "-d", "link", "show", "dev", leg]),

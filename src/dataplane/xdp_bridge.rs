@@ -74,6 +74,9 @@ pub fn open(
         }
     }
     debug_assert_eq!(dp.offloads, Offloads::Off, "the configuration refuses keep");
+    for leg in [ue, inet] {
+        warn_if_veth(leg);
+    }
     let attach = |leg: &str| -> Result<(XdpSteering, XskSocket), RunError> {
         let steering = XdpSteering::attach(leg, 1)?;
         let socket = XskSocket::open(leg, 0, &config)?;
@@ -91,6 +94,20 @@ pub fn open(
         drops_seen: 0,
         _steering: [ue_steering, inet_steering],
     })
+}
+
+/// A veth peer's sender leaves TCP and UDP checksums to offload (`CHECKSUM_PARTIAL`, the veth
+/// default); XDP copies such a frame into the socket without the checksum filled in, and the
+/// far end drops it. A real NIC's wire never carries such frames; on veth (the lab, containers)
+/// the peer's transmit checksumming must be off.
+fn warn_if_veth(leg: &str) {
+    if sys::interface_driver(leg).is_ok_and(|d| d == "veth") {
+        tracing::warn!(
+            interface = leg,
+            "AF_XDP on a veth leg: frames its peer sends with checksum offload reach the other \
+             leg with the checksum unfilled; turn it off on the peer (ethtool -K PEER tx off)"
+        );
+    }
 }
 
 pub struct XdpBridgeWorker {
