@@ -300,7 +300,9 @@ mod tests {
             t.resolve(at(u64::from(id / 1000)), &mut first(id, (1, 2)));
         }
         assert_eq!(t.len(), 64);
-        assert_eq!(t.entries.capacity(), map_room);
+        // Tombstones left by evictions lower what the map reports as room until it rehashes
+        // in place, so its capacity may read lower, never higher: it did not grow.
+        assert!(t.entries.capacity() <= map_room, "{}", t.entries.capacity());
         assert_eq!(t.order.capacity(), order_room);
     }
 
