@@ -13,6 +13,7 @@ use crate::engine::{Engine, Output, Port, Toward, Verdict};
 use crate::io::afpacket::{RxMeta, RxRing, Transmitter, TxError, VnetHdr};
 use crate::io::sys;
 use crate::time::Timestamp;
+use crate::wire::{finish_partial_checksum, Partial};
 
 /// After a stop request, at most this many more rounds run to empty the rings.
 const DRAIN_ROUNDS: usize = 64;
@@ -159,6 +160,11 @@ fn leg(leg: Leg<'_>, b: &mut Batch<'_>) -> usize {
         }
         if meta.csum_not_ready {
             io.csum_not_ready += 1;
+            // With offloads kept the header says so and the sending leg finishes it; without,
+            // the frame goes out as bytes and nobody else would.
+            if meta.vnet.is_none() && finish_partial_checksum(data, Partial::Known) {
+                io.csum_finished += 1;
+            }
         }
         let tagged = meta.vlan.is_some() && data.len() >= 12;
         let frame: &[u8] = match meta.vlan {

@@ -61,6 +61,11 @@ const COUNTERS: &[Field] = &[
         |w| w.io.oversize,
     ),
     (
+        "weir_checksums_finished_total",
+        "TCP and UDP checksums a sender left to offload, finished before forwarding.",
+        |w| w.io.csum_finished,
+    ),
+    (
         "weir_aggregates_total",
         "Frames received as aggregates of several segments (GSO/GRO), handled once each.",
         |w| w.io.aggregates,

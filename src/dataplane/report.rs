@@ -31,6 +31,9 @@ pub struct IoCounters {
     pub oversize: u64,
     /// Frames whose checksum was left to hardware by the sender (checksum offload on the peer).
     pub csum_not_ready: u64,
+    /// TCP and UDP checksums a sender left to offload that Weir finished before handling the
+    /// frame (AF_PACKET with offloads off says which frames; on AF_XDP the field is read).
+    pub csum_finished: u64,
     /// With `offloads = "keep"`: frames received as aggregates of several segments (the
     /// sender's GSO or the leg's GRO), each handled once and metered as its segments.
     pub aggregates: u64,
@@ -54,6 +57,7 @@ impl IoCounters {
         self.tx_ring_full += o.tx_ring_full;
         self.oversize += o.oversize;
         self.csum_not_ready += o.csum_not_ready;
+        self.csum_finished += o.csum_finished;
         self.aggregates += o.aggregates;
         self.tx_errors += o.tx_errors;
         self.handoff_sent += o.handoff_sent;

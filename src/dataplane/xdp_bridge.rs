@@ -15,6 +15,7 @@ use crate::engine::{Engine, Output, Port, Toward, Verdict};
 use crate::io::sys;
 use crate::io::xdp::{self, XdpMode, XdpSteering, XskConfig, XskSocket, XskTxError};
 use crate::time::Timestamp;
+use crate::wire::{finish_partial_checksum, Partial};
 
 /// After a stop request, at most this many more rounds run to empty the rings.
 const DRAIN_ROUNDS: usize = 64;
@@ -74,9 +75,6 @@ pub fn open(
         }
     }
     debug_assert_eq!(dp.offloads, Offloads::Off, "the configuration refuses keep");
-    for leg in [ue, inet] {
-        warn_if_veth(leg);
-    }
     let attach = |leg: &str| -> Result<(XdpSteering, XskSocket), RunError> {
         let steering = XdpSteering::attach(leg, 1)?;
         let socket = XskSocket::open(leg, 0, &config)?;
@@ -94,20 +92,6 @@ pub fn open(
         drops_seen: 0,
         _steering: [ue_steering, inet_steering],
     })
-}
-
-/// A veth peer's sender leaves TCP and UDP checksums to offload (`CHECKSUM_PARTIAL`, the veth
-/// default); XDP copies such a frame into the socket without the checksum filled in, and the
-/// far end drops it. A real NIC's wire never carries such frames; on veth (the lab, containers)
-/// the peer's transmit checksumming must be off.
-fn warn_if_veth(leg: &str) {
-    if sys::interface_driver(leg).is_ok_and(|d| d == "veth") {
-        tracing::warn!(
-            interface = leg,
-            "AF_XDP on a veth leg: frames its peer sends with checksum offload reach the other \
-             leg with the checksum unfilled; turn it off on the peer (ethtool -K PEER tx off)"
-        );
-    }
 }
 
 pub struct XdpBridgeWorker {
@@ -260,6 +244,12 @@ fn leg(
     } = b;
     let n = rx.recv_batch(*max, |frame| {
         io.rx_frames += 1;
+        // XDP hands over a frame's bytes without the kernel's word on its checksum: a sender
+        // that left it to offload (veth's default) is recognised by the field itself.
+        if finish_partial_checksum(frame, Partial::IfBegun) {
+            io.csum_finished += 1;
+        }
+        let frame = &*frame;
         let verdict = engine.handle_frame(*now, port, frame, out);
         act(port, frame, verdict, out, other, back, io);
         out.clear();

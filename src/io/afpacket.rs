@@ -462,7 +462,7 @@ impl RxRing {
 
     /// Hands up to `max` received frames to `f`, each released back to the kernel right after;
     /// returns how many were handed over. Frames this host sent are skipped (not counted).
-    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], RxMeta)) -> usize {
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&mut [u8], RxMeta)) -> usize {
         let base = self.map.as_ptr();
         let len = self.map.len();
         let vnet = self.vnet;
@@ -503,9 +503,10 @@ impl RxRing {
                         && off + mac + snap <= len
                         && mac >= room
                     {
-                        // SAFETY: bounds checked just above; the kernel does not write a slot
-                        // while it is ours.
-                        let data = unsafe { std::slice::from_raw_parts(base.add(off + mac), snap) };
+                        // SAFETY: bounds checked just above; the kernel neither reads nor
+                        // writes a slot while it is ours, and the mapping is writable.
+                        let data =
+                            unsafe { std::slice::from_raw_parts_mut(base.add(off + mac), snap) };
                         let mut m = meta(s, flen, snap, tci, tpid);
                         // SAFETY: `mac >= room` puts the header after the slot's own header,
                         // inside our slot.
@@ -557,9 +558,10 @@ impl RxRing {
                             && *offset + mac + snap <= *block_size
                             && mac >= room
                         {
-                            // SAFETY: bounds checked just above, inside our block.
+                            // SAFETY: bounds checked just above, inside our block (which
+                            // the kernel does not touch while it is ours; writable mapping).
                             let data =
-                                unsafe { std::slice::from_raw_parts(base.add(p + mac), snap) };
+                                unsafe { std::slice::from_raw_parts_mut(base.add(p + mac), snap) };
                             let mut m = meta(s, flen, snap, tci, tpid);
                             // SAFETY: `mac >= room` puts the header after the packet's own
                             // header, inside our block.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 mod build;
 pub mod dns;
 mod fragment;
+mod offload;
 mod parse;
 
 pub use build::{
@@ -18,6 +19,7 @@ pub use build::{
     PortUnreachable, TcpSegment,
 };
 pub use fragment::{FragmentKey, FragmentOutcome, FragmentTable, FragmentTableConfig};
+pub use offload::{finish_partial_checksum, Partial};
 pub use parse::parse;
 
 /// How a frame starts: with an Ethernet header (AF_PACKET, most captures), with the IP header

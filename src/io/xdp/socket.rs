@@ -223,14 +223,15 @@ impl XskSocket {
 
     /// Hands up to `max` received frames to `f`, then gives their chunks back to the kernel on
     /// the fill ring. Returns how many frames there were.
-    pub fn recv_batch(&mut self, max: u32, mut f: impl FnMut(&[u8])) -> u32 {
+    /// `f` may change a frame in place.
+    pub fn recv_batch(&mut self, max: u32, mut f: impl FnMut(&mut [u8])) -> u32 {
         let n = self.rx.available().min(max);
         if n == 0 {
             return 0;
         }
         for i in 0..n {
             let d = self.rx.read(i);
-            f(self.umem.frame(d.addr, d.len));
+            f(self.umem.received_mut(d.addr, d.len));
         }
         // Room for all `n`: a receive chunk is on the fill ring, on the rx ring or here, and the
         // fill ring has a slot for every receive chunk.

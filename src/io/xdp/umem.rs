@@ -292,6 +292,19 @@ impl Umem {
         }
     }
 
+    /// A received frame, to change in place before it is handled (a checksum finished).
+    pub fn received_mut(&mut self, addr: u64, len: u32) -> &mut [u8] {
+        match self.range(addr, len) {
+            // SAFETY: the range is inside the mapping. The kernel neither reads nor writes a
+            // frame it has handed us until we give its chunk back on the fill ring, which needs
+            // `&mut self` on the socket, as this borrow does.
+            Some(start) => unsafe {
+                std::slice::from_raw_parts_mut(self.map.as_ptr().add(start), len as usize)
+            },
+            None => &mut [],
+        }
+    }
+
     /// The chunk at `addr` to write a frame of `len` bytes into, `None` past the UMEM.
     pub fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
         let start = self.range(addr, len)?;
