@@ -332,35 +332,6 @@ pub fn enable_offload(name: &str, offload: Offload) -> io::Result<()> {
     ethtool(fd, name, &mut s)
 }
 
-const ETHTOOL_GDRVINFO: u32 = 0x03;
-
-/// `struct ethtool_drvinfo`: the command, the driver's name, and what follows it (version,
-/// firmware, bus, counts), which nothing here reads.
-#[repr(C)]
-struct EthtoolDrvinfo {
-    cmd: u32,
-    driver: [u8; 32],
-    rest: [u8; 160],
-}
-
-/// The name of an interface's driver, as `ethtool -i` shows it (`veth`, `virtio_net`, `ixgbe`).
-pub fn interface_driver(name: &str) -> io::Result<String> {
-    let sock = control_socket()?;
-    let mut info = EthtoolDrvinfo {
-        cmd: ETHTOOL_GDRVINFO,
-        driver: [0; 32],
-        rest: [0; 160],
-    };
-    let mut req = IfReq::new(name)?;
-    let ptr = &mut info as *mut EthtoolDrvinfo as usize;
-    req.data[..std::mem::size_of::<usize>()].copy_from_slice(&ptr.to_ne_bytes());
-    // SAFETY: ETHTOOL_GDRVINFO writes exactly a `struct ethtool_drvinfo` through the pointer in
-    // the union; `info` is one (repr(C), the kernel's 196 bytes), live and writable across the call.
-    unsafe { ifreq_ioctl(sock.as_fd(), libc::SIOCETHTOOL, &mut req)? };
-    let len = info.driver.iter().position(|b| *b == 0).unwrap_or(32);
-    Ok(String::from_utf8_lossy(&info.driver[..len]).into_owned())
-}
-
 /// The cores this process may run on, ascending.
 pub fn allowed_cores() -> io::Result<Vec<usize>> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
