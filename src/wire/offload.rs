@@ -27,7 +27,8 @@ pub enum Partial {
 /// Finishes the TCP or UDP checksum of an Ethernet frame (802.1Q and QinQ tags allowed) whose
 /// sender left it to offload; returns whether it wrote one. Frames of other protocols, IP
 /// fragments, IPv6 with extension headers before the transport header, and frames shorter than
-/// their IP length are left as they are: nothing here reads out of bounds or panics.
+/// their IP length are left as they are: nothing here reads out of bounds or panics. With
+/// [`Partial::IfBegun`], `true` means the field changed.
 pub fn finish_partial_checksum(frame: &mut [u8], partial: Partial) -> bool {
     let Some(at) = locate(frame) else {
         return false;
@@ -50,7 +51,9 @@ pub fn finish_partial_checksum(frame: &mut [u8], partial: Partial) -> bool {
         value = 0xffff;
     }
     frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
-    true
+    // A suspected frame whose checksum was right all along (its field equal to the
+    // pseudo-header sum by chance, about 1 in 65 536) is not counted as finished.
+    partial == Partial::Known || value != stored
 }
 
 /// 0x0000 and 0xffff are the same number in one's complement.
