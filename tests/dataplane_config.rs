@@ -81,7 +81,7 @@ fn bad_lines(path: &str) -> String {
          {path}:17:11: dataplane.tx_mode: 'zerocopy' is not one of \"copy\", \"ring\"\n\
          {path}:18:17: dataplane.report_listen: expected a string, found integer\n\
          {path}:19:20: dataplane.disable_offloads: expected true or false, found string\n\
-         {path}:20:1: dataplane.tun_device: unknown key 'tun_device'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen, backend\n\
+         {path}:20:1: dataplane.tun_device: unknown key 'tun_device'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen, backend, idle\n\
          {path}:24:8: session[0].ipv4: 10.46.0.2 is not inside any ue_pool (10.45.0.0/16)\n\
          {path}: 16 error(s)\n"
     )

@@ -35,7 +35,7 @@ impl BridgeWorker {
         loop {
             let stopping = sys::stop_requested();
             if idle && !stopping {
-                super::worker::wait_readable([self.ue_rx.fd(), self.inet_rx.fd()]);
+                self.worker.wait([self.ue_rx.fd(), self.inet_rx.fd()]);
             }
             let now = self.worker.now();
             if self.worker.between_batches(now) {

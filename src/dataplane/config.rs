@@ -23,6 +23,7 @@
 //! handoff_queue = 1024            # routed: packets queued to another worker at most
 //! offloads = "keep"               # "keep": forward GSO/GRO aggregates whole (PACKET_VNET_HDR)
 //!                                 # "off": turn GRO/LRO/GSO/TSO off on the legs (and say so)
+//! idle = "sleep"                 # an idle worker sleeps in poll(2); "spin": polls its rings
 //! report_listen = "127.0.0.1:9464"  # GET /report serves the usage report; "" turns it off
 //! ```
 
@@ -31,6 +32,19 @@ use crate::policy::ConfigError;
 use std::ops::RangeInclusive;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+/// What a worker with nothing to do does: the `idle` key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Idle {
+    /// Sleeps in poll(2) until a ring has frames: its core is free for others, and the first
+    /// frame after a pause pays the wake-up (on a virtual machine, up to tens of µs when the
+    /// frame's softirq ran on another core; BENCHMARKS.md, Where the added latency goes).
+    #[default]
+    Sleep,
+    /// Polls its rings without sleeping: the core is the worker's alone (100 % busy, always),
+    /// and no frame waits for a wake-up. For a worker core nothing else runs on.
+    Spin,
+}
 
 /// What the legs' segmentation offloads do: the `offloads` key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,6 +118,7 @@ pub struct DataplaneConfig {
     pub handoff_queue: usize,
     /// `offloads`, or the older `disable_offloads = true` (off) / `false` (keep).
     pub offloads: Offloads,
+    pub idle: Idle,
     pub report_listen: String,
 }
 
@@ -127,6 +142,7 @@ impl Default for DataplaneConfig {
             tx_mode: TxMode::Copy,
             handoff_queue: 1024,
             offloads: Offloads::default(),
+            idle: Idle::default(),
             report_listen: "127.0.0.1:9464".to_string(),
         }
     }
@@ -161,6 +177,7 @@ const KEYS: &[&str] = &[
     "disable_offloads",
     "report_listen",
     "backend",
+    "idle",
 ];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -365,6 +382,12 @@ impl DataplaneConfig {
                 "handoff_queue" => {
                     if let Some(n) = size(&mut r, limits::HANDOFF_QUEUE) {
                         dp.handoff_queue = n as usize;
+                    }
+                }
+                "idle" => {
+                    let choices = [("sleep", Idle::Sleep), ("spin", Idle::Spin)];
+                    if let Some(i) = r.choice(value, name, &choices) {
+                        dp.idle = i;
                     }
                 }
                 "offloads" => {
@@ -588,6 +611,24 @@ subscriber = "imsi-001010000000001"
     }
 
     #[test]
+    fn reads_what_an_idle_worker_does() {
+        let dp = DataplaneConfig::from_toml_str(DOC, "t.toml").unwrap();
+        assert_eq!(dp.idle, Idle::Sleep);
+        let doc = DOC.replace("cores = [1]", "cores = [1]\nidle = \"spin\"");
+        let dp = DataplaneConfig::from_toml_str(&doc, "t.toml").unwrap();
+        assert_eq!(dp.idle, Idle::Spin);
+        let doc = DOC.replace("cores = [1]", "cores = [1]\nidle = \"busy\"");
+        let e = DataplaneConfig::from_toml_str(&doc, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:"), "{e}");
+        assert!(
+            e.contains("dataplane.idle") && e.contains("\"sleep\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn reads_the_transmit_mode() {
         let doc = DOC.replace("cores = [1]", "cores = [1]\ntx_mode = \"copy\"");
         let dp = DataplaneConfig::from_toml_str(&doc, "t.toml").unwrap();
@@ -617,7 +658,7 @@ subscriber = "imsi-001010000000001"
             errors("[dataplane]\nue_interfce = \"x\"\n"),
             [
                 "t.toml:1:1: dataplane: mode = \"bridge\" needs ue_interface and internet_interface",
-                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen, backend",
+                "t.toml:2:1: dataplane.ue_interfce: unknown key 'ue_interfce'; expected one of mode, ue_interface, internet_interface, tun, cores, batch, tpacket_version, rx_frames, frame_size, block_size, blocks, block_timeout_ms, tx_frames, tx_mode, handoff_queue, offloads, disable_offloads, report_listen, backend, idle",
             ]
         );
         assert_eq!(

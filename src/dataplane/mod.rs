@@ -18,7 +18,7 @@ mod routed;
 mod worker;
 mod xdp_bridge;
 
-pub use config::{Backend, DataplaneConfig, DataplaneConfigError, Mode, Offloads};
+pub use config::{Backend, DataplaneConfig, DataplaneConfigError, Idle, Mode, Offloads};
 pub use report::{GatewayReport, IoCounters, WorkerReport};
 pub use routed::owner as routed_owner;
 pub use xdp_bridge::socket_config as xdp_socket_config;
@@ -254,12 +254,14 @@ pub fn run(
         events: options.events.take(),
     };
     let make_worker = |index: usize, link: LinkType| {
-        Worker::new(
+        let mut w = Worker::new(
             index,
             cores[index],
             Engine::new(policy.load_full(), link),
             shared.clone(),
-        )
+        );
+        w.spin = dp.idle == Idle::Spin;
+        w
     };
     let mut handles: Vec<JoinHandle<Result<WorkerReport, RunError>>> = Vec::with_capacity(n);
     let spawn = |index: usize,

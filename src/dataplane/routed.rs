@@ -187,7 +187,7 @@ impl RoutedWorker {
         loop {
             let stopping = sys::stop_requested();
             if idle && !stopping {
-                super::worker::wait_readable([self.queue.fd(), self.wake.fd()]);
+                self.worker.wait([self.queue.fd(), self.wake.fd()]);
             }
             self.wake.reset();
             let now = self.worker.now();

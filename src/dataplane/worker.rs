@@ -43,6 +43,8 @@ pub struct Worker {
     /// A publish found the slot busy: try again after the next batch.
     publish_pending: bool,
     last_housekeeping: Timestamp,
+    /// `idle = "spin"`: an idle worker polls its rings instead of sleeping in poll(2).
+    pub spin: bool,
 }
 
 impl Worker {
@@ -77,6 +79,7 @@ impl Worker {
             answered: 0,
             publish_pending: false,
             last_housekeeping: now,
+            spin: false,
         }
     }
 
@@ -166,9 +169,21 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// What an idle worker does before it looks at its rings again: sleeps until one of `fds`
+    /// is readable, or (`idle = "spin"`) goes straight back, keeping its core awake.
+    pub(super) fn wait(&self, fds: [std::os::fd::BorrowedFd<'_>; 2]) {
+        if self.spin {
+            std::hint::spin_loop();
+        } else {
+            wait_readable(fds);
+        }
+    }
+}
+
 /// Sleeps until one of two descriptors is readable. The timeout bounds how late an idle worker
 /// notices a stop request or a new policy snapshot.
-pub(super) fn wait_readable(fds: [std::os::fd::BorrowedFd<'_>; 2]) {
+fn wait_readable(fds: [std::os::fd::BorrowedFd<'_>; 2]) {
     let mut ready = [false; 2];
     if let Err(e) = crate::io::sys::poll_readable(&fds, 100, &mut ready) {
         tracing::warn!(error = %e, "poll failed");

@@ -122,7 +122,7 @@ impl XdpBridgeWorker {
         loop {
             let stopping = sys::stop_requested();
             if idle && !stopping {
-                super::worker::wait_readable([self.ue.fd(), self.inet.fd()]);
+                self.worker.wait([self.ue.fd(), self.inet.fd()]);
             }
             let now = self.worker.now();
             if self.worker.between_batches(now) {
