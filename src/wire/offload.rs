@@ -4,14 +4,9 @@
 //! device is to add the rest. A gateway that receives such a frame on a raw socket and sends
 //! it on as bytes must finish the checksum itself, or the far end drops the frame.
 
-use super::build::Checksum;
+use super::build::{Checksum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, TPID_8021AD, TPID_8021Q};
 use super::proto;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const TPID_8021Q: u16 = 0x8100;
-const TPID_8021AD: u16 = 0x88a8;
 
 /// Whether the sender is known to have left the checksum to offload (AF_PACKET's
 /// `TP_STATUS_CSUMNOTREADY`) or that has to be read from the frame (AF_XDP says nothing).
