@@ -167,9 +167,7 @@ impl Worker {
         self.board.publish_last(&last);
         last
     }
-}
 
-impl Worker {
     /// What an idle worker does before it looks at its rings again: sleeps until one of `fds`
     /// is readable, or (`idle = "spin"`) goes straight back, keeping its core awake.
     pub(super) fn wait(&self, fds: [std::os::fd::BorrowedFd<'_>; 2]) {

@@ -197,8 +197,9 @@ impl State {
 
     /// The flow cache: a hit is a flow whose session has not changed since it was classified
     /// (another session's change leaves it cached), not idle, whose rules have not turned on or
-    /// off since. A hit costs one table lookup; what the rest of the
-    /// path needs is copied out of it.
+    /// off since, and not made stale since it was entered (its session slot's epoch, read
+    /// beside the entry). A hit costs one table lookup; what the rest of the path needs is
+    /// copied out of it.
     #[inline]
     fn cached(&mut self, snap: &PolicySnapshot, cx: &Context<'_>) -> Option<Flow> {
         let idle_limit = self.flows.timeouts.for_protocol(cx.key.protocol);
